@@ -1,0 +1,87 @@
+# One entry point for people and CI. Every target sets itself up first.
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+PY := $(ROOT)/.venv/bin/python
+SERVING_PY := $(ROOT)/.venv-serving/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+export AIRFLOW_HOME ?= $(ROOT)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(ROOT)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
+export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: help setup venv venv-serving airflow-db browser test lint demo demo-drift render bench up serve lock clean
+
+help:
+	@echo "make demo    set everything up, run the training pipeline and the drift DAG, print a summary"
+	@echo "make test    set everything up and run the test suite"
+	@echo "make up      airflow standalone on http://localhost:8080 with the bundle's DAGs"
+	@echo "make serve   serve the current champion locally in the foreground"
+	@echo "make render  write the Kubernetes objects the pipeline would submit to build/manifests/"
+	@echo "make bench   run every benchmark (numbers in build/bench/)"
+
+$(UV):
+	python3 -m pip install --quiet --user uv==0.13.9 || python3 -m pip install --quiet --break-system-packages --user uv==0.13.9
+
+.venv/.synced: requirements.lock providers/mlops/pyproject.toml | $(UV)
+	test -x $(PY) || $(UV) venv --quiet --python 3.11 .venv
+	VIRTUAL_ENV=$(ROOT)/.venv $(UV) pip sync --quiet requirements.lock
+	touch $@
+
+.venv-serving/.synced: kserve/requirements.lock | $(UV)
+	test -x $(SERVING_PY) || $(UV) venv --quiet --python 3.11 .venv-serving
+	VIRTUAL_ENV=$(ROOT)/.venv-serving $(UV) pip sync --quiet kserve/requirements.lock
+	touch $@
+
+venv: .venv/.synced
+venv-serving: .venv-serving/.synced
+
+$(AIRFLOW_HOME)/airflow.db: .venv/.synced
+	mkdir -p $(AIRFLOW_HOME)
+	$(ROOT)/.venv/bin/airflow db migrate >/dev/null
+
+airflow-db: $(AIRFLOW_HOME)/airflow.db
+
+setup: venv venv-serving airflow-db
+
+# Headless Chromium for the UI test (Debian's package; Playwright drives it with executablePath).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+
+test: venv venv-serving browser
+	$(PY) -m ruff check providers dags plugins include kserve tests benchmarks
+	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check providers dags plugins include kserve tests benchmarks
+	$(PY) -m ruff format --check providers dags plugins include kserve tests benchmarks
+
+demo: setup
+	$(PY) -m include.demo
+
+demo-drift: setup
+	$(PY) -m include.demo --inject-drift
+
+render: venv
+	$(PY) -m include.render --out build/manifests
+
+bench: setup
+	@mkdir -p build/bench
+	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+
+up: setup
+	$(PY) -m include.standalone
+
+serve: setup
+	$(PY) -m include.serve
+
+lock: | $(UV)
+	$(UV) pip compile requirements-dev.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+	$(UV) pip compile kserve/requirements.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o kserve/requirements.lock
+
+clean:
+	rm -rf build .airflow

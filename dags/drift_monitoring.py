@@ -1,0 +1,47 @@
+"""
+### Drift monitoring
+
+On a schedule, compare the latest validated window (and the predictions the endpoint logged) with
+the training-set snapshot of the current `champion`, found through its MLflow lineage tags.
+Evidently's per-feature tests decide drift; the HTML report and a JSON summary go to the artifact
+store and to MLflow (extra link on the task).
+
+When drift exceeds the policy the check emits a `drift.fraud_detector` asset event carrying the
+verdict, which schedules `ml_training_pipeline`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from mlops_provider.assets import EXAMPLE_DATASET, EXAMPLE_MODEL, FRAUD_MODEL_DRIFT
+from mlops_provider.operators.evidently import EvidentlyDriftCheckOperator
+
+
+@dag(
+    dag_id="drift_monitoring",
+    schedule="0 */6 * * *",
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["mlops", "monitoring"],
+    default_args={"owner": "mlops", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
+    params={
+        "as_of": Param("", type="string", description="Last day (YYYY-MM-DD) of the current window; empty: the run's date."),
+        "window_days": Param(3, type="integer", minimum=1, description="Days of validated data in the current window."),
+    },
+)
+def drift_monitoring():
+    EvidentlyDriftCheckOperator(
+        task_id="check_drift",
+        model_name=EXAMPLE_MODEL,
+        dataset=EXAMPLE_DATASET,
+        current_start="{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}",
+        current_end="{{ params.as_of or (dag_run.run_after | ds) }}",
+        outlets=[FRAUD_MODEL_DRIFT],
+    )
+
+
+drift_monitoring()

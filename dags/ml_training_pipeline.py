@@ -1,0 +1,115 @@
+"""
+### ML training pipeline
+
+Takes the fraud model from raw transactions to a served model:
+ingest the window's partitions, validate them (bad rows to quarantine), apply and materialize the
+Feast features, build a point-in-time training set, train XGBoost (local, Kubernetes GPU pod or
+Vertex AI, by configuration), gate the new version against the `champion`, deploy it (canary on
+KServe, blue/green locally) and smoke-test the endpoint.
+
+Runs when new validated data lands or when a drift check asks for retraining
+(`validated.transactions | drift.fraud_detector`). A cooldown keeps drift storms from becoming
+retraining storms. Trigger it by hand with `as_of` to train on a given window.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from mlops_provider.assets import (
+    EXAMPLE_DATASET,
+    EXAMPLE_MODEL,
+    FRAUD_MODEL,
+    FRAUD_MODEL_DRIFT,
+    TRANSACTIONS_TRAINING_SET,
+    VALIDATED_TRANSACTIONS,
+)
+from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
+from mlops_provider.operators.ingestion import IngestionOperator
+from mlops_provider.operators.kserve import ModelDeployOperator, ModelEndpointSmokeTestOperator
+from mlops_provider.operators.mlflow import MlflowEvaluationGateOperator
+from mlops_provider.operators.retraining import RetrainingCooldownOperator
+from mlops_provider.operators.training import XGBoostTrainOperator
+from mlops_provider.operators.validation import DataValidationOperator
+
+WINDOW_START = "{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}"
+WINDOW_END = "{{ params.as_of or (dag_run.run_after | ds) }}"
+
+
+@dag(
+    dag_id="ml_training_pipeline",
+    schedule=(VALIDATED_TRANSACTIONS | FRAUD_MODEL_DRIFT),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["mlops", "training"],
+    default_args={"owner": "mlops", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
+    params={
+        "as_of": Param("", type="string", description="Last day (YYYY-MM-DD) of the training window; empty: the run's date."),
+        "window_days": Param(21, type="integer", minimum=1, description="Days of data in the training window."),
+    },
+)
+def ml_training_pipeline():
+    cooldown = RetrainingCooldownOperator(task_id="retraining_cooldown", model_name=EXAMPLE_MODEL)
+
+    ingest = IngestionOperator(
+        task_id="ingest",
+        dataset=EXAMPLE_DATASET,
+        partition_start=WINDOW_START,
+        partition_end=WINDOW_END,
+    )
+    validate = DataValidationOperator(
+        task_id="validate",
+        dataset=EXAMPLE_DATASET,
+        contract="include/contracts/transactions.yaml",
+        partition_start=WINDOW_START,
+        partition_end=WINDOW_END,
+    )
+    apply_features = FeastApplyOperator(task_id="apply_features")
+    materialize = FeastMaterializeOperator(
+        task_id="materialize_features",
+        start=WINDOW_START,
+        end=WINDOW_END,
+    )
+    training_set = FeastTrainingSetOperator(
+        task_id="build_training_set",
+        dataset=EXAMPLE_DATASET,
+        feature_service="fraud_model_v1",
+        label_column="is_fraud",
+        partition_start=WINDOW_START,
+        partition_end=WINDOW_END,
+        outlets=[TRANSACTIONS_TRAINING_SET],
+    )
+    train = XGBoostTrainOperator(
+        task_id="train",
+        model_name=EXAMPLE_MODEL,
+        training_set=training_set.output,
+        params_file="include/trainer/params.yaml",
+    )
+    gate = MlflowEvaluationGateOperator(
+        task_id="evaluation_gate",
+        model_name=EXAMPLE_MODEL,
+        candidate=train.output,
+        training_set=training_set.output,
+        pool="mlops_promotion",
+    )
+    deploy = ModelDeployOperator(
+        task_id="deploy",
+        model_name=EXAMPLE_MODEL,
+        candidate=gate.output,
+        outlets=[FRAUD_MODEL],
+        pool="mlops_promotion",
+    )
+    smoke_test = ModelEndpointSmokeTestOperator(
+        task_id="smoke_test",
+        endpoint=deploy.output,
+        training_set=training_set.output,
+    )
+
+    cooldown >> ingest >> validate >> apply_features >> materialize >> training_set
+    train >> gate >> deploy >> smoke_test
+
+
+ml_training_pipeline()

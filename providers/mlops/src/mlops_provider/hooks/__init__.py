@@ -1,0 +1,1 @@
+"""Hooks of the MLOps provider, one module per integration."""

@@ -1,0 +1,1 @@
+"""Links of the MLOps provider, one module per integration."""

@@ -1,0 +1,1 @@
+"""Sensors of the MLOps provider, one module per integration."""

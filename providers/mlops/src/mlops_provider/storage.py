@@ -1,0 +1,71 @@
+"""Object storage through Airflow's ``ObjectStoragePath``: ``file://``, ``s3://`` and ``gs://`` alike."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import TYPE_CHECKING
+
+from mlops_provider.settings import get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import ObjectStoragePath
+
+_DEFAULT_CONN_BY_SCHEME = {"s3": "aws_default", "gs": "google_cloud_default", "gcs": "google_cloud_default"}
+
+
+def storage_path(uri: str, conn_id: str | None = None) -> ObjectStoragePath:
+    """Return an ``ObjectStoragePath`` for ``uri`` with the connection its scheme needs.
+
+    ``conn_id`` wins; otherwise ``[mlops] storage_conn_id``; otherwise the scheme's default
+    connection (``aws_default`` for ``s3://``, ``google_cloud_default`` for ``gs://``). Local paths
+    without a scheme are treated as ``file://``.
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    if "://" not in uri:
+        uri = f"file://{uri}"
+    scheme = uri.split("://", 1)[0]
+    if scheme == "file":
+        return ObjectStoragePath(uri)
+    conn_id = conn_id or get_settings().storage_conn_id or _DEFAULT_CONN_BY_SCHEME.get(scheme)
+    return ObjectStoragePath(uri, conn_id=conn_id)
+
+
+def read_parquet(uri: str | ObjectStoragePath, conn_id: str | None = None, **kwargs) -> pd.DataFrame:
+    """Read one Parquet file, or every ``*.parquet`` below a folder, into a DataFrame."""
+    import pandas as pd
+
+    path = uri if not isinstance(uri, str) else storage_path(uri, conn_id)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        if not files:
+            return pd.DataFrame()
+        return pd.concat([_read_one(p, **kwargs) for p in files], ignore_index=True)
+    return _read_one(path, **kwargs)
+
+
+def _read_one(path: ObjectStoragePath, **kwargs) -> pd.DataFrame:
+    import pandas as pd
+
+    with path.open("rb") as handle:
+        return pd.read_parquet(io.BytesIO(handle.read()), **kwargs)
+
+
+def write_bytes_atomic(data: bytes, uri: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStoragePath:
+    """Write ``data`` to a temporary sibling, then rename it over ``uri``, so readers never see half a file."""
+    target = uri if not isinstance(uri, str) else storage_path(uri, conn_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    with tmp.open("wb") as handle:
+        handle.write(data)
+    tmp.rename(target)
+    return target
+
+
+def write_parquet_atomic(df: pd.DataFrame, uri: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStoragePath:
+    """Write ``df`` as Parquet to ``uri`` atomically (write a temporary file, then rename)."""
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    return write_bytes_atomic(buffer.getvalue(), uri, conn_id)

@@ -1,0 +1,1 @@
+"""Triggers of the MLOps provider, one module per integration."""
