@@ -7,6 +7,7 @@ plugins, so each area of the suite can add its own servers without editing this 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,15 @@ TEST_HOME = REPO_ROOT / "build" / "test-airflow"
 
 os.environ["AIRFLOW_HOME"] = str(TEST_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+# Two bundles: the product's DAGs and small DAGs that drive single operators through Airflow in tests.
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+         "kwargs": {"path": str(REPO_ROOT / "dags")}},
+        {"name": "test-dags", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+         "kwargs": {"path": str(REPO_ROOT / "tests" / "dag_files")}},
+    ]
+)
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
@@ -42,6 +52,13 @@ def pytest_configure(config: pytest.Config) -> None:
     TEST_HOME.mkdir(parents=True)
     subprocess.run(
         [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    # Promotion and deployment are serialized per model through this pool (see the training DAG).
+    subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "pools", "set", "mlops_promotion", "1", "Serialize promotion"],
         check=True,
         stdout=subprocess.DEVNULL,
         env=os.environ.copy(),
