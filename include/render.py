@@ -1,0 +1,50 @@
+"""``make render``: write every Kubernetes object the pipeline would submit, as YAML, for review and GitOps.
+
+Uses the current configuration (``AIRFLOW__MLOPS__*``); needs no cluster. One file per object:
+``build/manifests/<kind>-<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def render_all() -> list[dict]:
+    """Return the training pod (and its RBAC) and the InferenceService objects for the current settings."""
+    from mlops_provider.operators.kserve import render_serving_manifests
+    from mlops_provider.operators.training import render_training_manifests
+    from mlops_provider.settings import get_settings
+
+    settings = get_settings()
+    return [*render_training_manifests(settings), *render_serving_manifests(settings)]
+
+
+def write_manifests(objects: list[dict], out: Path) -> list[Path]:
+    """Write each object to ``out`` and return the paths, replacing what an earlier render left."""
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.yaml"):
+        stale.unlink()
+    paths = []
+    for obj in objects:
+        name = f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        path = out / name
+        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "manifests")
+    args = parser.parse_args()
+    for path in write_manifests(render_all(), args.out):
+        print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+if __name__ == "__main__":
+    main()

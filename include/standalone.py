@@ -1,0 +1,32 @@
+"""``make up``: ``airflow standalone`` with the bundle's DAGs loaded and unpaused, UI on localhost:8080."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    env = dict(
+        os.environ,
+        # The bundle's DAGs are meant to run: drift checks on their schedule, training on its assets.
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        AIRFLOW__API__PORT=os.environ.get("AIRFLOW__API__PORT", "8080"),
+    )
+    subprocess.run(
+        [airflow, "pools", "set", "mlops_promotion", "1", "Serializes model promotion and deployment"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    print("Airflow UI: http://localhost:8080 (the admin password is printed by airflow standalone below)")
+    os.execve(airflow, [airflow, "standalone"], env)
+
+
+if __name__ == "__main__":
+    main()
