@@ -1,5 +1,4 @@
-"""
-### Drift monitoring
+"""### Drift monitoring
 
 On a schedule, compare the latest validated window (and the predictions the endpoint logged) with
 the training-set snapshot of the current `champion`, found through its MLflow lineage tags.
@@ -29,7 +28,9 @@ from mlops_provider.operators.evidently import EvidentlyDriftCheckOperator
     tags=["mlops", "monitoring"],
     default_args={"owner": "mlops", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
     params={
-        "as_of": Param("", type="string", description="Last day (YYYY-MM-DD) of the current window; empty: the run's date."),
+        "as_of": Param(
+            "", type="string", description="Last day (YYYY-MM-DD) of the current window; empty: the run's date."
+        ),
         "window_days": Param(3, type="integer", minimum=1, description="Days of validated data in the current window."),
     },
 )

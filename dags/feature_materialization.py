@@ -1,5 +1,4 @@
-"""
-### Feature materialization
+"""### Feature materialization
 
 Every day: ingest that day's raw transactions into the raw zone, validate them (bad rows to
 quarantine with reasons), and materialize the new interval of Feast features into the online

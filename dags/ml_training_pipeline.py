@@ -1,5 +1,4 @@
-"""
-### ML training pipeline
+"""### ML training pipeline
 
 Takes the fraud model from raw transactions to a served model:
 ingest the window's partitions, validate them (bad rows to quarantine), apply and materialize the
@@ -47,7 +46,9 @@ WINDOW_END = "{{ params.as_of or (dag_run.run_after | ds) }}"
     tags=["mlops", "training"],
     default_args={"owner": "mlops", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
     params={
-        "as_of": Param("", type="string", description="Last day (YYYY-MM-DD) of the training window; empty: the run's date."),
+        "as_of": Param(
+            "", type="string", description="Last day (YYYY-MM-DD) of the training window; empty: the run's date."
+        ),
         "window_days": Param(21, type="integer", minimum=1, description="Days of data in the training window."),
     },
 )

@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
     print()
-    print(f"model          {summary['model_name']} version {summary['model_version']} (gate: {summary['gate_decision']})")
+    print(
+        f"model          {summary['model_name']} version {summary['model_version']} (gate: {summary['gate_decision']})"
+    )
     print(f"alias          champion -> version {summary['champion_version']}")
     print(f"endpoint       {endpoint_url}/v2/models/{EXAMPLE_MODEL}/infer  (prediction for one row: {prediction:.4f})")
     print(f"drift          {'DETECTED' if summary['drift_detected'] else 'none'} (share {summary['drift_share']})")

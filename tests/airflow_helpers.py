@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from include.airflow_runner import task_states, task_xcom
 from include.airflow_runner import load_dag as _load_dag
 from include.airflow_runner import run_dag as _run_dag
+from include.airflow_runner import task_states, task_xcom
 from tests.conftest import REPO_ROOT
 
 __all__ = ["load_dag", "run_dag", "task_states", "task_xcom"]

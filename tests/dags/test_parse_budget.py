@@ -8,7 +8,18 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-HEAVY = ("mlflow", "feast", "evidently", "xgboost", "kubernetes", "boto3", "google.cloud", "sklearn", "pandera", "kserve")
+HEAVY = (
+    "mlflow",
+    "feast",
+    "evidently",
+    "xgboost",
+    "kubernetes",
+    "boto3",
+    "google.cloud",
+    "sklearn",
+    "pandera",
+    "kserve",
+)
 # The target is 0.3 s on the 2-core reference machine; the test allows a generous margin for noisy CI.
 BUDGET_SECONDS = 1.0
 

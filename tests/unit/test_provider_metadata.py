@@ -3,12 +3,13 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 import pytest
-
 from airflow.sdk.module_loading import import_string
 
 
 def _provider_info() -> dict:
-    (entry_point,) = [ep for ep in entry_points(group="apache_airflow_provider") if ep.module.startswith("mlops_provider")]
+    (entry_point,) = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.module.startswith("mlops_provider")
+    ]
     return entry_point.load()()
 
 
@@ -24,9 +25,8 @@ def test_provider_info_is_valid_against_airflows_schema():
     import json
     from pathlib import Path
 
-    import jsonschema
-
     import airflow
+    import jsonschema
 
     schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
     jsonschema.validate(_provider_info(), schema)
