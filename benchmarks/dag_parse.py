@@ -32,9 +32,9 @@ def _time(body: str, repeat: int) -> float:
     env = dict(os.environ, PYTHONPATH=str(ROOT), AIRFLOW__CORE__LOAD_EXAMPLES="False")
     samples = []
     for _ in range(repeat):
-        out = subprocess.run(
-            [sys.executable, "-c", _TIMER.format(body=body)], capture_output=True, text=True, env=env, check=True
-        )
+        out = subprocess.run([sys.executable, "-c", _TIMER.format(body=body)], capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"timing {body!r} failed:\n{out.stderr[-2000:]}")
         samples.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(samples)
 

@@ -1,12 +1,17 @@
-"""### Drift monitoring
+"""
+### Drift monitoring
 
 On a schedule, compare the latest validated window (and the predictions the endpoint logged) with
 the training-set snapshot of the current `champion`, found through its MLflow lineage tags.
-Evidently's per-feature tests decide drift; the HTML report and a JSON summary go to the artifact
-store and to MLflow (extra link on the task).
+The fast drift engine applies Evidently's default per-feature tests to every row; the Evidently
+HTML report (on a sample) and a JSON summary go to the artifact store and to MLflow (extra link on
+`check_drift`). Before the first promotion there is no `champion`: the check skips.
 
-When drift exceeds the policy the check emits a `drift.fraud_detector` asset event carrying the
-verdict, which schedules `ml_training_pipeline`.
+`check_drift` -> `drift_exceeds_policy` (short-circuit) -> `emit_drift_event` + `alert_drift`.
+Only when drift exceeds the policy (`[mlops] drift_policy`: share of drifted features, critical
+features, performance drop) does `emit_drift_event` run and emit a `drift.fraud_detector` asset event
+carrying the verdict in its extra, which schedules `ml_training_pipeline`; a skipped task emits
+nothing, so no drift queues no retraining.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from mlops_provider.assets import EXAMPLE_DATASET, EXAMPLE_MODEL, FRAUD_MODEL_DRIFT
-from mlops_provider.operators.evidently import EvidentlyDriftCheckOperator
+from mlops_provider.operators.evidently import drift_check_tasks
 
 
 @dag(
@@ -35,13 +40,12 @@ from mlops_provider.operators.evidently import EvidentlyDriftCheckOperator
     },
 )
 def drift_monitoring():
-    EvidentlyDriftCheckOperator(
-        task_id="check_drift",
+    drift_check_tasks(
         model_name=EXAMPLE_MODEL,
         dataset=EXAMPLE_DATASET,
         current_start="{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}",
         current_end="{{ params.as_of or (dag_run.run_after | ds) }}",
-        outlets=[FRAUD_MODEL_DRIFT],
+        drift_asset=FRAUD_MODEL_DRIFT,
     )
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TEST_HOME = REPO_ROOT / "build" / "test-airflow"
+# One Airflow home per pytest process, so concurrent sessions never share (or wipe) a metadata DB.
+TEST_HOME = REPO_ROOT / "build" / "test-airflow" / str(os.getpid())
 
 os.environ["AIRFLOW_HOME"] = str(TEST_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
@@ -54,6 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Start every session from an empty Airflow home with a migrated SQLite metadata DB."""
     if hasattr(config, "workerinput"):
         return
+    for stale in TEST_HOME.parent.glob("*"):
+        if stale.name.isdigit() and not Path(f"/proc/{stale.name}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(TEST_HOME, ignore_errors=True)
     TEST_HOME.mkdir(parents=True)
     subprocess.run(

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-OUTCOMES = ("succeeded", "failed", "oomkilled", "unschedulable", "image_pull_error", "running")
+OUTCOMES = ("succeeded", "failed", "oomkilled", "unschedulable", "image_pull_error", "running", "config_error")
 
 
 def rfc3339(ts: float) -> str:
@@ -38,6 +38,9 @@ class PodBehavior:
     :param run_seconds: seconds the container runs before it terminates.
     :param match: labels (all must be equal) or a predicate over the pod manifest; None matches every pod.
     :param phase: override the terminal pod phase (e.g. ``Succeeded`` for an OOMKilled container with exit 0).
+    :param run: ``fn(pod_manifest) -> (exit_code, log_lines)`` executed in a thread when the container starts
+        (a fake kubelet that really runs the workload); the pod is Running until it returns, then it
+        terminates with that exit code (``succeeded``/``failed``) and those log lines.
     """
 
     outcome: str = "succeeded"
@@ -49,6 +52,7 @@ class PodBehavior:
     run_seconds: float = 0.3
     match: dict[str, str] | Callable[[dict], bool] | None = None
     phase: str | None = None
+    run: Callable[[dict], tuple[int, list[str]]] | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -95,7 +99,10 @@ def compute_status(pod: dict, behavior: PodBehavior, created: float, now: float)
     scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(created)}
 
     if behavior.outcome == "unschedulable":
-        message = behavior.message or "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+        message = (
+            behavior.message
+            or "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+        )
         return {
             "phase": "Pending",
             "conditions": [
@@ -128,6 +135,14 @@ def compute_status(pod: dict, behavior: PodBehavior, created: float, now: float)
             for n in names
         ]
 
+    if behavior.outcome == "config_error":  # e.g. a referenced Secret does not exist
+        return {
+            "phase": "Pending",
+            "conditions": [scheduled, {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"}],
+            **base_status,
+            "containerStatuses": waiting("CreateContainerConfigError", behavior.message or "configuration error"),
+        }, "CreateContainerConfigError"
+
     if behavior.outcome == "image_pull_error":
         image = _image(pod, names[0]) if names else ""
         pull_message = behavior.message or (
@@ -135,11 +150,19 @@ def compute_status(pod: dict, behavior: PodBehavior, created: float, now: float)
             f'failed to resolve reference "{image}": {image}: not found'
         )
         if elapsed < behavior.pending_seconds:
-            return {"phase": "Pending", "conditions": [scheduled], **base_status,
-                    "containerStatuses": waiting("ContainerCreating")}, "creating"
+            return {
+                "phase": "Pending",
+                "conditions": [scheduled],
+                **base_status,
+                "containerStatuses": waiting("ContainerCreating"),
+            }, "creating"
         backoff = elapsed >= behavior.pending_seconds + 1.0
         reason = behavior.reason or ("ImagePullBackOff" if backoff else "ErrImagePull")
-        message = f'Back-off pulling image "{image}"' if reason == "ImagePullBackOff" and not behavior.message else pull_message
+        message = (
+            f'Back-off pulling image "{image}"'
+            if reason == "ImagePullBackOff" and not behavior.message
+            else pull_message
+        )
         return {
             "phase": "Pending",
             "conditions": [scheduled, {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"}],
@@ -148,14 +171,20 @@ def compute_status(pod: dict, behavior: PodBehavior, created: float, now: float)
         }, reason
 
     if elapsed < behavior.pending_seconds:
-        return {"phase": "Pending", "conditions": [scheduled], **base_status,
-                "containerStatuses": waiting("ContainerCreating")}, "creating"
+        return {
+            "phase": "Pending",
+            "conditions": [scheduled],
+            **base_status,
+            "containerStatuses": waiting("ContainerCreating"),
+        }, "creating"
 
     started = created + behavior.pending_seconds
     running_forever = behavior.outcome == "running"
     if running_forever or elapsed < behavior.pending_seconds + behavior.run_seconds:
-        ready = [{"type": t, "status": "True", "lastTransitionTime": rfc3339(started)}
-                 for t in ("Initialized", "Ready", "ContainersReady")]
+        ready = [
+            {"type": t, "status": "True", "lastTransitionTime": rfc3339(started)}
+            for t in ("Initialized", "Ready", "ContainersReady")
+        ]
         return {
             "phase": "Running",
             "conditions": [scheduled, *ready],
@@ -189,8 +218,10 @@ def compute_status(pod: dict, behavior: PodBehavior, created: float, now: float)
     }
     if behavior.message:
         terminated["message"] = behavior.message
-    not_ready = [{"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": rfc3339(finished)}
-                 for t in ("Ready", "ContainersReady")]
+    not_ready = [
+        {"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": rfc3339(finished)}
+        for t in ("Ready", "ContainersReady")
+    ]
     return {
         "phase": phase,
         "conditions": [scheduled, {"type": "Initialized", "status": "True"}, *not_ready],
@@ -216,10 +247,14 @@ def compute_status(pod: dict, behavior: PodBehavior, created: float, now: float)
 def _qos(pod: dict) -> str:
     containers = (pod.get("spec") or {}).get("containers") or []
     if containers and all((c.get("resources") or {}).get("limits") for c in containers):
-        return "Guaranteed" if all(
-            (c.get("resources") or {}).get("requests", c["resources"]["limits"]) == c["resources"]["limits"]
-            for c in containers
-        ) else "Burstable"
+        return (
+            "Guaranteed"
+            if all(
+                (c.get("resources") or {}).get("requests", c["resources"]["limits"]) == c["resources"]["limits"]
+                for c in containers
+            )
+            else "Burstable"
+        )
     if any((c.get("resources") or {}).get("requests") for c in containers):
         return "Burstable"
     return "BestEffort"
@@ -231,20 +266,37 @@ def events_for_stage(pod: dict, stage: str, behavior: PodBehavior) -> list[tuple
     ns = pod["metadata"].get("namespace", "default")
     image = _image(pod, _container_names(pod)[0]) if _container_names(pod) else ""
     if stage == "unschedulable":
-        return [("Warning", "FailedScheduling", behavior.message or
-                 "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.")]
+        return [
+            (
+                "Warning",
+                "FailedScheduling",
+                behavior.message
+                or "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.",
+            )
+        ]
     if stage == "creating":
-        return [("Normal", "Scheduled", f"Successfully assigned {ns}/{name} to fake-node-1"),
-                ("Normal", "Pulling", f'Pulling image "{image}"')]
+        return [
+            ("Normal", "Scheduled", f"Successfully assigned {ns}/{name} to fake-node-1"),
+            ("Normal", "Pulling", f'Pulling image "{image}"'),
+        ]
     if stage == "ErrImagePull":
-        return [("Warning", "Failed", f'Failed to pull image "{image}": not found'),
-                ("Warning", "Failed", "Error: ErrImagePull")]
+        return [
+            ("Warning", "Failed", f'Failed to pull image "{image}": not found'),
+            ("Warning", "Failed", "Error: ErrImagePull"),
+        ]
     if stage == "ImagePullBackOff":
-        return [("Normal", "BackOff", f'Back-off pulling image "{image}"'),
-                ("Warning", "Failed", "Error: ImagePullBackOff")]
+        return [
+            ("Normal", "BackOff", f'Back-off pulling image "{image}"'),
+            ("Warning", "Failed", "Error: ImagePullBackOff"),
+        ]
     if stage == "running":
-        return [("Normal", "Pulled", f'Successfully pulled image "{image}"'),
-                ("Normal", "Created", "Created container"), ("Normal", "Started", "Started container")]
+        return [
+            ("Normal", "Pulled", f'Successfully pulled image "{image}"'),
+            ("Normal", "Created", "Created container"),
+            ("Normal", "Started", "Started container"),
+        ]
+    if stage == "CreateContainerConfigError":
+        return [("Warning", "Failed", f"Error: {behavior.message or 'configuration error'}")]
     if stage == "terminated:OOMKilled":
         return [("Warning", "OOMKilling", "Memory cgroup out of memory: Killed process (python)")]
     return []

@@ -1,6 +1,6 @@
 """Assets of the bundle, declared once and used both as task outlets and as DAG schedules.
 
-URIs are logical (``mlops://zone/name``) so that they stay the same whichever object store
+URIs are logical (``x-mlops://zone/name``; the ``x-`` prefix marks a custom scheme, which Airflow leaves alone instead of loading every provider's URI handlers at parse time) so that they stay the same whichever object store
 ``data_root`` points at; each event's ``extra`` carries the concrete URI, row counts and hashes.
 """
 
@@ -13,32 +13,32 @@ GROUP = "mlops"
 
 def raw_asset(dataset: str) -> Asset:
     """Raw zone of ``dataset``: one Parquet partition per data interval."""
-    return Asset(name=f"raw.{dataset}", uri=f"mlops://raw/{dataset}", group=GROUP)
+    return Asset(name=f"raw.{dataset}", uri=f"x-mlops://raw/{dataset}", group=GROUP)
 
 
 def validated_asset(dataset: str) -> Asset:
     """Validated zone of ``dataset``: rows that passed every check."""
-    return Asset(name=f"validated.{dataset}", uri=f"mlops://validated/{dataset}", group=GROUP)
+    return Asset(name=f"validated.{dataset}", uri=f"x-mlops://validated/{dataset}", group=GROUP)
 
 
 def features_asset(project: str) -> Asset:
     """Feast online store of ``project``, refreshed by materialization."""
-    return Asset(name=f"features.{project}", uri=f"mlops://features/{project}", group=GROUP)
+    return Asset(name=f"features.{project}", uri=f"x-mlops://features/{project}", group=GROUP)
 
 
 def training_set_asset(dataset: str) -> Asset:
     """Versioned point-in-time training-set snapshots built from ``dataset``."""
-    return Asset(name=f"training_set.{dataset}", uri=f"mlops://training_set/{dataset}", group=GROUP)
+    return Asset(name=f"training_set.{dataset}", uri=f"x-mlops://training_set/{dataset}", group=GROUP)
 
 
 def model_asset(model_name: str) -> Asset:
     """Registered model versions of ``model_name`` that passed the evaluation gate and were deployed."""
-    return Asset(name=f"model.{model_name}", uri=f"mlops://model/{model_name}", group=GROUP)
+    return Asset(name=f"model.{model_name}", uri=f"x-mlops://model/{model_name}", group=GROUP)
 
 
 def drift_asset(model_name: str) -> Asset:
     """Drift verdicts for ``model_name`` that call for retraining."""
-    return Asset(name=f"drift.{model_name}", uri=f"mlops://drift/{model_name}", group=GROUP)
+    return Asset(name=f"drift.{model_name}", uri=f"x-mlops://drift/{model_name}", group=GROUP)
 
 
 # The example use case's assets, shared by the DAGs in dags/.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class MlopsError(AirflowException):
@@ -13,8 +13,11 @@ class SourceDataMissingError(MlopsError):
     """The source data for a data interval does not exist (or is empty)."""
 
 
-class DataValidationError(MlopsError):
-    """Data failed validation; ``report`` holds the failed checks with counts, ``report_uri`` the JSON report."""
+class DataValidationError(MlopsError, AirflowFailException):
+    """Data failed validation; ``report`` holds the failed checks with counts, ``report_uri`` the JSON report.
+
+    Fails the task without retries: the same data gives the same verdict until someone fixes it.
+    """
 
     def __init__(self, message: str, *, report: dict | None = None, report_uri: str | None = None) -> None:
         super().__init__(message)
@@ -45,3 +48,27 @@ class RolloutFailedError(MlopsError):
         super().__init__(message)
         self.reason = reason
         self.rolled_back = rolled_back
+
+
+class SourceDataFormatError(MlopsError, AirflowFailException):
+    """A source file cannot be read as declared (corrupt Parquet, wrong CSV delimiter); nothing was written."""
+
+
+class DriftReferenceMissingError(MlopsError):
+    """The champion's training-set snapshot (the drift reference) cannot be found from its MLflow lineage.
+
+    ``model_name``/``version``/``run_id`` name the champion; the message says which tag or artifact is missing.
+    """
+
+    def __init__(self, message: str, *, model_name: str, version: str | None = None, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.model_name = model_name
+        self.version = version
+        self.run_id = run_id
+
+
+class RolloutRolledBackError(RolloutFailedError, AirflowFailException):
+    """A rollout failed its readiness wait or analysis and traffic went back to the previous version.
+
+    Fails the task without retries: repeating the same rollout would repeat the same verdict.
+    """

@@ -26,7 +26,34 @@ def get_provider_info() -> dict[str, Any]:
         "KServe rollout and Evidently drift checks for Airflow 3.",
         "versions": [__version__],
         "connection-types": [
-            {"hook-class-name": "mlops_provider.hooks.mlflow.MlflowHook", "connection-type": "mlflow"},
+            {
+                "hook-class-name": "mlops_provider.hooks.mlflow.MlflowHook",
+                "connection-type": "mlflow",
+                "hook-name": "MLflow",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["extra"],
+                    "relabeling": {"host": "Tracking server URL", "login": "Username", "password": "Password or token"},
+                    "placeholders": {"host": "https://mlflow.example.com", "port": "443", "schema": "https"},
+                },
+                "conn-fields": {
+                    "registry_uri": {
+                        "label": "Registry URI",
+                        "description": "Model registry store when it differs from the tracking server.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "ui_url": {
+                        "label": "UI URL",
+                        "description": "Base URL people open for runs and models (default: the tracking URL).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "auth_type": {
+                        "label": "Auth type",
+                        "description": "basic (username + password) or token (password is a bearer token).",
+                        "schema": {"type": ["string", "null"], "enum": ["basic", "token", None]},
+                    },
+                    "insecure_tls": {"label": "Skip TLS verification", "schema": {"type": ["boolean", "null"]}},
+                },
+            },
             {"hook-class-name": "mlops_provider.hooks.feast.FeastHook", "connection-type": "feast"},
         ],
         "extra-links": [
@@ -88,6 +115,41 @@ def get_provider_info() -> dict[str, Any]:
                     "gcp_conn_id": _option("Google Cloud connection for Vertex AI.", "google_cloud_default"),
                     "vertex_project": _option("Vertex AI project.", ""),
                     "vertex_region": _option("Vertex AI region.", "us-central1"),
+                    "promotion_criteria": _option(
+                        "Evaluation gate criteria as JSON, merged over the gate's defaults (min_metrics, "
+                        "max_regression vs champion, segments). Empty means the defaults.",
+                        "",
+                        '{"min_metrics": {"roc_auc": 0.8}, "max_regression": {"pr_auc": 0.01}}',
+                    ),
+                    "drift_policy": _option(
+                        "Drift policy as JSON: drift_share, critical_features, max_performance_drop, "
+                        "performance_metric, prediction_drift_triggers. Empty means share of drifted features >= 0.5.",
+                        "",
+                        '{"drift_share": 0.3, "critical_features": ["amount"], "max_performance_drop": 0.05}',
+                    ),
+                    "drift_tests": _option(
+                        "Per-feature drift tests and thresholds as JSON with Evidently's DataDriftPreset names "
+                        "(method, num_method, cat_method, per_column_method, threshold, num_threshold, "
+                        "cat_threshold, per_column_threshold, column_types). Empty means Evidently's defaults.",
+                        "",
+                        '{"per_column_method": {"amount": "psi"}, "per_column_threshold": {"amount": 0.2}}',
+                    ),
+                    "drift_report_sample_rows": _option(
+                        "Rows sampled from each dataset for the Evidently HTML report (the decision uses all rows).",
+                        "10000",
+                        type_="integer",
+                    ),
+                    "retraining_cooldown_minutes": _option(
+                        "Minimum minutes between two scheduled retraining runs of a model.", "360", type_="integer"
+                    ),
+                    "retraining_daily_cap": _option(
+                        "Most scheduled retraining runs of a model per UTC day.", "2", type_="integer"
+                    ),
+                    "alert_notifier": _option("Where alerts go: log or webhook.", "log"),
+                    "alert_webhook_conn_id": _option(
+                        "Connection (host = webhook URL, password = optional bearer token) for the webhook notifier.",
+                        "mlops_alerts",
+                    ),
                 },
             }
         },

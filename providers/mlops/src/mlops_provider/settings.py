@@ -48,6 +48,16 @@ class MlopsSettings:
     gcp_conn_id: str
     vertex_project: str
     vertex_region: str
+    # Monitoring (drift checks, retraining throttle, alerts).
+    drift_policy: str = ""
+    drift_tests: str = ""
+    drift_report_sample_rows: int = 10_000
+    retraining_cooldown_minutes: int = 360
+    retraining_daily_cap: int = 2
+    alert_notifier: str = "log"
+    alert_webhook_conn_id: str = "mlops_alerts"
+    # Training and registry: promotion gate criteria as JSON over the gate's defaults.
+    promotion_criteria: str = ""
 
     @property
     def mlflow_local_tracking_uri(self) -> str:
@@ -98,6 +108,16 @@ def _default_project_root() -> Path:
     return Path.cwd()
 
 
+def _int_setting(key: str, default: str) -> int:
+    text = _get(key, default)
+    try:
+        return int(text)
+    except ValueError:
+        raise MlopsConfigError(
+            f"[mlops] {key}={text!r} is not an integer; set AIRFLOW__MLOPS__{key.upper()}."
+        ) from None
+
+
 def get_settings() -> MlopsSettings:
     """Resolve the settings from Airflow config and environment, with local defaults.
 
@@ -142,4 +162,12 @@ def get_settings() -> MlopsSettings:
         gcp_conn_id=_get("gcp_conn_id", "google_cloud_default"),
         vertex_project=_get("vertex_project", ""),
         vertex_region=_get("vertex_region", "us-central1"),
+        drift_policy=_get("drift_policy", ""),
+        drift_tests=_get("drift_tests", ""),
+        drift_report_sample_rows=_int_setting("drift_report_sample_rows", "10000"),
+        retraining_cooldown_minutes=_int_setting("retraining_cooldown_minutes", "360"),
+        retraining_daily_cap=_int_setting("retraining_daily_cap", "2"),
+        alert_notifier=_get("alert_notifier", "log"),
+        alert_webhook_conn_id=_get("alert_webhook_conn_id", "mlops_alerts"),
+        promotion_criteria=_get("promotion_criteria", ""),
     )

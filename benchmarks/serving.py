@@ -1,0 +1,267 @@
+"""Serving latency: the KServe predictor alone and behind the Feast transformer, over V2 REST, vs Booster.predict.
+
+Starts the real servers from ``.venv-serving`` on loopback (prediction log on, per-request latency logging off, as
+the local backend runs them), with the bundle's feature repository applied to a private local store, then calls
+them sequentially with ``tritonclient.http`` (binary tensors, as its defaults send them):
+
+* ``predictor``: one FP32 ``input-0`` tensor, 1 row and 100 rows;
+* ``transformer``: an entity request (customer, merchant and transaction fields) of 1 and 100 instances, which
+  the transformer turns into features from Feast's online store and forwards to the predictor;
+* ``inprocess``: ``Booster.inplace_predict`` on the same rows in this process, the floor.
+
+Prints p50/p99 latency and throughput with their ratios to the floor and to the anchor measured on this 2-core
+machine (a bare ``kserve.Model`` over V2 REST: single row p50 1.0 ms / p99 2.0 ms, batch-100 p50 1.9 ms /
+p99 4.7 ms), and writes ``build/bench/serving.json`` (list of ``{"metric", "value", "unit", "baseline", "ratio"}``).
+Targets: predictor within 1.3x of the anchor; predictor + transformer single-row p99 < 6 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "build" / "bench"
+WORK = OUT / "serving"
+ANCHOR = {("single", "p50"): 1.0, ("single", "p99"): 2.0, ("batch100", "p50"): 1.9, ("batch100", "p99"): 4.7}
+TARGET_RATIO = 1.3
+TRANSFORMER_P99_TARGET_MS = 6.0
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    arr = np.asarray(samples) * 1000.0
+    return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean())}
+
+
+def _time(fn, n: int, warmup: int) -> tuple[dict[str, float], float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    started = time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    elapsed = time.perf_counter() - started
+    return _percentiles(samples), n / elapsed
+
+
+def _setup_feature_store(local_root: Path) -> str:
+    """Apply the bundle's feature repository to ``local_root`` and materialize aggregates for 1000 customers."""
+    import pandas as pd
+
+    os.environ["AIRFLOW_HOME"] = str(WORK / "airflow")
+    os.environ["AIRFLOW__MLOPS__LOCAL_ROOT"] = str(local_root)
+    os.environ["AIRFLOW__MLOPS__PROJECT_ROOT"] = str(ROOT)
+    from mlops_provider.hooks.feast import FeastHook
+    from mlops_provider.settings import get_settings
+
+    data_root = get_settings().data_root.removeprefix("file://")
+    now = datetime.now(UTC).replace(microsecond=0)
+    t0 = now - timedelta(hours=1)
+    rng = np.random.default_rng(0)
+    n = 1000
+    frames = {
+        "customer_stats": pd.DataFrame(
+            {
+                "customer_id": np.arange(n),
+                "event_timestamp": [t0] * n,
+                "customer_txn_count_1d": rng.integers(0, 5, n),
+                "customer_txn_count_7d": rng.integers(0, 30, n),
+                "customer_amount_sum_1d": rng.gamma(2, 40, n),
+                "customer_amount_mean_7d": rng.gamma(2, 20, n),
+            }
+        ),
+        "merchant_stats": pd.DataFrame(
+            {
+                "merchant_id": np.arange(n),
+                "event_timestamp": [t0] * n,
+                "merchant_txn_count_1d": rng.integers(0, 50, n),
+                "merchant_txn_count_7d": rng.integers(0, 300, n),
+                "merchant_amount_mean_7d": rng.gamma(2, 30, n),
+            }
+        ),
+    }
+    for view, frame in frames.items():
+        folder = Path(data_root) / "features" / view
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(folder / "part-0.parquet", index=False)
+    hook = FeastHook()
+    hook.apply(hook.get_feature_store())
+    hook.get_feature_store().materialize(t0 - timedelta(minutes=5), now)
+    return str(hook.write_resolved_config())
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000, help="timed single-row requests per server")
+    parser.add_argument("--batch-requests", type=int, default=500, help="timed batch-100 requests per server")
+    parser.add_argument("--out", type=Path, default=OUT / "serving.json")
+    args = parser.parse_args(argv)
+
+    import shutil
+
+    import tritonclient.http as httpclient
+    import xgboost as xgb
+
+    from tests.serving_support import MODEL_NAME, save_mlflow_model, start_server, train_booster, wait_server
+
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    print("setting up: model, feature store, servers ...", flush=True)
+    feast_config = _setup_feature_store(WORK / "mlops")
+    booster, X = train_booster(seed=1)
+    model_uri = save_mlflow_model(booster, WORK / "model")
+    predictor = start_server(
+        [f"--storage_uri={model_uri}", "--model_version=1", f"--prediction_log_uri={(WORK / 'predictions').as_uri()}"],
+        WORK / "predictor.log",
+    )
+    wait_server(predictor)
+    transformer = start_server(
+        [
+            "--component=transformer",
+            f"--storage_uri={model_uri}",
+            f"--feast_repo_path={ROOT / 'include' / 'feature_repo'}",
+            f"--feast_config={feast_config}",
+            f"--predictor_host=127.0.0.1:{predictor.http_port}",
+        ],
+        WORK / "transformer.log",
+    )
+    results: dict[tuple[str, str], tuple[dict[str, float], float]] = {}
+    try:
+        wait_server(transformer)
+        single, batch = X[:1].copy(), X[:100].copy()
+        booster.set_param({"nthread": 1})
+        results[("inprocess", "single")] = _time(
+            lambda: booster.inplace_predict(single, validate_features=False), args.requests, 200
+        )
+        results[("inprocess", "batch100")] = _time(
+            lambda: booster.inplace_predict(batch, validate_features=False), args.batch_requests, 50
+        )
+
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{predictor.http_port}")
+
+        def tensor_call(rows: np.ndarray):
+            tensor = httpclient.InferInput("input-0", list(rows.shape), "FP32")
+            tensor.set_data_from_numpy(rows)
+            return lambda: client.infer(MODEL_NAME, [tensor]).as_numpy("output-0")
+
+        out = client.infer(MODEL_NAME, [_t(httpclient, batch)]).as_numpy("output-0")
+        np.testing.assert_allclose(
+            out, booster.predict(xgb.DMatrix(batch, feature_names=booster.feature_names)), rtol=1e-6
+        )
+        results[("predictor", "single")] = _time(tensor_call(single), args.requests, 200)
+        results[("predictor", "batch100")] = _time(tensor_call(batch), args.batch_requests, 50)
+
+        tclient = httpclient.InferenceServerClient(url=f"127.0.0.1:{transformer.http_port}")
+        now = int(time.time())
+
+        def entity_call(n: int):
+            rng = np.random.default_rng(n)
+            fields = {
+                "customer_id": ("INT64", rng.integers(0, 1000, n).astype(np.int64)),
+                "merchant_id": ("INT64", rng.integers(0, 1000, n).astype(np.int64)),
+                "amount": ("FP64", rng.gamma(2, 30, n)),
+                "channel": ("BYTES", np.array([b"online", b"pos", b"atm"] * n, dtype=object)[:n]),
+                "card_present": ("INT64", rng.integers(0, 2, n).astype(np.int64)),
+                "merchant_category": ("BYTES", np.array([b"grocery", b"travel"] * n, dtype=object)[:n]),
+                "event_timestamp": ("INT64", np.full(n, now, dtype=np.int64)),
+            }
+            inputs = []
+            for name, (datatype, values) in fields.items():
+                tensor = httpclient.InferInput(name, [n], datatype)
+                tensor.set_data_from_numpy(values)
+                inputs.append(tensor)
+            return lambda: tclient.infer(MODEL_NAME, inputs).as_numpy("output-0")
+
+        assert entity_call(100)().shape == (100,)
+        results[("transformer", "single")] = _time(entity_call(1), args.requests, 200)
+        results[("transformer", "batch100")] = _time(entity_call(100), args.batch_requests, 50)
+    finally:
+        transformer.stop()
+        predictor.stop()
+
+    records = _report(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(records, indent=2))
+    print(f"wrote {args.out}")
+    return records
+
+
+def _t(httpclient, rows):
+    tensor = httpclient.InferInput("input-0", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    return tensor
+
+
+def _report(results: dict) -> list[dict]:
+    records: list[dict] = []
+    load = os.getloadavg()[0]
+    print(f"\nV2 REST, sequential tritonclient.http on loopback, {os.cpu_count()} CPUs (load average {load:.1f})")
+    print(f"{'server':<12}{'batch':<10}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}   ratios")
+    for (component, batch), (lat, rps) in results.items():
+        floor = results[("inprocess", batch)][0]
+        notes = []
+        for stat in ("p50", "p99"):
+            value = round(lat[stat], 4)
+            if component == "predictor":
+                baseline = ANCHOR[(batch, stat)]
+                notes.append(f"{stat} {value / baseline:.2f}x anchor")
+            elif component == "transformer":
+                baseline = round(floor[stat], 4)
+            else:
+                baseline = None
+            records.append(
+                {
+                    "metric": f"{component}_{batch}_{stat}_latency",
+                    "value": value,
+                    "unit": "ms",
+                    "baseline": baseline,
+                    "ratio": round(value / baseline, 3) if baseline else None,
+                }
+            )
+            if component != "inprocess":
+                records.append(
+                    {
+                        "metric": f"{component}_{batch}_{stat}_vs_inprocess",
+                        "value": value,
+                        "unit": "ms",
+                        "baseline": round(floor[stat], 4),
+                        "ratio": round(value / floor[stat], 2),
+                    }
+                )
+                notes.append(f"{stat} {value / floor[stat]:.0f}x in-process")
+        records.append(
+            {
+                "metric": f"{component}_{batch}_throughput",
+                "value": round(rps, 1),
+                "unit": "req/s",
+                "baseline": None,
+                "ratio": None,
+            }
+        )
+        print(f"{component:<12}{batch:<10}{lat['p50']:>9.3f}{lat['p99']:>9.3f}{rps:>9.0f}   {', '.join(notes)}")
+    worst = max(
+        results[("predictor", b)][0][s] / ANCHOR[(b, s)] for b in ("single", "batch100") for s in ("p50", "p99")
+    )
+    transformer_p99 = results[("transformer", "single")][0]["p99"]
+    print(
+        f"\npredictor vs anchor: worst ratio {worst:.2f}x (target <= {TARGET_RATIO}x) -> {'OK' if worst <= TARGET_RATIO else 'MISSED'}"
+    )
+    print(
+        f"predictor + transformer single-row p99 {transformer_p99:.2f} ms (target < {TRANSFORMER_P99_TARGET_MS} ms) -> "
+        f"{'OK' if transformer_p99 < TRANSFORMER_P99_TARGET_MS else 'MISSED'}"
+    )
+    return records
+
+
+if __name__ == "__main__":
+    main()

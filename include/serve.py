@@ -1,0 +1,78 @@
+"""``make serve``: serve the current ``champion`` on the local endpoint, in the foreground.
+
+Starts (or takes over) the local endpoint ``http://127.0.0.1:<[mlops] local_serving_port>`` with the model version
+the ``champion`` alias points to: the KServe predictor, the Feast transformer in front of it when the feature
+store has been applied, and the stable-port proxy, all from the serving environment. Prints the model, version
+and port; Ctrl-C (or SIGTERM) stops every process cleanly (the prediction log is flushed on the way out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-name", help="registered model (default [mlops] model_name)")
+    parser.add_argument("--alias", default="champion", help="registry alias to serve (default champion)")
+    parser.add_argument("--no-transformer", action="store_true", help="serve the predictor alone")
+    args = parser.parse_args(argv)
+
+    from mlops_provider.hooks.local_serving import LocalServingHook, feast_config_for_serving, mlflow_env
+    from mlops_provider.hooks.mlflow import MlflowHook
+    from mlops_provider.settings import get_settings
+
+    settings = get_settings()
+    model_name = args.model_name or settings.model_name
+    mlflow = MlflowHook()
+    version = mlflow.get_version_by_alias(model_name, args.alias)
+    if version is None:
+        print(
+            f"No version of {model_name} has the alias {args.alias!r} in {mlflow.tracking_uri}; "
+            "run `make demo` (or the training pipeline) first.",
+            file=sys.stderr,
+        )
+        return 2
+    storage_uri = mlflow.get_client().get_model_version_download_uri(model_name, version.version)
+    local = LocalServingHook(settings=settings)
+    local.ensure_proxy()
+    live = local.active()
+    if live and live["model_name"] == model_name and live["model_version"] == str(version.version):
+        slot = live
+    else:
+        slot = local.start_slot(
+            model_name,
+            storage_uri,
+            str(version.version),
+            feast_config=feast_config_for_serving(False if args.no_transformer else None),
+            env=mlflow_env(storage_uri),
+        )
+        local.switch(slot)
+    components = "transformer + predictor" if slot.get("transformer") else "predictor"
+    print(f"serving   {model_name} version {version.version} ({args.alias}) — {components}")
+    print(f"port      {settings.local_serving_port}")
+    print(
+        f"endpoint  {local.endpoint_url}/v2/models/{model_name}/infer  (health: {local.endpoint_url}/v2/health/ready)"
+    )
+    print("Ctrl-C stops it.", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            if not local.slot_alive(slot):
+                print("The model server exited; see the logs under", local.root / "logs", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local.stop_all()
+        print("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

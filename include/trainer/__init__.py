@@ -1,0 +1,1 @@
+"""XGBoost trainer entrypoint (``python -m include.trainer.train``), packaged by ``docker/trainer.Dockerfile``."""

@@ -1,0 +1,157 @@
+"""Entry point: ``python -m mlops_serving --component predictor|transformer [kserve model server args]``.
+
+The argument parser extends ``kserve.model_server.parser``, so every KServe server flag (``--http_port``,
+``--grpc_port``, ``--workers``, ``--enable_grpc``, ``--predictor_host``, ``--predictor_protocol``...) works as in
+KServe's own servers; KServe's controller appends ``--model_name``/``--predictor_host``/``--http_port`` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from kserve.model_server import ModelServer
+from kserve.predictor_config import PredictorConfig
+
+from kserve import model_server
+
+logger = logging.getLogger("mlops_serving")
+
+
+class DefaultJsonContentType:
+    """ASGI middleware: treat a V2 infer body without any ``Content-Type`` as JSON.
+
+    ``tritonclient.http`` sends JSON tensors (``binary_data=False``) without a content type; KServe would take the
+    body for binary tensor data and answer 400 for the missing ``Inference-Header-Content-Length``.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = scope["headers"]
+            names = {name for name, _ in headers}
+            if b"content-type" not in names and b"inference-header-content-length" not in names:
+                scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
+        await self.app(scope, receive, send)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the server's argument parser (KServe's flags plus the bundle's)."""
+    parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
+    parser.add_argument("--component", choices=["predictor", "transformer"], default="predictor", help="What to serve.")
+    parser.add_argument(
+        "--storage_uri",
+        default=os.environ.get("STORAGE_URI"),
+        help="Model location: a folder (KServe's storage initializer mounts /mnt/models), file://, s3://, gs:// or "
+        "models:/<name>@<alias>. The transformer reads the model's feature order from it.",
+    )
+    parser.add_argument("--model_dir", default=None, help="Alias of --storage_uri for a local folder.")
+    parser.add_argument("--model_version", default=None, help="Version reported in responses and the prediction log.")
+    parser.add_argument("--max_batch_size", type=int, default=1000, help="Largest number of rows per request.")
+    parser.add_argument("--nthread", type=int, default=1, help="XGBoost threads per prediction.")
+    parser.add_argument("--mlflow_tracking_uri", default=None, help="MLflow tracking URI for models:/ storage URIs.")
+    parser.add_argument(
+        "--prediction_log_uri",
+        default=None,
+        help="Folder for the served-request log (<data_root>/predictions/<model>); empty disables it.",
+    )
+    parser.add_argument("--prediction_log_flush_rows", type=int, default=1000)
+    parser.add_argument("--prediction_log_flush_seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--feast_repo_path", default=os.environ.get("FEAST_REPO_PATH"), help="Feast feature repository."
+    )
+    parser.add_argument(
+        "--feast_config",
+        default=os.environ.get("FEAST_FS_YAML_FILE"),
+        help="A resolved feature_store.yaml to use instead of the repository's own (e.g. FeastHook's output).",
+    )
+    parser.add_argument(
+        "--feature_service", default="fraud_model_v1", help="Feast FeatureService with the model's features."
+    )
+    parser.add_argument(
+        "--unknown_entities",
+        choices=["reject", "missing"],
+        default="reject",
+        help="Entities the online store has never seen: answer 400 (reject) or score them with missing features.",
+    )
+    parser.add_argument(
+        "--feature_names",
+        default=None,
+        help="Comma-separated feature order; default: read from the model at --storage_uri.",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments, load the component and run the KServe model server until SIGTERM/SIGINT."""
+    args, _ = build_parser().parse_known_args(argv)
+    storage_uri = args.storage_uri or args.model_dir
+    if args.component == "predictor":
+        from mlops_serving.predictor import XGBoostPredictor
+
+        if not storage_uri:
+            raise SystemExit(
+                "--storage_uri (or --model_dir, or the STORAGE_URI variable) is required for the predictor."
+            )
+        model = XGBoostPredictor(
+            args.model_name,
+            storage_uri,
+            model_version=args.model_version,
+            max_batch_size=args.max_batch_size,
+            nthread=args.nthread,
+            prediction_log_uri=args.prediction_log_uri or None,
+            prediction_log_flush_rows=args.prediction_log_flush_rows,
+            prediction_log_flush_seconds=args.prediction_log_flush_seconds,
+            tracking_uri=args.mlflow_tracking_uri,
+        )
+    else:
+        from mlops_serving.transformer import FeastTransformer
+
+        if not args.predictor_host:
+            raise SystemExit("--predictor_host is required for the transformer.")
+        if not args.feast_repo_path:
+            raise SystemExit("--feast_repo_path (or FEAST_REPO_PATH) is required for the transformer.")
+        model = FeastTransformer(
+            args.model_name,
+            feast_repo_path=args.feast_repo_path,
+            feast_config=args.feast_config,
+            feature_service=args.feature_service,
+            storage_uri=storage_uri,
+            feature_names=args.feature_names.split(",") if args.feature_names else None,
+            max_batch_size=args.max_batch_size,
+            tracking_uri=args.mlflow_tracking_uri,
+            reject_unknown_entities=args.unknown_entities == "reject",
+        )
+    model.load()
+    # The transformer always forwards the V2 feature tensor; only the transport (REST or gRPC) is configurable.
+    protocol = "grpc-v2" if args.predictor_protocol == "grpc-v2" or args.protocol == "grpc-v2" else "v2"
+    server = ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        max_threads=args.max_threads,
+        max_asyncio_workers=args.max_asyncio_workers,
+        enable_grpc=args.enable_grpc,
+        enable_docs_url=args.enable_docs_url,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+        predictor_config=PredictorConfig(
+            predictor_host=args.predictor_host,
+            predictor_protocol=protocol,
+            predictor_use_ssl=args.predictor_use_ssl,
+            predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,
+            predictor_request_retries=args.predictor_request_retries,
+            predictor_health_check=args.enable_predictor_health_check,
+        ),
+    )
+    model_server.app.add_middleware(DefaultJsonContentType)
+    server.start([model])
+
+
+if __name__ == "__main__":
+    main()

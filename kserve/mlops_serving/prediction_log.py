@@ -1,0 +1,132 @@
+"""Buffered log of served requests and predictions, written as Parquet for drift monitoring.
+
+Layout (the team contract): ``<base_uri>/dt=YYYY-MM-DD/<uuid>.parquet`` with the feature columns, ``prediction``,
+``model_version`` and ``served_at`` (UTC). ``base_uri`` is ``<data_root>/predictions/<model_name>``.
+The request path only appends NumPy arrays to a list under a lock; a background thread writes a file when
+``flush_rows`` rows are buffered or every ``flush_seconds``, and ``close()`` writes what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionLogger:
+    """Buffer ``(features, predictions)`` batches in memory and write them as Parquet files.
+
+    :param base_uri: ``file://``, local path, ``s3://`` or ``gs://`` folder for this model's predictions.
+    :param feature_names: column names of the feature matrix, in order.
+    :param model_version: value of the ``model_version`` column.
+    :param flush_rows: write a file once this many rows are buffered.
+    :param flush_seconds: write buffered rows at least this often.
+    """
+
+    def __init__(
+        self,
+        base_uri: str,
+        feature_names: Sequence[str],
+        model_version: str,
+        *,
+        flush_rows: int = 1000,
+        flush_seconds: float = 10.0,
+    ) -> None:
+        self.base_uri = base_uri.rstrip("/")
+        self.feature_names = list(feature_names)
+        self.model_version = model_version
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.files_written: list[str] = []
+        self._lock = threading.Lock()
+        self._chunks: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self._rows = 0
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def log(self, features: np.ndarray, predictions: np.ndarray) -> None:
+        """Buffer one served batch (cheap: no I/O on the request path)."""
+        with self._lock:
+            self._chunks.append((features, predictions, time.time()))
+            self._rows += len(predictions)
+            if self._rows >= self.flush_rows:
+                self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # keep serving even if the log store is unavailable; the error is logged
+                logger.exception("Could not write the prediction log to %s", self.base_uri)
+
+    def flush(self) -> list[str]:
+        """Write everything buffered so far; return the URIs of the files written."""
+        with self._lock:
+            chunks, self._chunks, self._rows = self._chunks, [], 0
+        if not chunks:
+            return []
+        import pyarrow as pa
+
+        features = np.concatenate([c[0] for c in chunks]).astype(np.float64, copy=False)
+        predictions = np.concatenate([np.asarray(c[1], dtype=np.float64).reshape(-1) for c in chunks])
+        served_at = np.concatenate([np.full(len(c[1]), c[2]) for c in chunks])
+        stamps = (served_at * 1_000_000).astype("int64").astype("datetime64[us]")
+        days = stamps.astype("datetime64[D]")
+        written = []
+        for day in np.unique(days):
+            mask = days == day
+            columns = {name: pa.array(features[mask, i]) for i, name in enumerate(self.feature_names)}
+            columns["prediction"] = pa.array(predictions[mask])
+            columns["model_version"] = pa.array([self.model_version] * int(mask.sum()), pa.string())
+            columns["served_at"] = pa.array(stamps[mask], pa.timestamp("us", tz="UTC"))
+            uri = f"{self.base_uri}/dt={day}/{uuid.uuid4().hex}.parquet"
+            self._write(pa.table(columns), uri)
+            written.append(uri)
+        self.files_written.extend(written)
+        logger.info("Wrote %d prediction log rows to %s", len(predictions), ", ".join(written))
+        return written
+
+    @staticmethod
+    def _write(table, uri: str) -> None:
+        import pyarrow.parquet as pq
+
+        parsed = urlparse(uri)
+        if parsed.scheme in ("", "file"):
+            path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Readers list the folder while we write: write a hidden temp file and rename it into place.
+            tmp = path.with_name(f".{path.name}.tmp")
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+            return
+        from pyarrow import fs as pafs
+
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        with filesystem.open_output_stream(path) as out:  # object stores publish the object on close
+            pq.write_table(table, out)
+
+    def close(self) -> None:
+        """Stop the background writer and write what is still buffered."""
+        self._stopped.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self.flush()
+
+    @staticmethod
+    def today() -> str:
+        """Today's partition name (UTC), as the files are partitioned."""
+        return datetime.now(UTC).strftime("%Y-%m-%d")

@@ -1,0 +1,252 @@
+"""XGBoost predictor on ``kserve.Model``, in the shape of KServe's xgbserver.
+
+Requests:
+
+* Open Inference Protocol (V2, REST and gRPC): one numeric tensor ``[n, n_features]`` (named ``input-0`` by
+  convention) in the model's feature order, or one ``[n]`` tensor per feature named after the feature
+  (column form). The response is one FP32 tensor ``output-0`` of shape ``[n]`` (the positive-class
+  probability for a binary classifier).
+* KServe V1: ``{"instances": [[...], ...]}`` (rows in feature order) or ``{"instances": [{feature: value}, ...]}``;
+  the response is ``{"predictions": [...]}``.
+
+Malformed requests raise :class:`kserve.errors.InvalidInput`, which the server answers with HTTP 400 (gRPC
+``INVALID_ARGUMENT``) and a message that says what was expected.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+import kserve
+from mlops_serving.prediction_log import PredictionLogger
+from mlops_serving.storage import find_model_file, model_version_from_dir, resolve_model
+
+logger = logging.getLogger(__name__)
+
+NUMERIC_DATATYPES = {
+    "FP16",
+    "FP32",
+    "FP64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "BOOL",
+}
+INPUT_NAME = "input-0"
+OUTPUT_NAME = "output-0"
+
+
+class XGBoostPredictor(kserve.Model):
+    """Serve an XGBoost booster loaded from a storage URI.
+
+    :param name: model name on the endpoint path (``/v2/models/<name>/infer``).
+    :param storage_uri: where the model is (``file://``, ``s3://``, ``gs://``, ``models:/``, or a local folder).
+    :param model_version: version reported in responses and the prediction log; default read from ``MLmodel``.
+    :param max_batch_size: largest number of rows one request may carry.
+    :param nthread: XGBoost threads per prediction (1 is fastest for small batches on a shared CPU).
+    :param prediction_log_uri: folder for the served-request log; ``None`` disables it.
+    :param tracking_uri: MLflow tracking URI for ``models:/`` storage URIs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        storage_uri: str,
+        *,
+        model_version: str | None = None,
+        max_batch_size: int = 1000,
+        nthread: int = 1,
+        prediction_log_uri: str | None = None,
+        prediction_log_flush_rows: int = 1000,
+        prediction_log_flush_seconds: float = 10.0,
+        tracking_uri: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.storage_uri = storage_uri
+        self.model_version = model_version
+        self.max_batch_size = max_batch_size
+        self.nthread = nthread
+        self.prediction_log_uri = prediction_log_uri
+        self.prediction_log_flush_rows = prediction_log_flush_rows
+        self.prediction_log_flush_seconds = prediction_log_flush_seconds
+        self.tracking_uri = tracking_uri
+        self.booster: xgb.Booster | None = None
+        self.feature_names: list[str] = []
+        self.prediction_log: PredictionLogger | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def load(self) -> bool:
+        """Download (if remote) and load the booster; set ``ready``."""
+        model_dir, registry_version = resolve_model(self.storage_uri, tracking_uri=self.tracking_uri)
+        model_file = find_model_file(Path(model_dir))
+        booster = xgb.Booster(model_file=str(model_file))
+        booster.set_param({"nthread": self.nthread})
+        self.booster = booster
+        n_features = booster.num_features()
+        self.feature_names = list(booster.feature_names or [f"f{i}" for i in range(n_features)])
+        self.model_version = (
+            self.model_version or registry_version or model_version_from_dir(Path(model_dir)) or "unknown"
+        )
+        if self.prediction_log_uri:
+            self.prediction_log = PredictionLogger(
+                self.prediction_log_uri,
+                self.feature_names,
+                self.model_version,
+                flush_rows=self.prediction_log_flush_rows,
+                flush_seconds=self.prediction_log_flush_seconds,
+            )
+        logger.info(
+            "Loaded %s version %s from %s (%d features)", model_file, self.model_version, self.storage_uri, n_features
+        )
+        self.ready = True
+        return self.ready
+
+    def stop(self) -> None:
+        """Write the buffered prediction log before the server exits."""
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+            self.prediction_log = None
+        super().stop()
+
+    # -- metadata ------------------------------------------------------------------------------------------------
+    def get_input_types(self) -> list[dict]:
+        """V2 metadata: one FP32 tensor ``[-1, n_features]``."""
+        return [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.feature_names)]}]
+
+    def get_output_types(self) -> list[dict]:
+        """V2 metadata: one FP32 tensor ``[-1]``."""
+        return [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1]}]
+
+    # -- request decoding ----------------------------------------------------------------------------------------
+    def _check_batch(self, rows: int) -> None:
+        if rows == 0:
+            raise InvalidInput("The request has no rows; send at least one row of features.")
+        if rows > self.max_batch_size:
+            raise InvalidInput(
+                f"Batch of {rows} rows exceeds the maximum batch size of {self.max_batch_size}; split the request."
+            )
+
+    def _matrix_from_v2(self, request: InferRequest) -> np.ndarray:
+        n_features = len(self.feature_names)
+        if not request.inputs:
+            raise InvalidInput(
+                f"The request has no inputs; send one FP32 tensor '{INPUT_NAME}' of shape [n, {n_features}]."
+            )
+        if len(request.inputs) == 1 and request.inputs[0].name not in self.feature_names:
+            tensor = request.inputs[0]
+            if tensor.datatype not in NUMERIC_DATATYPES:
+                raise InvalidInput(
+                    f"Input '{tensor.name}' has datatype {tensor.datatype}; expected a numeric tensor (FP32) of shape "
+                    f"[n, {n_features}] in the order {self.feature_names}."
+                )
+            shape = list(tensor.shape)
+            if len(shape) != 2 or shape[1] != n_features:
+                raise InvalidInput(
+                    f"Input '{tensor.name}' has shape {shape}; expected [n, {n_features}] "
+                    f"(one row per instance, features in the order {self.feature_names})."
+                )
+            self._check_batch(shape[0])
+            try:
+                matrix = tensor.as_numpy()
+            except ValueError as exc:
+                raise InvalidInput(f"Input '{tensor.name}' data does not match its shape {shape}: {exc}") from None
+            return np.asarray(matrix, dtype=np.float32)
+        return self._matrix_from_columns({t.name: t for t in request.inputs})
+
+    def _matrix_from_columns(self, tensors: dict[str, Any]) -> np.ndarray:
+        missing = [f for f in self.feature_names if f not in tensors]
+        unknown = [name for name in tensors if name not in self.feature_names]
+        if missing or unknown:
+            raise InvalidInput(
+                f"Column-form request: missing inputs {missing}, unknown inputs {unknown}; send one [n] tensor per "
+                f"feature {self.feature_names}, or a single FP32 tensor '{INPUT_NAME}' of shape [n, {len(self.feature_names)}]."
+            )
+        columns = []
+        for name in self.feature_names:
+            tensor = tensors[name]
+            if tensor.datatype not in NUMERIC_DATATYPES:
+                raise InvalidInput(f"Input '{name}' has datatype {tensor.datatype}; expected a numeric datatype.")
+            try:
+                columns.append(np.asarray(tensor.as_numpy(), dtype=np.float32).reshape(-1))
+            except ValueError as exc:
+                raise InvalidInput(
+                    f"Input '{name}' data does not match its shape {list(tensor.shape)}: {exc}"
+                ) from None
+        lengths = {len(c) for c in columns}
+        if len(lengths) != 1:
+            raise InvalidInput(f"Column-form inputs have different lengths {sorted(lengths)}; all must have n rows.")
+        self._check_batch(lengths.pop())
+        return np.column_stack(columns)
+
+    def _matrix_from_v1(self, payload: dict) -> np.ndarray:
+        instances = payload.get("instances", payload.get("inputs"))
+        if not isinstance(instances, list):
+            raise InvalidInput(
+                'Expected "instances": a list of rows (lists in feature order) or of {feature: value} objects.'
+            )
+        self._check_batch(len(instances))
+        n_features = len(self.feature_names)
+        if all(isinstance(row, dict) for row in instances):
+            rows = []
+            for i, row in enumerate(instances):
+                missing = [f for f in self.feature_names if f not in row]
+                if missing:
+                    raise InvalidInput(f"Instance {i} is missing field(s) {missing}.")
+                rows.append([row[f] for f in self.feature_names])
+        else:
+            rows = instances
+            for i, row in enumerate(rows):
+                if not isinstance(row, list) or len(row) != n_features:
+                    raise InvalidInput(
+                        f"Instance {i} has {len(row) if isinstance(row, list) else type(row).__name__} values; expected a "
+                        f"list of {n_features} numbers in the order {self.feature_names}."
+                    )
+        try:
+            return np.asarray(rows, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"Instances must hold numbers only: {exc}") from None
+
+    # -- inference -----------------------------------------------------------------------------------------------
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Score a float32 matrix in feature order (the in-process path the server uses)."""
+        assert self.booster is not None, "load() first"
+        return np.asarray(self.booster.inplace_predict(matrix, validate_features=False), dtype=np.float32).reshape(
+            len(matrix), -1
+        )[:, -1]
+
+    def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
+        """Score a V1 or V2 request; synchronous because one booster call is faster than a thread hop."""
+        if isinstance(payload, InferRequest):
+            matrix = self._matrix_from_v2(payload)
+        elif isinstance(payload, dict):
+            matrix = self._matrix_from_v1(payload)
+        else:
+            raise InvalidInput(f"Unsupported request body of type {type(payload).__name__}.")
+        predictions = self.predict_matrix(matrix)
+        if self.prediction_log is not None:
+            self.prediction_log.log(matrix, predictions)
+        if isinstance(payload, dict):
+            return {"predictions": predictions.tolist()}
+        output = InferOutput(name=OUTPUT_NAME, shape=[len(predictions)], datatype="FP32")
+        output.set_data_from_numpy(predictions, binary_data=payload.use_binary_outputs)
+        return InferResponse(
+            response_id=payload.id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=self.model_version,
+            infer_outputs=[output],
+            from_grpc=payload.from_grpc,
+            use_binary_outputs=payload.use_binary_outputs,
+        )

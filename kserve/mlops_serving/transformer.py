@@ -1,0 +1,321 @@
+"""Feast transformer: turn an entity request into the model's feature vector, then call the predictor.
+
+Clients send the entity keys and the transaction's own fields; the transformer reads the entity features
+from Feast's online store through the model's FeatureService (``fraud_model_v1``: the same definitions the
+training set was built from, so there is no training/serving skew), orders them as the booster expects
+(``Booster.feature_names``) and forwards one FP32 tensor ``input-0`` ``[n, n_features]`` to the predictor
+over V2 REST (or gRPC).
+
+Entity request forms:
+
+* V1: ``{"instances": [{"customer_id": 17, "merchant_id": 3, "amount": 12.5, ...}, ...]}``; answered in V1.
+* V2: one ``[n]`` tensor per field (``customer_id`` INT64, ``amount`` FP64, ``channel`` BYTES, ...); answered in V2.
+
+A V2 request that already carries the feature tensor (one numeric ``[n, n_features]`` input) is passed to the
+predictor unchanged, so the same endpoint serves both. Unknown entities (no online row), missing fields and
+oversized batches are answered with HTTP 400 and a message naming the offending instance.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
+
+import kserve
+from mlops_serving.predictor import INPUT_NAME, NUMERIC_DATATYPES
+from mlops_serving.storage import find_model_file, resolve_model_dir
+
+logger = logging.getLogger(__name__)
+
+# Whether the current request came in as V1 (answer in V1) -- set in preprocess, read in postprocess.
+_V1_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("v1_request", default=False)
+
+
+def feature_names_from_model(storage_uri: str, tracking_uri: str | None = None) -> list[str]:
+    """Read the booster's feature order from the model at ``storage_uri``."""
+    import xgboost as xgb
+
+    model_file = find_model_file(Path(resolve_model_dir(storage_uri, tracking_uri=tracking_uri)))
+    booster = xgb.Booster(model_file=str(model_file))
+    if not booster.feature_names:
+        raise ValueError(
+            f"The model at {storage_uri} has no feature names; train it from a DataFrame or pass --feature_names."
+        )
+    return list(booster.feature_names)
+
+
+class FeastTransformer(kserve.Model):
+    """Look up online features for entity requests and forward the feature tensor to the predictor.
+
+    :param name: model name (the predictor's name; the transformer serves the same path).
+    :param feast_repo_path: Feast repository (``feature_store.yaml``) whose online store holds the features.
+    :param feast_config: a resolved ``feature_store.yaml`` used instead of the repository's own.
+    :param feature_service: FeatureService with the model's features.
+    :param storage_uri: the model, to read its feature order from (or pass ``feature_names``).
+    :param feature_names: the model's feature order.
+    :param max_batch_size: largest number of instances per request.
+    :param reject_unknown_entities: answer 400 for an entity the online store has never seen; False scores it
+        with missing (null) features, which XGBoost handles as missing values.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        feast_repo_path: str,
+        feast_config: str | None = None,
+        feature_service: str = "fraud_model_v1",
+        storage_uri: str | None = None,
+        feature_names: list[str] | None = None,
+        max_batch_size: int = 1000,
+        tracking_uri: str | None = None,
+        reject_unknown_entities: bool = True,
+    ) -> None:
+        super().__init__(name)
+        self.feast_repo_path = feast_repo_path
+        self.feast_config = feast_config
+        self.feature_service_name = feature_service
+        self.storage_uri = storage_uri
+        self.feature_names = feature_names
+        self.max_batch_size = max_batch_size
+        self.tracking_uri = tracking_uri
+        self.store: Any = None
+        self._feature_service: Any = None
+        self.entity_keys: list[str] = []
+        self.request_fields: list[str] = []
+        self._view_of_feature: dict[str, str] = {}
+        self._entity_views: set[str] = set()
+        self._full_feature_names = False
+        self._types: dict[str, str] = {}
+        self.reject_unknown_entities = reject_unknown_entities
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def load(self) -> bool:
+        """Open the feature store, resolve the FeatureService and the model's feature order."""
+        from feast import FeatureStore
+
+        if not self.feature_names:
+            if not self.storage_uri:
+                raise ValueError(
+                    "The transformer needs the model's feature order: pass --storage_uri or --feature_names."
+                )
+            self.feature_names = feature_names_from_model(self.storage_uri, self.tracking_uri)
+        if self.feast_config:
+            self.store = FeatureStore(repo_path=self.feast_repo_path, fs_yaml_file=Path(self.feast_config))
+        else:
+            self.store = FeatureStore(repo_path=self.feast_repo_path)
+        self._feature_service = self.store.get_feature_service(self.feature_service_name)
+        entity_keys: list[str] = []
+        request_fields: list[str] = []
+        short_names: dict[str, str] = {}
+        full_names: dict[str, str] = {}
+        for projection in self._feature_service.feature_view_projections:
+            view_name = projection.name_to_use()
+            try:
+                view = self.store.get_feature_view(projection.name)
+                self._entity_views.add(view_name)
+                for column in view.entity_columns:
+                    if column.name not in entity_keys:
+                        entity_keys.append(column.name)
+                        self._types[column.name] = str(column.dtype)
+            except Exception:  # not a regular feature view: an on-demand one computed from request fields
+                odfv = self.store.get_on_demand_feature_view(projection.name)
+                for source in odfv.source_request_sources.values():
+                    for field in source.schema:
+                        if field.name not in request_fields:
+                            request_fields.append(field.name)
+                            self._types[field.name] = str(field.dtype)
+                for source_view in odfv.source_feature_view_projections.values():
+                    for key in self.store.get_feature_view(source_view.name).join_keys:
+                        if key not in entity_keys:
+                            entity_keys.append(key)
+            for feature in projection.features:
+                short_names[feature.name] = view_name
+                full_names[f"{view_name}__{feature.name}"] = view_name
+        self.entity_keys = entity_keys
+        self.request_fields = request_fields
+        in_full = sum(name in full_names for name in self.feature_names)
+        in_short = sum(name in short_names for name in self.feature_names)
+        self._full_feature_names = in_full > in_short
+        self._view_of_feature = full_names if self._full_feature_names else short_names
+        from_request = [n for n in self.feature_names if n not in self._view_of_feature]
+        unresolvable = [n for n in from_request if n not in self.request_fields and n not in self.entity_keys]
+        # Model features that are neither Feast features nor declared request fields must come with the request.
+        self.request_fields.extend(n for n in unresolvable if n not in self.request_fields)
+        logger.info(
+            "Transformer for %s: FeatureService %s, entity keys %s, request fields %s, %d model features",
+            self.name,
+            self.feature_service_name,
+            self.entity_keys,
+            self.request_fields,
+            len(self.feature_names),
+        )
+        # One lookup now, so the first request does not pay for the registry load.
+        self.ready = True
+        return self.ready
+
+    # -- request decoding ----------------------------------------------------------------------------------------
+    def _rows_from_v1(self, payload: dict) -> list[dict]:
+        instances = payload.get("instances")
+        if not isinstance(instances, list) or not all(isinstance(row, dict) for row in instances):
+            raise InvalidInput(
+                'Expected "instances": a list of objects with the entity keys '
+                f"{self.entity_keys} and the request fields {self.request_fields}."
+            )
+        return instances
+
+    def _rows_from_v2(self, request: InferRequest) -> list[dict]:
+        columns: dict[str, list] = {}
+        for tensor in request.inputs:
+            try:
+                values = tensor.as_numpy().reshape(-1)
+            except ValueError as exc:
+                raise InvalidInput(
+                    f"Input '{tensor.name}' data does not match its shape {list(tensor.shape)}: {exc}"
+                ) from None
+            if tensor.datatype == "BYTES":
+                values = [v.decode() if isinstance(v, bytes) else v for v in values]
+            columns[tensor.name] = list(values)
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) != 1:
+            raise InvalidInput(
+                f"Entity request inputs have different lengths {sorted(lengths)}; all must have n values."
+            )
+        n = lengths.pop()
+        return [{name: _plain(values[i]) for name, values in columns.items()} for i in range(n)]
+
+    def _is_feature_tensor(self, request: InferRequest) -> bool:
+        if len(request.inputs) != 1:
+            return False
+        tensor = request.inputs[0]
+        return (
+            tensor.datatype in NUMERIC_DATATYPES
+            and len(tensor.shape) == 2
+            and tensor.name not in self.entity_keys
+            and tensor.name not in self.request_fields
+        )
+
+    # -- feature lookup ------------------------------------------------------------------------------------------
+    def features_for(self, rows: list[dict]) -> np.ndarray:
+        """Return the float32 feature matrix ``[n, n_features]`` for entity rows (model feature order)."""
+        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+        if not rows:
+            raise InvalidInput("The request has no instances.")
+        if len(rows) > self.max_batch_size:
+            raise InvalidInput(
+                f"Batch of {len(rows)} instances exceeds the maximum batch size of {self.max_batch_size}."
+            )
+        required = self.entity_keys + self.request_fields
+        for i, row in enumerate(rows):
+            missing = [field for field in required if row.get(field) is None]
+            if missing:
+                raise InvalidInput(
+                    f"Instance {i} is missing field(s) {missing}; an entity request needs {self.entity_keys} "
+                    f"and the transaction fields {self.request_fields}."
+                )
+        entity_rows = [{k: self._coerce(k, row[k], i) for k in required} for i, row in enumerate(rows)]
+        try:
+            response = self.store.get_online_features(
+                features=self._feature_service, entity_rows=entity_rows, full_feature_names=self._full_feature_names
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"Invalid entity request: {exc}") from None
+        proto = response.proto
+        names = list(proto.metadata.feature_names.val)
+        index = {name: j for j, name in enumerate(names)}
+        n = len(rows)
+        matrix = np.empty((n, len(self.feature_names)), dtype=np.float32)
+        for col, feature in enumerate(self.feature_names):
+            if feature in index:
+                result = proto.results[index[feature]]
+                view = self._view_of_feature.get(feature)
+                for i in range(n):
+                    status = result.statuses[i]
+                    if self.reject_unknown_entities and status == FieldStatus.NOT_FOUND and view in self._entity_views:
+                        keys = {k: rows[i][k] for k in self.entity_keys}
+                        raise InvalidInput(
+                            f"Unknown entity in instance {i}: no online features in '{view}' for {keys}. "
+                            "Is the entity new, or are the features not materialized yet?"
+                        )
+                    matrix[i, col] = _value_to_float(result.values[i])
+            else:
+                try:
+                    matrix[:, col] = [float(row[feature]) for row in rows]
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise InvalidInput(f"Model feature '{feature}' must be a number in every instance: {exc}") from None
+        return matrix
+
+    def _coerce(self, field: str, value: Any, index: int) -> Any:
+        """Convert a request value to the type the feature definitions declare (JSON has no timestamps)."""
+        kind = self._types.get(field, "")
+        try:
+            if "Int" in kind:
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError(f"{value!r} is not an integer")
+                return int(value)
+            if "Float" in kind:
+                return float(value)
+            if "String" in kind:
+                if not isinstance(value, str):
+                    raise ValueError(f"{value!r} is not a string")
+                return value
+            if "Bool" in kind:
+                return bool(value)
+            if "UnixTimestamp" in kind:
+                if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+                    value = float(value)  # epoch seconds sent as text (e.g. a V2 BYTES tensor)
+                if isinstance(value, int | float):
+                    return datetime.fromtimestamp(value, tz=UTC)
+                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInput(f"Instance {index}: field '{field}' must be {kind or 'valid'}: {exc}") from None
+        return value
+
+    # -- kserve handlers -----------------------------------------------------------------------------------------
+    def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> InferRequest:
+        """Turn the request into the predictor's V2 feature tensor (or pass a feature tensor through)."""
+        if isinstance(payload, InferRequest):
+            _V1_REQUEST.set(False)
+            if self._is_feature_tensor(payload):
+                return payload
+            rows = self._rows_from_v2(payload)
+        elif isinstance(payload, dict):
+            _V1_REQUEST.set(True)
+            rows = self._rows_from_v1(payload)
+        else:
+            raise InvalidInput(f"Unsupported request body of type {type(payload).__name__}.")
+        matrix = self.features_for(rows)
+        tensor = InferInput(name=INPUT_NAME, shape=list(matrix.shape), datatype="FP32")
+        tensor.set_data_from_numpy(matrix, binary_data=False)
+        return InferRequest(model_name=self.name, infer_inputs=[tensor], request_id=getattr(payload, "id", None))
+
+    def postprocess(
+        self, result: dict | InferResponse, headers: dict[str, str] | None = None, response_headers: dict | None = None
+    ) -> dict | InferResponse:
+        """Answer V1 requests in V1; V2 responses pass through."""
+        if _V1_REQUEST.get() and isinstance(result, InferResponse):
+            return {"predictions": result.outputs[0].as_numpy().reshape(-1).tolist()}
+        return result
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _value_to_float(value: Any) -> float:
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return float("nan")
+    raw = getattr(value, kind)
+    if isinstance(raw, bytes | str):
+        raise InvalidInput(f"Feature value {raw!r} is not numeric; the feature service must serve numeric features.")
+    return float(raw)

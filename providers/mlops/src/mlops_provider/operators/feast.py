@@ -1,0 +1,366 @@
+"""Feast operators: apply the feature repository, materialize an interval, build point-in-time training sets."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_provider.exceptions import MlopsError, SourceDataMissingError
+from mlops_provider.hooks.feast import FeastHook
+from mlops_provider.settings import get_settings
+from mlops_provider.validation.partitions import day_bounds, partition_uri, resolve_dates
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+    from feast import FeatureStore
+
+    from mlops_provider.settings import MlopsSettings
+
+
+class _FeastOperator(BaseOperator):
+    """Common arguments: the Feast connection, the repository and the storage connection."""
+
+    def __init__(
+        self,
+        *,
+        feast_conn_id: str | None = None,
+        repo_path: str | None = None,
+        storage_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.feast_conn_id = feast_conn_id
+        self.repo_path = repo_path
+        self.storage_conn_id = storage_conn_id
+
+    @cached_property
+    def settings(self) -> MlopsSettings:
+        """Bundle settings, read once per task run."""
+        return get_settings()
+
+    @cached_property
+    def hook(self) -> FeastHook:
+        """Feast hook for this task."""
+        return FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
+
+    @property
+    def _conn_id(self) -> str | None:
+        return self.storage_conn_id or self.settings.storage_conn_id
+
+    def _read_validated(self, dataset: str, day: date) -> pd.DataFrame | None:
+        from mlops_provider.storage import read_parquet, storage_path
+
+        uri = partition_uri(self.settings.zone_uri("validated", dataset), day)
+        if not storage_path(uri, self._conn_id).exists():
+            return None
+        return read_parquet(uri, self._conn_id)
+
+    def _build_aggregates(self, store: FeatureStore, view_names: list[str], days: list[date]) -> dict[str, list]:
+        """(Re)build the aggregate files of every tagged view in ``view_names`` for ``days``."""
+        from mlops_provider.features.aggregates import build_partitions, spec_from_view
+        from mlops_provider.storage import write_parquet_atomic
+
+        built: dict[str, list] = {}
+        cache: dict[tuple[str, date], pd.DataFrame | None] = {}  # views over the same dataset read it once
+
+        def read(dataset: str, day: date) -> pd.DataFrame | None:
+            if (dataset, day) not in cache:
+                cache[(dataset, day)] = self._read_validated(dataset, day)
+            return cache[(dataset, day)]
+
+        for name in view_names:
+            spec = spec_from_view(store.get_feature_view(name))
+            if spec is None:
+                continue
+
+            def write(day: date, frame: pd.DataFrame, spec=spec) -> str:
+                uri = spec.file_uri(day)
+                write_parquet_atomic(frame, uri, self._conn_id)
+                return uri
+
+            built[name] = build_partitions(spec, days, lambda d, spec=spec: read(spec.source_dataset, d), write)
+            self.log.info(
+                "Built %s aggregate rows for %s over %s..%s",
+                sum(p["rows"] for p in built[name]),
+                name,
+                days[0],
+                days[-1],
+            )
+        return built
+
+
+class FeastApplyOperator(_FeastOperator):
+    """Register the feature repository's entities, sources, views and services (``feast apply``).
+
+    Idempotent; objects the repository no longer defines are removed from the registry.
+
+    :param feast_conn_id: Feast connection; default ``[mlops] feast_conn_id`` (missing: local stores). (templated)
+    :param repo_path: feature repository; default ``[mlops] feast_repo_path``. (templated)
+    """
+
+    template_fields: Sequence[str] = ("feast_conn_id", "repo_path")
+    ui_color = "#f0e0f5"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Apply the repository and return what was applied."""
+        return self.hook.apply()
+
+
+class FeastMaterializeOperator(_FeastOperator):
+    """Build the interval's aggregate features and load them into the online store.
+
+    For every feature view tagged as an aggregate (see :mod:`mlops_provider.features.aggregates`) the
+    interval's days are rebuilt from the validated zone, then Feast materializes the interval. Re-running
+    an interval rewrites the same files and the same online values. Materializing an older interval after
+    a newer one extends the range to the newest materialized end, so the online store never goes back
+    in time.
+
+    :param start: first day, YYYY-MM-DD; empty means the run's date. (templated)
+    :param end: last day (inclusive); empty means ``start``. (templated)
+    :param feature_views: views to materialize; default every online feature view. (templated)
+    :param build_features: rebuild aggregate files before materializing.
+    :param feast_conn_id: Feast connection. (templated)
+    :param repo_path: feature repository. (templated)
+    :param storage_conn_id: connection for ``data_root``. (templated)
+    """
+
+    template_fields: Sequence[str] = ("start", "end", "feature_views", "feast_conn_id", "repo_path", "storage_conn_id")
+    ui_color = "#f0e0f5"
+
+    def __init__(
+        self,
+        *,
+        start: str = "",
+        end: str = "",
+        feature_views: list[str] | None = None,
+        build_features: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+        self.end = end
+        self.feature_views = feature_views
+        self.build_features = build_features
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Build the aggregates, materialize, and return per-view row counts."""
+        from feast.utils import make_tzaware
+
+        days = resolve_dates(self.start, self.end, context)
+        store = self.hook.get_feature_store()
+        views = [v for v in store.list_feature_views() if v.online]
+        if self.feature_views:
+            unknown = sorted(set(self.feature_views) - {v.name for v in views})
+            if unknown:
+                raise MlopsError(
+                    f"Feature views {unknown} are not registered online views of {store.project}; run FeastApplyOperator first."
+                )
+            views = [v for v in views if v.name in self.feature_views]
+        if not views:
+            raise MlopsError(
+                f"Feast project {store.project} has no online feature views; run FeastApplyOperator first."
+            )
+        names = [v.name for v in views]
+        began = time.perf_counter()
+        built = self._build_aggregates(store, names, days) if self.build_features else {}
+        build_seconds = time.perf_counter() - began
+
+        start = day_bounds(days[0])[0]
+        end = day_bounds(days[-1])[1] - timedelta(microseconds=1)
+        # Never move the online store back in time: cover up to the newest end already materialized.
+        newest = [make_tzaware(v.most_recent_end_time) for v in views if v.most_recent_end_time]
+        effective_end = max([end, *newest])
+        began = time.perf_counter()
+        store.materialize(start_date=start, end_date=effective_end, feature_views=names)
+        materialize_seconds = time.perf_counter() - began
+        self.log.info(
+            "Materialized %s over %s..%s into %s", names, start, effective_end, store.config.online_store.type
+        )
+        result = {
+            "project": store.project,
+            "feature_views": names,
+            "start": start.isoformat(),
+            "end": effective_end.isoformat(),
+            "online_store": store.config.online_store.type,
+            "feature_rows": {name: sum(p["rows"] for p in parts) for name, parts in built.items()},
+            "seconds": {"build_features": round(build_seconds, 3), "materialize": round(materialize_seconds, 3)},
+        }
+        for outlet in self.outlets or []:
+            context["outlet_events"][outlet].extra = {
+                k: result[k] for k in ("project", "feature_views", "start", "end", "feature_rows")
+            }
+        return result
+
+
+class FeastTrainingSetOperator(_FeastOperator):
+    """Join the interval's labels with their features as of each label's time, and snapshot the result.
+
+    Labels are the validated rows of ``dataset`` in the interval; their entity keys, timestamp and the
+    request fields the service's on-demand views need go to Feast's ``get_historical_features`` (an as-of
+    join: no feature value from after a label's timestamp). The result, sorted deterministically, is
+    written to ``training_sets/<dataset>/<hash>/data.parquet`` with ``manifest.json`` beside it, where
+    ``<hash>`` is the content hash of the Parquet bytes. The manifest is returned and the hash goes into
+    the outlet asset event.
+
+    :param dataset: dataset whose validated rows hold the labels. (templated)
+    :param feature_service: Feast feature service, e.g. ``fraud_model_v1``. (templated)
+    :param label_column: label column. (templated)
+    :param partition_start: first day; empty means the run's date. (templated)
+    :param partition_end: last day (inclusive). (templated)
+    :param timestamp_column: event-time column of the dataset. (templated)
+    :param build_features: rebuild the interval's aggregate files first (idempotent).
+    :param feast_conn_id: Feast connection. (templated)
+    :param repo_path: feature repository. (templated)
+    :param storage_conn_id: connection for ``data_root``. (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        "dataset",
+        "feature_service",
+        "label_column",
+        "partition_start",
+        "partition_end",
+        "timestamp_column",
+        "feast_conn_id",
+        "repo_path",
+        "storage_conn_id",
+    )
+    ui_color = "#f0e0f5"
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        feature_service: str,
+        label_column: str,
+        partition_start: str = "",
+        partition_end: str = "",
+        timestamp_column: str = "event_timestamp",
+        build_features: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.feature_service = feature_service
+        self.label_column = label_column
+        self.partition_start = partition_start
+        self.partition_end = partition_end
+        self.timestamp_column = timestamp_column
+        self.build_features = build_features
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Build the training set and return its manifest."""
+        import pandas as pd
+
+        from mlops_provider.storage import write_bytes_atomic
+
+        days = resolve_dates(self.partition_start, self.partition_end, context)
+        store = self.hook.get_feature_store()
+        service = store.get_feature_service(self.feature_service)
+
+        view_names, request_fields, feature_refs, feature_columns = [], [], [], []
+        entity_columns: list[str] = []
+        odfv_names = {v.name for v in store.list_on_demand_feature_views()}
+        for projection in service.feature_view_projections:
+            view_names.append(projection.name)
+            for feature in projection.features:
+                feature_refs.append(f"{projection.name_to_use()}:{feature.name}")
+                feature_columns.append(feature.name)
+            if projection.name in odfv_names:
+                odfv = store.get_on_demand_feature_view(projection.name)
+                for source in odfv.source_request_sources.values():
+                    request_fields += [f.name for f in source.schema if f.name not in request_fields]
+            else:
+                for key in store.get_feature_view(projection.name).join_keys:
+                    if key not in entity_columns:
+                        entity_columns.append(key)
+
+        if self.build_features:
+            self._build_aggregates(store, [n for n in view_names if n not in odfv_names], days)
+
+        frames = []
+        for day in days:
+            frame = self._read_validated(self.dataset, day)
+            if frame is None:
+                raise SourceDataMissingError(
+                    f"Validated partition dt={day} of {self.dataset} does not exist; run ingestion and validation "
+                    "for the training window first."
+                )
+            frames.append(frame)
+        labels = pd.concat(frames, ignore_index=True)
+        needed = [*entity_columns, self.timestamp_column, self.label_column]
+        needed += [f for f in request_fields if f not in needed]
+        missing = [c for c in needed if c not in labels.columns]
+        if missing:
+            raise MlopsError(
+                f"Columns {missing} needed by feature service {self.feature_service} (entity keys, request fields) or "
+                f"as label/timestamp are not in the validated {self.dataset} data."
+            )
+        if labels.empty:
+            raise MlopsError(f"No validated {self.dataset} rows between {days[0]} and {days[-1]}; nothing to train on.")
+        entity_df = labels[needed].copy()
+        if self.timestamp_column != "event_timestamp":
+            entity_df["event_timestamp"] = entity_df[self.timestamp_column]
+        entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+
+        joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+        ts_col = "event_timestamp"
+        columns = [*entity_columns, ts_col, *feature_columns, self.label_column]
+        data = joined[columns].copy()
+        not_numeric = [c for c in feature_columns if not pd.api.types.is_numeric_dtype(data[c])]
+        if not_numeric:
+            raise MlopsError(f"Features {not_numeric} of {self.feature_service} are not numeric; models need numbers.")
+        data[ts_col] = pd.to_datetime(data[ts_col], utc=True).astype("datetime64[us, UTC]")
+        data = data.sort_values([ts_col, *entity_columns, *feature_columns, self.label_column], kind="mergesort")
+        data = data.reset_index(drop=True)
+
+        buffer = io.BytesIO()
+        data.to_parquet(buffer, index=False, compression="snappy")
+        payload = buffer.getvalue()
+        digest = hashlib.sha256(payload).hexdigest()
+        content_hash = digest[:16]
+        folder = f"{self.settings.zone_uri('training_sets', self.dataset)}/{content_hash}"
+        uri = f"{folder}/data.parquet"
+        write_bytes_atomic(payload, uri, self._conn_id)
+        manifest = {
+            "uri": uri,
+            "hash": content_hash,
+            "sha256": digest,
+            "rows": len(data),
+            "dataset": self.dataset,
+            "start": days[0].isoformat(),
+            "end": days[-1].isoformat(),
+            "label_column": self.label_column,
+            "timestamp_column": ts_col,
+            "entity_columns": entity_columns,
+            "feature_columns": feature_columns,
+            "feature_refs": feature_refs,
+            "feature_service": self.feature_service,
+            "feast_project": store.project,
+            "label_rate": round(float(data[self.label_column].mean()), 6),
+            "created_at": datetime.now().astimezone().isoformat(),
+        }
+        write_bytes_atomic(json.dumps(manifest, indent=2).encode(), f"{folder}/manifest.json", self._conn_id)
+        self.log.info(
+            "Training set %s: %d rows x %d features -> %s", content_hash, len(data), len(feature_columns), uri
+        )
+        for outlet in self.outlets or []:
+            context["outlet_events"][outlet].extra = {
+                "hash": content_hash,
+                "uri": uri,
+                "rows": len(data),
+                "dataset": self.dataset,
+                "start": manifest["start"],
+                "end": manifest["end"],
+                "feature_service": self.feature_service,
+            }
+        return manifest

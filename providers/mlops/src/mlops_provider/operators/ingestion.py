@@ -1,0 +1,156 @@
+"""Copy one data interval's source files into the raw zone as Parquet, atomically and idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_provider.exceptions import SourceDataMissingError
+from mlops_provider.settings import get_settings
+from mlops_provider.validation.partitions import partition_uri, resolve_dates
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlops_provider.settings import MlopsSettings
+
+
+class IngestionOperator(BaseOperator):
+    """Ingest each daily partition of an interval into ``raw/<dataset>/dt=YYYY-MM-DD/data.parquet``.
+
+    The source of a day is a file or a folder of ``*.parquet`` / ``*.csv`` files on ``file://``,
+    ``s3://`` or ``gs://`` (through ``ObjectStoragePath`` and the storage connection). Each partition is
+    written to a temporary object and renamed over the target, so a re-run replaces it whole and
+    readers never see half a file. Every source is read before anything is written, so a bad day
+    leaves all raw partitions as they were. Each outlet asset gets an event whose ``extra`` holds the
+    row counts per partition.
+
+    :param dataset: dataset name. (templated)
+    :param partition_start: first day, YYYY-MM-DD; empty means the run's date. (templated)
+    :param partition_end: last day (inclusive); empty means ``partition_start``. (templated)
+    :param source_uri: source of a day with ``{ds}`` (YYYY-MM-DD), ``{ds_nodash}`` and ``{dataset}``
+        placeholders, e.g. ``s3://vendor/exports/{ds}/``; default ``<data_root>/landing/<dataset>/dt={ds}``.
+        (templated)
+    :param file_format: ``auto`` (by file extension), ``parquet`` or ``csv``. (templated)
+    :param csv_delimiter: delimiter of CSV sources. (templated)
+    :param allow_empty: accept partitions without rows (otherwise they fail like missing ones).
+    :param source_conn_id: connection for the source; default: the scheme's default. (templated)
+    :param storage_conn_id: connection for ``data_root``; default ``[mlops] storage_conn_id``. (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        "dataset",
+        "partition_start",
+        "partition_end",
+        "source_uri",
+        "file_format",
+        "csv_delimiter",
+        "source_conn_id",
+        "storage_conn_id",
+    )
+    ui_color = "#dbe8f5"
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        partition_start: str = "",
+        partition_end: str = "",
+        source_uri: str | None = None,
+        file_format: str = "auto",
+        csv_delimiter: str = ",",
+        allow_empty: bool = False,
+        source_conn_id: str | None = None,
+        storage_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.partition_start = partition_start
+        self.partition_end = partition_end
+        self.source_uri = source_uri
+        self.file_format = file_format
+        self.csv_delimiter = csv_delimiter
+        self.allow_empty = allow_empty
+        self.source_conn_id = source_conn_id
+        self.storage_conn_id = storage_conn_id
+
+    @cached_property
+    def settings(self) -> MlopsSettings:
+        """Bundle settings, read once per task run."""
+        return get_settings()
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Read every day's source, then write each raw partition atomically."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        from mlops_provider.storage import storage_path, write_bytes_atomic
+        from mlops_provider.validation.sources import (
+            concat_tables,
+            list_source_files,
+            read_source_file,
+            source_uri_for,
+        )
+
+        dates = resolve_dates(self.partition_start, self.partition_end, context)
+        tables = []
+        for day in dates:
+            uri = source_uri_for(self.source_uri, self.settings.data_root, self.dataset, day)
+            files = list_source_files(storage_path(uri, self.source_conn_id))
+            if files is None:
+                raise SourceDataMissingError(
+                    f"No source data for {self.dataset} dt={day}: {uri} does not exist. Check that the upstream "
+                    "export ran for this day and source_uri; the task retries per its retries setting, or put "
+                    "SourceDataSensor in front of it to wait."
+                )
+            if not files:
+                raise SourceDataMissingError(
+                    f"Source partition {uri} for {self.dataset} dt={day} is empty: no *.parquet or *.csv files. "
+                    "Check the upstream export; nothing was written."
+                )
+            table = concat_tables(
+                [read_source_file(f, self.file_format, self.csv_delimiter) for f in files], f"{uri} ({day})"
+            )
+            if table.num_rows == 0 and not self.allow_empty:
+                raise SourceDataMissingError(
+                    f"Source partition {uri} for {self.dataset} dt={day} has 0 rows in {len(files)} file(s). If empty "
+                    "days are expected set allow_empty=True; otherwise check the upstream export. Nothing was written."
+                )
+            tables.append((day, uri, len(files), table))
+
+        conn_id = self.storage_conn_id or self.settings.storage_conn_id
+        partitions = []
+        for day, uri, n_files, table in tables:
+            target = partition_uri(self.settings.zone_uri("raw", self.dataset), day)
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer, compression="snappy")
+            write_bytes_atomic(buffer.getvalue(), target, conn_id)
+            self.log.info(
+                "Ingested %s dt=%s: %d rows from %d file(s) at %s -> %s",
+                self.dataset,
+                day,
+                table.num_rows,
+                n_files,
+                uri,
+                target,
+            )
+            partitions.append({"date": day.isoformat(), "uri": target, "rows": table.num_rows, "source_uri": uri})
+
+        rows = sum(p["rows"] for p in partitions)
+        for outlet in self.outlets or []:
+            context["outlet_events"][outlet].extra = {
+                "dataset": self.dataset,
+                "zone": "raw",
+                "rows": rows,
+                "partitions": [{"date": p["date"], "rows": p["rows"]} for p in partitions],
+            }
+        return {
+            "dataset": self.dataset,
+            "rows": rows,
+            "partitions": [{"date": p["date"], "uri": p["uri"], "rows": p["rows"]} for p in partitions],
+        }

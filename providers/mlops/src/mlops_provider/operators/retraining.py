@@ -1,0 +1,141 @@
+"""Throttle for retraining: a cooldown and a daily cap, so drift storms do not become retraining storms.
+
+``RetrainingCooldownOperator`` is the first task of the training DAG. Scheduled runs (asset events from
+new validated data or a drift verdict) proceed only when the last launched retraining of the model is
+older than the cooldown and fewer than the daily cap were launched this UTC day; otherwise it skips,
+and the skip propagates to every downstream task. Manual runs with ``as_of`` set always proceed (and
+count as launches).
+
+Launches are recorded in the Airflow Variable ``mlops_retraining_launches__<model>`` (a JSON list of
+ISO timestamps, the last day's worth), read and written through the Task SDK so it works on any
+executor. The training DAG has ``max_active_runs=1``, so runs do not race on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
+
+VARIABLE_PREFIX = "mlops_retraining_launches__"
+
+
+def _as_utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def decide(
+    *, now: dt.datetime, launches: list[dt.datetime], cooldown: dt.timedelta, daily_cap: int, forced: bool
+) -> tuple[bool, str]:
+    """Return ``(proceed, reason)`` for a retraining requested at ``now`` given earlier ``launches``."""
+    if forced:
+        return True, "manual run with as_of: always proceeds"
+    earlier = sorted(t for t in launches if t <= now)
+    if earlier and now - earlier[-1] < cooldown:
+        wait = cooldown - (now - earlier[-1])
+        return False, (
+            f"inside the cooldown: last retraining launched at {earlier[-1].isoformat()}, "
+            f"cooldown {cooldown}, next allowed in {wait}"
+        )
+    today = [t for t in earlier if t.date() == now.date()]
+    if daily_cap >= 0 and len(today) >= daily_cap:
+        return False, f"daily cap reached: {len(today)} retraining run(s) launched on {now.date()} (cap {daily_cap})"
+    return True, "outside the cooldown and under the daily cap"
+
+
+class RetrainingCooldownOperator(BaseOperator):
+    """Skip the rest of a retraining run when it comes too soon after the last one, or over the daily cap.
+
+    Returns ``{"model_name", "decision": "proceed"|"skip", "reason", "triggered_by", "last_launch",
+    "launches_today", "cooldown_minutes", "daily_cap"}`` (pushed to XCom before skipping, too).
+
+    :param model_name: the model being retrained (templated).
+    :param cooldown_minutes: minimum minutes between launches; default ``[mlops] retraining_cooldown_minutes``.
+    :param daily_cap: most launches per UTC day; default ``[mlops] retraining_daily_cap``.
+    """
+
+    template_fields: Sequence[str] = ("model_name",)
+    ui_color = "#fff3e0"
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        cooldown_minutes: int | None = None,
+        daily_cap: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.cooldown_minutes = cooldown_minutes
+        self.daily_cap = daily_cap
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Decide, record the launch when proceeding, and skip downstream when not."""
+        import json
+
+        from airflow.sdk import Variable
+
+        from mlops_provider.settings import get_settings
+
+        settings = get_settings()
+        cooldown_minutes = (
+            self.cooldown_minutes if self.cooldown_minutes is not None else settings.retraining_cooldown_minutes
+        )
+        daily_cap = self.daily_cap if self.daily_cap is not None else settings.retraining_daily_cap
+        dag_run = context["dag_run"]
+        params = context.get("params") or {}
+        run_type = getattr(dag_run, "run_type", None)
+        run_type = str(getattr(run_type, "value", run_type) or "")
+        forced = run_type == "manual" and bool(params.get("as_of"))
+        now = _as_utc(getattr(dag_run, "run_after", None) or dt.datetime.now(dt.UTC))
+
+        key = f"{VARIABLE_PREFIX}{self.model_name}"
+        raw = Variable.get(key, default="[]")
+        try:
+            launches = [_as_utc(t) for t in json.loads(raw)]
+        except (ValueError, TypeError):
+            log.warning("Variable %s held %r, not a JSON list of timestamps; starting afresh.", key, raw)
+            launches = []
+        proceed, reason = decide(
+            now=now,
+            launches=launches,
+            cooldown=dt.timedelta(minutes=cooldown_minutes),
+            daily_cap=daily_cap,
+            forced=forced,
+        )
+        events = context.get("triggering_asset_events") or {}
+        triggered_by = sorted(getattr(asset, "name", None) or str(asset) for asset in events) or [run_type or "unknown"]
+        today = [t for t in launches if t.date() == now.date() and t <= now]
+        result = {
+            "model_name": self.model_name,
+            "decision": "proceed" if proceed else "skip",
+            "reason": reason,
+            "triggered_by": triggered_by,
+            "last_launch": max(launches).isoformat() if launches else None,
+            "launches_today": len(today) + (1 if proceed else 0),
+            "cooldown_minutes": cooldown_minutes,
+            "daily_cap": daily_cap,
+        }
+        if not proceed:
+            context["ti"].xcom_push(key="return_value", value=result)
+            log.info("Retraining of %s skipped: %s (triggered by %s).", self.model_name, reason, triggered_by)
+            raise AirflowSkipException(f"Retraining of {self.model_name} skipped: {reason}.")
+        keep_after = now - dt.timedelta(days=1, minutes=cooldown_minutes)
+        kept = [t for t in launches if t >= keep_after] + [now]
+        Variable.set(key, json.dumps(sorted(t.isoformat() for t in kept)))
+        log.info("Retraining of %s proceeds: %s (triggered by %s).", self.model_name, reason, triggered_by)
+        return result

@@ -1,0 +1,227 @@
+"""Validate raw partitions against a data contract: valid rows to ``validated/``, the rest to ``quarantine/``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_provider.exceptions import DataValidationError, SchemaMismatchError, SourceDataMissingError
+from mlops_provider.links.validation import ValidationReportLink, browsable_url
+from mlops_provider.settings import get_settings
+from mlops_provider.validation.partitions import partition_uri, resolve_dates
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlops_provider.settings import MlopsSettings
+    from mlops_provider.validation.contract import Contract
+
+
+class DataValidationOperator(BaseOperator):
+    """Validate each daily partition of an interval against a declared data contract.
+
+    Every input row lands in exactly one place: ``validated/<dataset>/dt=.../data.parquet`` (typed as
+    the contract declares) or ``quarantine/<dataset>/dt=.../data.parquet`` (original values plus a
+    ``_failed_checks`` column). A JSON report per partition goes to
+    ``reports/validation/<dataset>/dt=.../report.json`` and is linked from the task.
+
+    A schema break (missing or undeclared columns, a column of the wrong type) raises
+    :class:`~mlops_provider.exceptions.SchemaMismatchError` before anything is written. When more
+    than ``max_invalid_share`` of a partition's rows is invalid, or an ``error`` dataset check fails,
+    the outputs are written first and then :class:`~mlops_provider.exceptions.DataValidationError`
+    names the failed checks with their counts.
+
+    :param dataset: dataset name; selects ``raw/<dataset>`` and the output zones. (templated)
+    :param contract: contract YAML, relative to ``[mlops] project_root`` or absolute. (templated)
+    :param partition_start: first day, YYYY-MM-DD; empty means the run's date. (templated)
+    :param partition_end: last day (inclusive); empty means ``partition_start``. (templated)
+    :param max_invalid_share: overrides the contract's ``max_invalid_share``. (templated)
+    :param source_zone: zone to read from (default ``raw``). (templated)
+    :param storage_conn_id: connection for ``data_root``; default ``[mlops] storage_conn_id``. (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        "dataset",
+        "contract",
+        "partition_start",
+        "partition_end",
+        "max_invalid_share",
+        "source_zone",
+        "storage_conn_id",
+    )
+    operator_extra_links = (ValidationReportLink(),)
+    ui_color = "#e8f0d8"
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        contract: str,
+        partition_start: str = "",
+        partition_end: str = "",
+        max_invalid_share: float | str | None = None,
+        source_zone: str = "raw",
+        storage_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.contract = contract
+        self.partition_start = partition_start
+        self.partition_end = partition_end
+        self.max_invalid_share = max_invalid_share
+        self.source_zone = source_zone
+        self.storage_conn_id = storage_conn_id
+
+    @cached_property
+    def settings(self) -> MlopsSettings:
+        """Bundle settings, read once per task run."""
+        return get_settings()
+
+    def _zone(self, zone: str) -> str:
+        return self.settings.zone_uri(zone, self.dataset)
+
+    def _history(self, contract: Contract, first: date) -> dict[date, int]:
+        """Input row counts of the partitions before ``first``, from their validation reports."""
+        from mlops_provider.storage import storage_path
+
+        check = contract.check("row_count_change")
+        if check is None:
+            return {}
+        history: dict[date, int] = {}
+        lookback = int(check.options.get("lookback_partitions", 7))
+        for i in range(lookback, 0, -1):
+            day = first - timedelta(days=i)
+            path = storage_path(partition_uri(self._zone("reports/validation"), day, "report.json"), self._conn_id)
+            if path.exists():
+                try:
+                    history[day] = int(json.loads(path.read_bytes())["input_rows"])
+                except (ValueError, KeyError, TypeError):
+                    self.log.warning("Ignoring unreadable validation report %s", path)
+        return history
+
+    @property
+    def _conn_id(self) -> str | None:
+        return self.storage_conn_id or self.settings.storage_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Validate every partition, write the outputs, then fail if any partition breaks its contract."""
+        from mlops_provider.storage import read_parquet, storage_path, write_bytes_atomic, write_parquet_atomic
+        from mlops_provider.validation.contract import load_contract
+        from mlops_provider.validation.engine import validate_frame
+
+        contract = load_contract(self.contract, self.settings.project_root)
+        dates = resolve_dates(self.partition_start, self.partition_end, context)
+        threshold = None if self.max_invalid_share in (None, "") else float(self.max_invalid_share)
+        now = datetime.now(UTC)
+
+        # Validate everything first: a schema break in any partition must leave every zone untouched.
+        history = self._history(contract, dates[0])
+        results = []
+        for day in dates:
+            source = partition_uri(self._zone(self.source_zone), day)
+            if not storage_path(source, self._conn_id).exists():
+                raise SourceDataMissingError(
+                    f"{self.source_zone} partition {source} does not exist; ingest {day} first "
+                    f"(IngestionOperator with partition_start={day})."
+                )
+            df = read_parquet(source, self._conn_id)
+            try:
+                result = validate_frame(
+                    df,
+                    contract,
+                    partition_date=day,
+                    history_rows=[history[d] for d in sorted(history)],
+                    now=now,
+                    max_invalid_share=threshold,
+                )
+            except SchemaMismatchError as err:
+                raise SchemaMismatchError(f"{self.dataset} dt={day} ({source}): {err}", report=err.report) from None
+            history[day] = len(df)
+            results.append((day, source, result))
+
+        partitions = []
+        for day, source, result in results:
+            validated_uri = partition_uri(self._zone("validated"), day)
+            quarantine_uri = partition_uri(self._zone("quarantine"), day)
+            report_uri = partition_uri(self._zone("reports/validation"), day, "report.json")
+            write_parquet_atomic(result.valid, validated_uri, self._conn_id)
+            write_parquet_atomic(result.quarantine, quarantine_uri, self._conn_id)
+            report = {**result.report, "source_uri": source, "validated_uri": validated_uri}
+            report["quarantine_uri"] = quarantine_uri
+            write_bytes_atomic(json.dumps(report, indent=2, default=str).encode(), report_uri, self._conn_id)
+            self.log.info(
+                "%s dt=%s: %d valid, %d quarantined (%.2f%%); report %s",
+                self.dataset,
+                day,
+                result.report["valid_rows"],
+                result.report["invalid_rows"],
+                100 * result.invalid_share,
+                report_uri,
+            )
+            partitions.append(
+                {
+                    "date": day.isoformat(),
+                    "validated_uri": validated_uri,
+                    "quarantine_uri": quarantine_uri,
+                    "report_uri": report_uri,
+                    "valid_rows": result.report["valid_rows"],
+                    "invalid_rows": result.report["invalid_rows"],
+                    "passed": result.report["passed"],
+                    "failed_checks": result.report["failed_checks"],
+                }
+            )
+
+        failing = [(p, r) for p, (_, _, r) in zip(partitions, results, strict=True) if not p["passed"]]
+        link_uri = (failing[0][0] if failing else partitions[-1])["report_uri"]
+        ValidationReportLink.persist(context, url=browsable_url(link_uri))
+        valid_rows = sum(p["valid_rows"] for p in partitions)
+        invalid_rows = sum(p["invalid_rows"] for p in partitions)
+        if failing:
+            lines = []
+            for part, result in failing:
+                checks = ", ".join(f"{k}={v}" for k, v in part["failed_checks"].items()) or "none"
+                dataset_failed = result.report["dataset_checks_failed"]
+                why = (
+                    f"dataset checks failed: {', '.join(dataset_failed)} (whole partition quarantined)"
+                    if dataset_failed
+                    else f"{result.invalid_share:.1%} invalid > max {result.report['max_invalid_share']:.1%}"
+                )
+                detail = "; ".join(
+                    f"{c['name']}: {c['detail']}"
+                    for c in result.report["checks"]
+                    if not c["passed"] and c["level"] == "dataset"
+                )
+                lines.append(
+                    f"dt={part['date']}: {why}; failed checks (rows): {checks}"
+                    + (f"; {detail}" if detail else "")
+                    + f"; {part['invalid_rows']} rows in {part['quarantine_uri']}, report {part['report_uri']}"
+                )
+            raise DataValidationError(
+                f"{self.dataset}: {len(failing)} of {len(partitions)} partitions failed validation against "
+                f"{contract.source}. Nothing was lost (valid + quarantined == input). "
+                "Fix the source and re-run, or raise max_invalid_share if this is expected.\n" + "\n".join(lines),
+                report={"partitions": partitions},
+                report_uri=failing[0][0]["report_uri"],
+            )
+
+        summary = {
+            "dataset": self.dataset,
+            "valid_rows": valid_rows,
+            "invalid_rows": invalid_rows,
+            "partitions": [{k: v for k, v in p.items() if k not in ("passed", "failed_checks")} for p in partitions],
+        }
+        for outlet in self.outlets or []:
+            context["outlet_events"][outlet].extra = {
+                "dataset": self.dataset,
+                "zone": "validated",
+                "valid_rows": valid_rows,
+                "invalid_rows": invalid_rows,
+                "partitions": [{"date": p["date"], "rows": p["valid_rows"]} for p in partitions],
+            }
+        return summary

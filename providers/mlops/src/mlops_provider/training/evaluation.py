@@ -1,0 +1,213 @@
+"""Time-ordered splits, classification metrics, threshold policies and per-segment scores.
+
+Shared by the trainer (``include/trainer``, also inside the trainer image, where Airflow is not
+installed) and the evaluation gate, so a model is scored the same way when it is trained and when it
+is gated. Imports only numpy/pandas/scikit-learn, inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+METRIC_DIRECTIONS: dict[str, str] = {
+    "roc_auc": "max",
+    "pr_auc": "max",
+    "log_loss": "min",
+    "brier": "min",
+    "ece": "min",
+    "precision": "max",
+    "recall": "max",
+    "f1": "max",
+}
+"""Whether a larger (``max``) or a smaller (``min``) value of each metric is better."""
+
+
+class EvaluationError(ValueError):
+    """The data cannot be scored as asked (e.g. a window without both classes)."""
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Row frames of a time-ordered split and the timestamps that separate them."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    holdout: pd.DataFrame
+    validation_start: Any
+    holdout_start: Any
+
+
+def time_split(
+    df: pd.DataFrame, timestamp_column: str, *, validation_fraction: float, holdout_fraction: float
+) -> TimeSplit:
+    """Split ``df`` by time: oldest rows train, then validation (early stopping), the latest rows the holdout.
+
+    Boundaries are timestamps, so rows sharing a timestamp never straddle two parts; the holdout is
+    the latest time slice of the training set, the window the gate scores candidate and champion on.
+    """
+    import pandas as pd
+
+    if timestamp_column not in df.columns:
+        raise EvaluationError(f"timestamp column {timestamp_column!r} is not in the training set")
+    if not 0 < holdout_fraction < 1 or not 0 < validation_fraction < 1 or validation_fraction + holdout_fraction >= 1:
+        raise EvaluationError(
+            f"validation_fraction={validation_fraction} and holdout_fraction={holdout_fraction} must be in (0, 1) "
+            "and leave rows for training"
+        )
+    ts = pd.to_datetime(df[timestamp_column], utc=True)
+    ordered = ts.sort_values(kind="stable")
+    n = len(ordered)
+    if n < 10:
+        raise EvaluationError(f"the training set has {n} rows; at least 10 are needed for a time-ordered split")
+    holdout_start = ordered.iloc[int(n * (1 - holdout_fraction))]
+    validation_start = ordered.iloc[int(n * (1 - holdout_fraction - validation_fraction))]
+    train = df[ts < validation_start]
+    validation = df[(ts >= validation_start) & (ts < holdout_start)]
+    holdout = df[ts >= holdout_start]
+    for name, part in (("train", train), ("validation", validation), ("holdout", holdout)):
+        if part.empty:
+            raise EvaluationError(
+                f"the {name} part of the time split is empty (too many rows share a timestamp); "
+                "use a longer window or other fractions"
+            )
+    return TimeSplit(train, validation, holdout, validation_start, holdout_start)
+
+
+def holdout_window(df: pd.DataFrame, timestamp_column: str, holdout_fraction: float) -> pd.DataFrame:
+    """Return the latest ``holdout_fraction`` time slice of ``df`` (the same boundary as :func:`time_split`)."""
+    import pandas as pd
+
+    ts = pd.to_datetime(df[timestamp_column], utc=True)
+    ordered = ts.sort_values(kind="stable")
+    start = ordered.iloc[int(len(ordered) * (1 - holdout_fraction))]
+    return df[ts >= start]
+
+
+def _check_labels(y: np.ndarray, what: str) -> None:
+    import numpy as np
+
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise EvaluationError(
+            f"the {what} has only label value(s) {classes.tolist()}: both classes are needed to score a model; "
+            "use a longer window"
+        )
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over ``bins`` equal-width probability bins."""
+    import numpy as np
+
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            ece += mask.mean() * abs(float(y[mask].mean()) - float(p[mask].mean()))
+    return float(ece)
+
+
+def binary_metrics(y: Any, p: Any, threshold: float, *, what: str = "evaluation window") -> dict[str, float]:
+    """ROC-AUC, PR-AUC, log loss, Brier, ECE and precision/recall/F1 at ``threshold``."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    y = np.asarray(y).astype(int)
+    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    _check_labels(y, what)
+    pred = (p >= threshold).astype(int)
+    return {
+        "roc_auc": float(skm.roc_auc_score(y, p)),
+        "pr_auc": float(skm.average_precision_score(y, p)),
+        "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "threshold": float(threshold),
+        "rows": float(len(y)),
+        "positive_rate": float(y.mean()),
+    }
+
+
+def choose_threshold(y: Any, p: Any, policy: dict[str, Any]) -> float:
+    """Pick the decision threshold on validation data.
+
+    Policies: ``fixed`` (``value``), ``max_f1`` (the threshold with the best F1), ``min_precision``
+    (the lowest threshold whose precision is at least ``min_precision``, i.e. the best recall under a
+    precision floor; falls back to ``max_f1`` when the floor is never reached).
+    """
+    import numpy as np
+    from sklearn.metrics import precision_recall_curve
+
+    name = str(policy.get("policy", "max_f1"))
+    if name == "fixed":
+        return float(policy.get("value", 0.5))
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    _check_labels(y, "validation window")
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    precision, recall = precision[:-1], recall[:-1]
+    if name == "min_precision":
+        floor = float(policy.get("min_precision", 0.5))
+        ok = np.flatnonzero(precision >= floor)
+        if ok.size:
+            return float(thresholds[ok[0]])
+        name = "max_f1"
+    if name != "max_f1":
+        raise EvaluationError(f"unknown threshold policy {name!r}; use fixed, max_f1 or min_precision")
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def segment_metrics(
+    df: pd.DataFrame, y: Any, p: Any, segment_column: str, threshold: float, *, min_rows: int = 1
+) -> dict[str, dict[str, float]]:
+    """Score every value of ``segment_column`` that has both classes and at least ``min_rows`` rows."""
+    import numpy as np
+
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    values = df[segment_column].astype(str).to_numpy()
+    out: dict[str, dict[str, float]] = {}
+    for value in sorted(set(values)):
+        mask = values == value
+        if mask.sum() < min_rows or len(np.unique(y[mask])) < 2:
+            continue
+        out[value] = binary_metrics(y[mask], p[mask], threshold, what=f"segment {segment_column}={value}")
+    return out
+
+
+def feature_matrix(df: pd.DataFrame, feature_columns: list[str]) -> pd.DataFrame:
+    """Return the feature columns as float32 in the given order (booleans become 0/1).
+
+    Serving sends one FP32 tensor in ``feature_columns`` order, so every feature must be numeric.
+    """
+    import pandas as pd
+
+    missing = [c for c in feature_columns if c not in df.columns]
+    if missing:
+        raise EvaluationError(f"feature columns {missing} are not in the training set")
+    frame = df[feature_columns].copy()
+    bad = []
+    for column in feature_columns:
+        series = frame[column]
+        if pd.api.types.is_bool_dtype(series):
+            frame[column] = series.astype("float32")
+        elif pd.api.types.is_numeric_dtype(series):
+            frame[column] = series.astype("float32")
+        else:
+            bad.append(f"{column} ({series.dtype})")
+    if bad:
+        raise EvaluationError(
+            f"feature columns {bad} are not numeric: the model takes one FP32 tensor, so encode them in the "
+            "feature view (e.g. a numeric code or one-hot columns)"
+        )
+    return frame

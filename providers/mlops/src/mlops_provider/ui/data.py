@@ -1,0 +1,124 @@
+"""What the MLOps page shows, gathered from the MLflow registry and the drift summaries in the data store.
+
+Registry: per model, the latest versions with their aliases (``champion``/``challenger``), every tag of
+each version and the lineage/gate/deployment tags of its training run, read generically (whatever
+keys the training and serving code wrote). Drift: the ``summary.json`` of each drift check under
+``<data_root>/reports/drift/<model>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+log = logging.getLogger(__name__)
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+# Run/version tag keys shown as gate decisions or deployment state (matched case-insensitively).
+GATE_KEYS = re.compile(r"gate|decision|reason|promot|reject", re.IGNORECASE)
+DEPLOY_KEYS = re.compile(r"deploy|rollout|endpoint|serving|revision|traffic", re.IGNORECASE)
+MAX_VERSIONS = 10
+MAX_DRIFT_POINTS = 60
+
+
+def _version_sort_key(version: Any) -> int:
+    try:
+        return int(version.version)
+    except (TypeError, ValueError):
+        return -1
+
+
+def collect_models(hook: MlflowHook, only: str | None = None) -> list[dict[str, Any]]:
+    """Registered models with their latest versions, aliases and tags (newest version first)."""
+    client = hook.get_client()
+    if only:
+        models = [client.get_registered_model(only)]
+    else:
+        models = list(client.search_registered_models(max_results=100))
+    out = []
+    for model in sorted(models, key=lambda m: m.name):
+        aliases_by_version: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases_by_version.setdefault(str(version), []).append(alias)
+        escaped = model.name.replace("'", "\\'")
+        versions = sorted(
+            client.search_model_versions(f"name='{escaped}'", max_results=200), key=_version_sort_key, reverse=True
+        )[:MAX_VERSIONS]
+        rows = []
+        for version in versions:
+            run_tags: dict[str, str] = {}
+            run_url = None
+            if version.run_id:
+                try:
+                    run = client.get_run(version.run_id)
+                    run_tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+                    run_url = hook.run_url(run.info.experiment_id, run.info.run_id)
+                except Exception as err:  # a deleted run must not break the page
+                    log.info("Run %s of %s v%s is not readable: %s", version.run_id, model.name, version.version, err)
+            tags = {**run_tags, **dict(version.tags or {})}
+            rows.append(
+                {
+                    "version": str(version.version),
+                    "aliases": sorted(aliases_by_version.get(str(version.version), [])),
+                    "status": str(getattr(version, "status", "") or ""),
+                    "created": getattr(version, "creation_timestamp", None),
+                    "run_id": version.run_id,
+                    "run_url": run_url,
+                    "version_url": hook.model_version_url(model.name, version.version),
+                    "gate": {k: v for k, v in sorted(tags.items()) if GATE_KEYS.search(k)},
+                    "deployment": {k: v for k, v in sorted(tags.items()) if DEPLOY_KEYS.search(k)},
+                    "tags": dict(sorted(tags.items())),
+                }
+            )
+        last_gate = next((r for r in rows if r["gate"]), None)
+        out.append(
+            {
+                "name": model.name,
+                "aliases": dict(sorted((model.aliases or {}).items())),
+                "versions": rows,
+                "last_gate": {"version": last_gate["version"], "tags": last_gate["gate"]} if last_gate else None,
+            }
+        )
+    return out
+
+
+def collect_drift(data_root: str, model_name: str) -> list[dict[str, Any]]:
+    """Drift-check summaries of ``model_name``, oldest first (at most the latest ``MAX_DRIFT_POINTS``)."""
+    from mlops_provider.storage import storage_path
+
+    if not SAFE_NAME.match(model_name):
+        return []
+    folder = storage_path(f"{data_root.rstrip('/')}/reports/drift/{model_name}")
+    if not folder.exists():
+        return []
+    points = []
+    for run_dir in sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)[-MAX_DRIFT_POINTS:]:
+        summary_path = run_dir / "summary.json"
+        if not summary_path.exists():
+            continue
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (ValueError, OSError) as err:
+            log.info("Skipping unreadable drift summary %s: %s", summary_path, err)
+            continue
+        points.append(
+            {
+                "run_ts": run_dir.name,
+                "checked_at": summary.get("checked_at"),
+                "drift_share": float(summary.get("drift_share") or 0.0),
+                "policy_share": float((summary.get("policy") or {}).get("drift_share") or 0.5),
+                "drift_detected": bool(summary.get("drift_detected")),
+                "drifted_features": list(summary.get("drifted_features") or []),
+                "reasons": list(summary.get("reasons") or []),
+                "champion_version": summary.get("champion_version"),
+                "window": summary.get("window") or {},
+                "mlflow_run_id": summary.get("mlflow_run_id"),
+                "mlflow_run_url": summary.get("mlflow_run_url"),
+            }
+        )
+    return points

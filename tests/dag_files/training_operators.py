@@ -1,0 +1,139 @@
+"""DAGs that drive the training and gate operators through Airflow in tests (tests/integration/test_training_*).
+
+Inputs come from ``dag_run.conf`` (rendered as native objects): ``model_name``, ``training_set`` (a
+manifest dict), ``params_file``, and for the gate ``candidate`` and ``criteria``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import dag, task
+
+from mlops_provider.operators.mlflow import MlflowEvaluationGateOperator
+from mlops_provider.operators.training import XGBoostTrainOperator
+
+COMMON = {
+    "schedule": None,
+    "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
+    "catchup": False,
+    "render_template_as_native_obj": True,
+    "tags": ["test"],
+}
+TRAIN = {
+    "model_name": "{{ dag_run.conf['model_name'] }}",
+    "training_set": "{{ dag_run.conf['training_set'] }}",
+    "params_file": "{{ dag_run.conf['params_file'] }}",
+}
+FAST_POD = {
+    "startup_timeout_seconds": 3,
+    "poll_interval": 0.3,
+    "pod_kwargs": {"startup_check_interval_seconds": 1, "base_container_status_polling_interval": 0.3},
+}
+
+
+@dag(dag_id="training_local", **COMMON)
+def training_local():
+    XGBoostTrainOperator(task_id="train", backend="local", **TRAIN)
+
+
+@dag(dag_id="training_gate", **COMMON)
+def training_gate():
+    gate = MlflowEvaluationGateOperator(
+        task_id="evaluation_gate",
+        model_name="{{ dag_run.conf['model_name'] }}",
+        candidate="{{ dag_run.conf['candidate'] }}",
+        training_set="{{ dag_run.conf['training_set'] }}",
+        criteria="{{ dag_run.conf.get('criteria') }}",
+        pool="mlops_promotion",
+    )
+    gate >> EmptyOperator(task_id="deploy")
+
+
+@dag(dag_id="training_kubernetes_sync", **COMMON)
+def training_kubernetes_sync():
+    XGBoostTrainOperator(task_id="train", backend="kubernetes", deferrable=False, **TRAIN, **FAST_POD)
+
+
+@dag(dag_id="training_kubernetes_deferrable", **COMMON)
+def training_kubernetes_deferrable():
+    XGBoostTrainOperator(task_id="train", backend="kubernetes", deferrable=True, **TRAIN, **FAST_POD)
+
+
+@dag(dag_id="training_kubernetes_render", **COMMON)
+def training_kubernetes_render():
+    XGBoostTrainOperator(task_id="train", backend="kubernetes", render_only=True, **TRAIN)
+
+
+@dag(dag_id="training_vertex", **COMMON)
+def training_vertex():
+    XGBoostTrainOperator(
+        task_id="train",
+        backend="vertex",
+        deferrable=False,
+        poll_interval=0.2,
+        vertex_project="mlops-test",
+        vertex_region="europe-west4",
+        vertex_service_account="trainer@mlops-test.iam.gserviceaccount.com",
+        vertex_staging_bucket="gs://mlops-test-staging",
+        **TRAIN,
+    )
+
+
+@dag(dag_id="training_vertex_deferrable", **COMMON)
+def training_vertex_deferrable():
+    XGBoostTrainOperator(
+        task_id="train",
+        backend="vertex",
+        deferrable=True,
+        poll_interval=0.2,
+        vertex_project="mlops-test",
+        vertex_region="europe-west4",
+        **TRAIN,
+    )
+
+
+@dag(dag_id="training_kubernetes_reattach", **COMMON)
+def training_kubernetes_reattach():
+    @task
+    def lost_worker_pod(**context) -> str:
+        """Create the pod an earlier start of this same try left running (its worker died), as KPO would have."""
+        from types import SimpleNamespace
+
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+        from kubernetes.client import ApiClient
+
+        from mlops_provider.operators.training_kubernetes import XGBoostTrainPodOperator
+
+        conf = context["dag_run"].conf
+        ti = SimpleNamespace(dag_id=context["dag"].dag_id, task_id="train", map_index=-1, try_number=1)
+        earlier = {"ti": ti, "run_id": context["run_id"], "dag": context["dag"]}
+        op = XGBoostTrainPodOperator(
+            task_id="train", model_name=conf["model_name"], training_set_uri=conf["training_set"]["uri"],
+            params_file=conf["params_file"], mlflow_tracking_uri=conf["mlflow_tracking_uri"],
+            image="ghcr.io/example/mlops-trainer:0.1.0", namespace="mlops", labels={"mlops-test": "lost-worker"},
+            kubernetes_conn_id="fake_k8s",
+        )  # fmt: skip
+        pod = op.build_pod_request_obj(earlier)
+        client = KubernetesHook(conn_id="fake_k8s").core_v1_client
+        created = client.create_namespaced_pod("mlops", ApiClient().sanitize_for_serialization(pod))
+        return created.metadata.name
+
+    train = XGBoostTrainOperator(
+        task_id="train", backend="kubernetes", deferrable=False, pod_kwargs={**FAST_POD["pod_kwargs"],
+        "labels": {"mlops-test": "lost-worker"}}, startup_timeout_seconds=3, poll_interval=0.3, **TRAIN,
+    )  # fmt: skip
+    lost_worker_pod() >> train
+
+
+for _factory in (
+    training_kubernetes_reattach,
+    training_local,
+    training_gate,
+    training_kubernetes_sync,
+    training_kubernetes_deferrable,
+    training_kubernetes_render,
+    training_vertex,
+    training_vertex_deferrable,
+):
+    _factory()

@@ -1,0 +1,219 @@
+"""Feast through Airflow: apply, materialize, and point-in-time training sets without leakage.
+
+The module builds one small world (9 days of transactions, ingested and validated through Airflow),
+then checks every served and training feature against a brute-force computation over the raw events.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from include.data_generator import generate_day
+from tests.airflow_helpers import run_dag, task_states, task_xcom
+
+pytestmark = pytest.mark.integration
+
+FIRST = date(2026, 2, 1)
+DAYS = [FIRST + timedelta(days=i) for i in range(9)]
+TRAIN_START, TRAIN_END = DAYS[2], DAYS[-1]
+
+
+def data_root() -> Path:
+    from mlops_provider.settings import get_settings
+
+    return Path(get_settings().data_root.removeprefix("file://"))
+
+
+@pytest.fixture(scope="module")
+def world() -> pd.DataFrame:
+    """Land, ingest and validate the days; return every validated event."""
+    for day in DAYS:
+        target = data_root() / "landing" / "transactions" / f"dt={day}" / "part-0.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        generate_day(day, 300, seed=11).to_parquet(target, index=False)
+    dag_run = run_dag(
+        "data_ingest_validate", conf={"dataset": "transactions", "start": f"{DAYS[0]}", "end": f"{DAYS[-1]}"}
+    )
+    assert task_states(dag_run) == {"ingest": "success", "validate": "success"}
+    events = pd.concat(
+        [pd.read_parquet(data_root() / "validated" / "transactions" / f"dt={d}" / "data.parquet") for d in DAYS],
+        ignore_index=True,
+    )
+    assert len(events) == 300 * len(DAYS)
+    return events
+
+
+@pytest.fixture(scope="module")
+def built(world):
+    """Run apply -> materialize -> training set once; return (dag_run xcoms, training set DataFrame)."""
+    dag_run = run_dag("data_features", conf={"start": f"{TRAIN_START}", "end": f"{TRAIN_END}"})
+    assert task_states(dag_run) == {
+        "apply_features": "success",
+        "materialize_features": "success",
+        "build_training_set": "success",
+    }
+    xcoms = {t: task_xcom(dag_run, t) for t in ("apply_features", "materialize_features", "build_training_set")}
+    manifest = xcoms["build_training_set"]
+    data = pd.read_parquet(manifest["uri"].removeprefix("file://"))
+    return dag_run, xcoms, data
+
+
+def brute_force(events: pd.DataFrame, key: str, entity, at: pd.Timestamp, window: timedelta) -> tuple[int, float]:
+    """Count and sum of ``amount`` over the entity's events in ``[at - window, at)``."""
+    mine = events[
+        (events[key] == entity) & (events["event_timestamp"] < at) & (events["event_timestamp"] >= at - window)
+    ]
+    return len(mine), float(mine["amount"].sum())
+
+
+def test_manifest_and_snapshot(built):
+    dag_run, xcoms, data = built
+    manifest = xcoms["build_training_set"]
+    assert xcoms["apply_features"]["applied"]["feature_services"] == ["fraud_model_v1"]
+    assert manifest["rows"] == len(data) == 300 * 7  # every label row of the window, none dropped
+    assert manifest["uri"].endswith(f"/training_sets/transactions/{manifest['hash']}/data.parquet")
+    assert manifest["start"] == f"{TRAIN_START}" and manifest["end"] == f"{TRAIN_END}"
+    assert manifest["entity_columns"] == ["customer_id", "merchant_id"]
+    assert manifest["label_column"] == "is_fraud" and manifest["timestamp_column"] == "event_timestamp"
+    assert manifest["feature_refs"][0] == "customer_stats:customer_txn_count_1d"
+    assert list(data.columns) == [
+        "customer_id",
+        "merchant_id",
+        "event_timestamp",
+        *manifest["feature_columns"],
+        "is_fraud",
+    ]
+    assert all(pd.api.types.is_numeric_dtype(data[c]) for c in manifest["feature_columns"])
+    on_disk = json.loads(Path(manifest["uri"].removeprefix("file://")).with_name("manifest.json").read_text())
+    assert on_disk == manifest
+    import hashlib
+
+    payload = Path(manifest["uri"].removeprefix("file://")).read_bytes()
+    assert hashlib.sha256(payload).hexdigest().startswith(manifest["hash"])
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = {e.source_task_id: e.extra for e in session.query(AssetEvent).filter_by(source_run_id=dag_run.run_id)}
+    assert events["build_training_set"]["hash"] == manifest["hash"]
+    assert events["materialize_features"]["feature_views"] == ["customer_stats", "merchant_stats"]
+
+
+def test_no_feature_value_from_after_the_label(built, world):
+    """Each aggregate equals the brute-force aggregate over events strictly before the label's timestamp."""
+    _, _, data = built
+    sample = data.sample(n=250, random_state=3)
+    checks = [
+        ("customer_id", "customer_txn_count_1d", "count", timedelta(days=1)),
+        ("customer_id", "customer_txn_count_7d", "count", timedelta(days=7)),
+        ("customer_id", "customer_amount_sum_1d", "sum", timedelta(days=1)),
+        ("customer_id", "customer_amount_mean_7d", "mean", timedelta(days=7)),
+        ("merchant_id", "merchant_txn_count_7d", "count", timedelta(days=7)),
+        ("merchant_id", "merchant_amount_mean_7d", "mean", timedelta(days=7)),
+    ]
+    compared = 0
+    for _, row in sample.iterrows():
+        at = row["event_timestamp"]
+        for key, column, function, window in checks:
+            count, total = brute_force(world, key, row[key], at, window)
+            value = row[column]
+            assert not pd.isna(value), (column, row[key], at)
+            expected = {"count": count, "sum": total, "mean": total / count if count else 0.0}[function]
+            assert value == pytest.approx(expected, abs=1e-4), (column, row[key], at)
+            compared += 1
+    assert compared > 1000
+    # The labelled transaction itself never counts: a customer's first event of the window has no 1-day history
+    # from itself, and amount ratios use the mean of earlier events only.
+    first = data.sort_values("event_timestamp").groupby("customer_id").head(1)
+    assert (first["customer_txn_count_1d"].fillna(0) <= first["customer_txn_count_7d"].fillna(0)).all()
+
+
+def test_request_features_match_the_transaction(built, world):
+    _, _, data = built
+    joined = data.merge(
+        world[["customer_id", "event_timestamp", "amount", "channel"]], on=["customer_id", "event_timestamp"]
+    )
+    assert len(joined) == len(data)
+    assert (joined["hour_of_day"] == joined["event_timestamp"].dt.hour).all()
+    assert np.allclose(joined["amount_log"], np.log1p(joined["amount"]))
+    assert (joined["is_online"] == (joined["channel"] == "online").astype(int)).all()
+
+
+def test_online_features_are_the_training_columns_and_current(built, world):
+    from mlops_provider.hooks.feast import FeastHook
+
+    _, xcoms, _ = built
+    manifest = xcoms["build_training_set"]
+    store = FeastHook().get_feature_store()
+    customer, merchant = int(world["customer_id"].iloc[-1]), int(world["merchant_id"].iloc[-1])
+    request = {
+        "customer_id": customer,
+        "merchant_id": merchant,
+        "amount": 250.0,
+        "channel": "online",
+        "card_present": 0,
+        "merchant_category": "electronics",
+        "event_timestamp": datetime(2026, 2, 10, 3, 30, tzinfo=UTC),
+    }
+    served = store.get_online_features(
+        features=store.get_feature_service("fraud_model_v1"), entity_rows=[request]
+    ).to_dict()
+    assert set(served) - {"customer_id", "merchant_id"} == set(manifest["feature_columns"])
+    end = pd.Timestamp(datetime.combine(TRAIN_END + timedelta(days=1), datetime.min.time()), tz="UTC")
+    count_7d, total_7d = brute_force(world, "customer_id", customer, end, timedelta(days=7))
+    assert served["customer_txn_count_7d"] == [count_7d]
+    assert served["customer_amount_mean_7d"][0] == pytest.approx(total_7d / count_7d if count_7d else 0.0, abs=1e-4)
+    assert served["hour_of_day"] == [3] and served["is_night"] == [1] and served["card_not_present"] == [1]
+    assert served["merchant_category_code"] == [4]
+    # The resolved feature_store.yaml the hook writes lets other clients (the model server) open the same stores.
+    from feast import FeatureStore
+
+    from mlops_provider.settings import get_settings
+
+    written = get_settings().feast_local_root / "feature_store.yaml"
+    other = FeatureStore(repo_path=str(written.parent))
+    again = other.get_online_features(features=other.get_feature_service("fraud_model_v1"), entity_rows=[request])
+    assert again.to_dict() == served
+
+
+def test_rerun_is_idempotent(built):
+    _, xcoms, _ = built
+    dag_run = run_dag("data_features", conf={"start": f"{TRAIN_START}", "end": f"{TRAIN_END}"})
+    assert set(task_states(dag_run).values()) == {"success"}
+    again = task_xcom(dag_run, "build_training_set")
+    assert again["hash"] == xcoms["build_training_set"]["hash"] and again["rows"] == xcoms["build_training_set"]["rows"]
+    assert task_xcom(dag_run, "apply_features")["deleted"] == []
+    # Materializing an older day afterwards does not move the online store back in time.
+    older = run_dag("data_features", conf={"start": f"{TRAIN_START}", "end": f"{TRAIN_START}"})
+    assert task_xcom(older, "materialize_features")["end"] == xcoms["materialize_features"]["end"]
+
+
+def test_product_feature_materialization_dag_runs_a_day(built):
+    """The shipped ``feature_materialization`` DAG: sensor -> ingest -> validate -> apply -> materialize."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    day = date(2026, 11, 10)  # the DAG starts on 2026-11-01; no history before it: nothing to compare with
+    target = data_root() / "landing" / "transactions" / f"dt={day}" / "part-0.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    generate_day(day, 300, seed=11).to_parquet(target, index=False)
+    dag_run = run_dag("feature_materialization", logical_date=datetime.combine(day, datetime.min.time(), tzinfo=UTC))
+    assert task_states(dag_run) == {
+        "wait_for_source": "success",
+        "ingest": "success",
+        "validate": "success",
+        "apply_features": "success",
+        "materialize_features": "success",
+    }
+    assert task_xcom(dag_run, "validate")["partitions"][0]["date"] == f"{day}"
+    assert task_xcom(dag_run, "materialize_features")["end"].startswith(f"{day}T23:59:59")
+    with create_session() as session:
+        names = {e.asset.name for e in session.query(AssetEvent).filter_by(source_run_id=dag_run.run_id)}
+    assert names == {"raw.transactions", "validated.transactions", "features.fraud"}

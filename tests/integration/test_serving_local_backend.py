@@ -1,0 +1,146 @@
+"""The local serving backend: blue/green replacement behind a stable port, through Airflow, with real servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import urllib.request
+
+import numpy as np
+import pytest
+
+from tests.airflow_helpers import run_dag, task_states, task_xcom
+from tests.serving_support import MODEL_NAME, free_port, post_json
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def local_endpoint(tmp_path, monkeypatch, mlflow_connection, registered_versions):
+    from mlflow import MlflowClient
+
+    from mlops_provider.hooks.local_serving import LocalServingHook
+
+    port = free_port()
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_ROOT", str(tmp_path / "mlops"))
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_SERVING_PORT", str(port))
+    client = MlflowClient(tracking_uri=mlflow_connection.url)
+    try:
+        client.delete_registered_model_alias(MODEL_NAME, "champion")
+    except Exception:  # no alias yet
+        pass
+    hook = LocalServingHook()
+    try:
+        yield hook, client
+    finally:
+        hook.stop_all()
+
+
+def _candidate(serving_models, registered_versions, key, uri=None):
+    return {
+        "decision": "promote",
+        "model_name": MODEL_NAME,
+        "candidate_version": registered_versions.get(key, "99"),
+        "artifact_uri": uri or serving_models[key].uri,
+    }
+
+
+def _predict(url: str, X) -> list[float]:
+    status, body = post_json(
+        f"{url}/v2/models/{MODEL_NAME}/infer",
+        {"inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}]},
+    )
+    assert status == 200, body
+    return body["outputs"][0]["data"]
+
+
+def _expected(model, X):
+    import xgboost as xgb
+
+    return model.booster.predict(xgb.DMatrix(X, feature_names=model.booster.feature_names))
+
+
+def test_blue_green_replace_through_airflow(local_endpoint, serving_models, registered_versions):
+    from mlops_provider.hooks.local_serving import process_alive
+
+    hook, client = local_endpoint
+    X = serving_models["v1"].X[:3]
+
+    dr = run_dag(
+        "serving_rollout_sync",
+        conf={"backend": "local", "candidate": _candidate(serving_models, registered_versions, "v1")},
+    )
+    assert task_states(dr) == {"deploy": "success", "smoke_test": "success"}
+    first = task_xcom(dr, "deploy")
+    assert first["status"] == "promoted" and first["backend"] == "local" and first["strategy"] == "blue_green"
+    assert first["endpoint_url"] == hook.endpoint_url and first["revision"] == "blue"
+    np.testing.assert_allclose(_predict(hook.endpoint_url, X), _expected(serving_models["v1"], X), rtol=1e-6)
+    blue = hook.active()
+    proxy_pid = hook._read_state()["proxy"]["pid"]
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == registered_versions["v1"]
+
+    dr = run_dag(
+        "serving_rollout_sync",
+        conf={"backend": "local", "candidate": _candidate(serving_models, registered_versions, "v2")},
+    )
+    assert task_states(dr) == {"deploy": "success", "smoke_test": "success"}
+    assert task_xcom(dr, "deploy")["revision"] == "green"
+    np.testing.assert_allclose(_predict(hook.endpoint_url, X), _expected(serving_models["v2"], X), rtol=1e-6)
+    green = hook.active()
+    assert not process_alive(blue["predictor"]["pid"])  # the old colour was stopped after the switch
+    assert process_alive(green["predictor"]["pid"]) and hook._read_state()["proxy"]["pid"] == proxy_pid
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == registered_versions["v2"]
+
+    # Re-running the same version is a no-op: nothing restarted.
+    dr = run_dag(
+        "serving_rollout_sync",
+        conf={"backend": "local", "candidate": _candidate(serving_models, registered_versions, "v2")},
+    )
+    assert task_states(dr)["deploy"] == "success"
+    assert hook.active()["predictor"]["pid"] == green["predictor"]["pid"]
+
+    # A version whose server cannot start is discarded; the live one keeps serving.
+    broken = _candidate(serving_models, registered_versions, "broken", serving_models["broken"].uri)
+    dr = run_dag("serving_rollout_sync", conf={"backend": "local", "candidate": broken})
+    assert task_states(dr)["deploy"] == "failed"
+    result = task_xcom(dr, "deploy")
+    assert result["status"] == "rolled_back" and result["reason"] == "ServerExited"
+    assert "No XGBoost model file" in result["message"]
+    # A version that fails its analysis (predictions outside the allowed range) is discarded too.
+    dr = run_dag(
+        "serving_rollout_strict",
+        conf={"backend": "local", "candidate": _candidate(serving_models, registered_versions, "v1")},
+    )
+    assert task_states(dr)["deploy"] == "failed"
+    assert task_xcom(dr, "deploy")["reason"] == "AnalysisFailed"
+    assert hook.active()["predictor"]["pid"] == green["predictor"]["pid"]
+    assert hook._read_state().get("candidate") is None
+    np.testing.assert_allclose(_predict(hook.endpoint_url, X), _expected(serving_models["v2"], X), rtol=1e-6)
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == registered_versions["v2"]
+
+    # The prediction log of the served requests lands in the data zone, flushed when a colour stops.
+    hook.stop_all()
+    logs = sorted((hook.settings.local_root / "data" / "predictions" / MODEL_NAME).glob("dt=*/*.parquet"))
+    assert logs, "no prediction log written"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{hook.endpoint_url}/v2/health/ready", timeout=2)
+
+
+def test_endpoint_outlives_the_process_that_started_it(local_endpoint, serving_models, repo_root):
+    """Servers run in their own session: the endpoint stays up after the starting process (a task) exits."""
+    hook, _ = local_endpoint
+    script = textwrap.dedent(
+        f"""
+        from mlops_provider.hooks.local_serving import LocalServingHook
+        hook = LocalServingHook()
+        hook.ensure_proxy()
+        hook.switch(hook.start_slot({MODEL_NAME!r}, {serving_models["v1"].uri!r}, "1"))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=repo_root, timeout=120)
+    with urllib.request.urlopen(f"{hook.endpoint_url}/v2/health/ready", timeout=5) as response:
+        assert json.loads(response.read()) == {"ready": True}
+    X = serving_models["v1"].X[:1]
+    np.testing.assert_allclose(_predict(hook.endpoint_url, X), _expected(serving_models["v1"], X), rtol=1e-6)

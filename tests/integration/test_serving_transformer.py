@@ -1,0 +1,198 @@
+"""The Feast transformer turns entity requests into the model's features from the online store.
+
+The feature repository is the bundle's own (``include/feature_repo``, FeatureService ``fraud_model_v1``), applied to
+a local registry; aggregates are written to the offline source and materialized, exactly the path training sets and
+serving share. The skew test compares what the predictor received (its prediction log) with the point-in-time
+training row Feast builds for the same entity and time.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.serving_support import MODEL_NAME, post_json, start_server, wait_server
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+T0 = NOW - timedelta(hours=2)
+
+
+def _request(customer_id: int, merchant_id: int, **overrides) -> dict:
+    row = {
+        "customer_id": customer_id,
+        "merchant_id": merchant_id,
+        "amount": 42.5,
+        "channel": "online",
+        "card_present": 0,
+        "merchant_category": "electronics",
+        "event_timestamp": NOW.isoformat(),
+    }
+    row.update(overrides)
+    return row
+
+
+@pytest.fixture(scope="module")
+def feature_store(tmp_path_factory):
+    """The bundle's feature repository applied to a private local store, with aggregates materialized online."""
+    import os
+
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("serving-feast")
+    saved = {k: os.environ.get(k) for k in ("AIRFLOW__MLOPS__LOCAL_ROOT",)}
+    os.environ["AIRFLOW__MLOPS__LOCAL_ROOT"] = str(root / "mlops")
+    try:
+        from mlops_provider.hooks.feast import FeastHook
+        from mlops_provider.settings import get_settings
+
+        data_root = get_settings().data_root.removeprefix("file://")
+        hook = FeastHook()
+        store = hook.get_feature_store()
+        hook.apply(store)
+        customers = pd.DataFrame(
+            {
+                "customer_id": [1, 2],
+                "event_timestamp": [T0, T0],
+                "customer_txn_count_1d": [3, 1],
+                "customer_txn_count_7d": [9, 2],
+                "customer_amount_sum_1d": [120.0, 15.0],
+                "customer_amount_mean_7d": [35.0, 12.5],
+            }
+        )
+        merchants = pd.DataFrame(
+            {
+                "merchant_id": [10, 20],
+                "event_timestamp": [T0, T0],
+                "merchant_txn_count_1d": [40, 4],
+                "merchant_txn_count_7d": [300, 20],
+                "merchant_amount_mean_7d": [55.0, 80.0],
+            }
+        )
+        for view, frame in (("customer_stats", customers), ("merchant_stats", merchants)):
+            folder = os.path.join(data_root, "features", view)
+            os.makedirs(folder, exist_ok=True)
+            frame.to_parquet(os.path.join(folder, "part-0.parquet"), index=False)
+        store = hook.get_feature_store()  # re-read sources now that they exist
+        store.materialize(T0 - timedelta(hours=1), NOW)
+        yield {"hook": hook, "store": store, "config": str(hook.write_resolved_config()), "root": root}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def transformer(feature_store, predictor_servers, serving_models, tmp_path_factory):
+    server = start_server(
+        [
+            "--component=transformer",
+            f"--storage_uri={serving_models['v1'].uri}",
+            f"--feast_repo_path={REPO_ROOT / 'include' / 'feature_repo'}",
+            f"--feast_config={feature_store['config']}",
+            f"--predictor_host=127.0.0.1:{predictor_servers['v1'].http_port}",
+            "--max_batch_size=50",
+        ],
+        tmp_path_factory.mktemp("transformer") / "transformer.log",
+    )
+    try:
+        yield wait_server(server)
+    finally:
+        server.stop()
+
+
+def test_entity_request_is_scored_with_online_features_without_skew(
+    transformer, feature_store, predictor_servers, serving_models
+):
+    """Served features equal the point-in-time training row for the same entity and time."""
+    import pandas as pd
+    import xgboost as xgb
+
+    from include.feature_repo.definitions import FEATURE_COLUMNS
+
+    amount = 77.25 + time.time() % 1  # unique, to find this request in the prediction log
+    status, body = post_json(
+        f"{transformer.url}/v1/models/{MODEL_NAME}:predict", {"instances": [_request(1, 10, amount=amount)]}
+    )
+    assert status == 200, body
+    served_prediction = body["predictions"][0]
+
+    store = feature_store["store"]
+    entity_df = pd.DataFrame([{**_request(1, 10, amount=amount), "event_timestamp": pd.Timestamp(NOW)}])
+    training_row = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service("fraud_model_v1")
+    ).to_df()
+    expected = training_row[FEATURE_COLUMNS].astype("float32").to_numpy()
+
+    log_dir = predictor_servers["v1"].extra["prediction_log_dir"]
+    served = None
+    deadline = time.time() + 10
+    while served is None and time.time() < deadline:
+        files = sorted(log_dir.glob("dt=*/*.parquet"))
+        if files:
+            frame = pd.concat(pd.read_parquet(f) for f in files)
+            match = frame[np.isclose(frame["amount_log"], np.log1p(amount), rtol=1e-6)]
+            served = match if len(match) else None
+        time.sleep(0.2)
+    assert served is not None, "the request is not in the predictor's log"
+    np.testing.assert_allclose(served[FEATURE_COLUMNS].to_numpy()[0], expected[0], rtol=1e-6)
+    booster = serving_models["v1"].booster
+    np.testing.assert_allclose(
+        served_prediction, booster.predict(xgb.DMatrix(expected, feature_names=FEATURE_COLUMNS))[0], rtol=1e-6
+    )
+
+
+def test_v2_entity_request_and_feature_tensor_pass_through(transformer, serving_models):
+    batch = [_request(1, 10), _request(2, 20, channel="atm", card_present=1, event_timestamp=int(NOW.timestamp()))]
+    inputs = []
+    for field, datatype in (("customer_id", "INT64"), ("merchant_id", "INT64"), ("amount", "FP64"), ("channel", "BYTES"),
+                            ("card_present", "INT64"), ("merchant_category", "BYTES"), ("event_timestamp", "BYTES")):  # fmt: skip
+        inputs.append(
+            {
+                "name": field,
+                "shape": [2],
+                "datatype": datatype,
+                "data": [str(r[field]) if datatype == "BYTES" else r[field] for r in batch],
+            }
+        )
+    status, body = post_json(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", {"inputs": inputs})
+    assert status == 200, body
+    assert body["outputs"][0]["shape"] == [2] and body["outputs"][0]["datatype"] == "FP32"
+    X = serving_models["v1"].X[:2]
+    status, body = post_json(
+        f"{transformer.url}/v2/models/{MODEL_NAME}/infer",
+        {"inputs": [{"name": "input-0", "shape": [2, 15], "datatype": "FP32", "data": X.ravel().tolist()}]},
+    )
+    assert status == 200
+    import xgboost as xgb
+
+    booster = serving_models["v1"].booster
+    np.testing.assert_allclose(
+        body["outputs"][0]["data"], booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names)), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("instances", "message"),
+    [
+        ([_request(999, 10)], "unknown entity in instance 0"),
+        ([{"customer_id": 1, "merchant_id": 10, "amount": 3.0}], "missing field(s) ['channel', 'card_present', 'merchant_category', 'event_timestamp']"),
+        ([{**_request(1, 10), "customer_id": "abc"}], "field 'customer_id' must be int64"),
+        ([_request(1, 10, event_timestamp="yesterday")], "field 'event_timestamp' must be"),
+        ([_request(1, 10)] * 51, "exceeds the maximum batch size of 50"),
+        ("not a list", "expected \"instances\""),
+    ],
+)  # fmt: skip
+def test_bad_entity_requests_get_400(transformer, instances, message):
+    status, body = post_json(f"{transformer.url}/v1/models/{MODEL_NAME}:predict", {"instances": instances})
+    assert status == 400, body
+    assert message in body["error"].lower()
+    status, _ = post_json(f"{transformer.url}/v1/models/{MODEL_NAME}:predict", {"instances": [_request(2, 20)]})
+    assert status == 200
