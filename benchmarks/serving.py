@@ -1,7 +1,7 @@
 """Serving latency: the KServe predictor alone and behind the Feast transformer, over V2 REST, vs Booster.predict.
 
-Starts the real servers from ``.venv-serving`` on loopback (prediction log on, per-request latency logging off, as
-the local backend runs them), with the bundle's feature repository applied to a private local store, then calls
+Starts the real servers from ``.venv-serving`` on loopback as the local backend runs them (prediction log on,
+per-request latency and access logging off, transformer -> predictor over gRPC), with the bundle's feature repository applied to a private local store, then calls
 them sequentially with ``tritonclient.http`` (binary tensors, as its defaults send them):
 
 * ``predictor``: one FP32 ``input-0`` tensor, 1 row and 100 rows;
@@ -121,7 +121,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     booster, X = train_booster(seed=1)
     model_uri = save_mlflow_model(booster, WORK / "model")
     predictor = start_server(
-        [f"--storage_uri={model_uri}", "--model_version=1", f"--prediction_log_uri={(WORK / 'predictions').as_uri()}"],
+        [
+            f"--storage_uri={model_uri}",
+            "--model_version=1",
+            f"--prediction_log_uri={(WORK / 'predictions').as_uri()}",
+            "--access_log=false",
+        ],
         WORK / "predictor.log",
     )
     wait_server(predictor)
@@ -131,7 +136,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"--storage_uri={model_uri}",
             f"--feast_repo_path={ROOT / 'include' / 'feature_repo'}",
             f"--feast_config={feast_config}",
-            f"--predictor_host=127.0.0.1:{predictor.http_port}",
+            # As the local backend runs it: gRPC to the predictor, no access log.
+            f"--predictor_host=127.0.0.1:{predictor.grpc_port}",
+            "--predictor_protocol=grpc-v2",
+            "--access_log=false",
         ],
         WORK / "transformer.log",
     )

@@ -24,6 +24,7 @@ from mlops_provider.assets import (
     TRANSACTIONS_TRAINING_SET,
     VALIDATED_TRANSACTIONS,
 )
+from mlops_provider.notifications import alert_notifier
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.kserve import ModelDeployOperator, ModelEndpointSmokeTestOperator
@@ -102,11 +103,13 @@ def ml_training_pipeline():
         candidate=gate.output,
         outlets=[FRAUD_MODEL],
         pool="mlops_promotion",
+        on_failure_callback=alert_notifier(title="Rollout failed: traffic stays on the previous version"),
     )
     smoke_test = ModelEndpointSmokeTestOperator(
         task_id="smoke_test",
         endpoint=deploy.output,
         training_set=training_set.output,
+        on_failure_callback=alert_notifier(title="Smoke test of the deployed model failed"),
     )
 
     cooldown >> ingest >> validate >> apply_features >> materialize >> training_set

@@ -50,3 +50,35 @@ def task_xcom(dag_run, task_id: str, key: str = "return_value") -> Any:
             .one_or_none()
         )
         return None if row is None else XComModel.deserialize_value(row)
+
+
+def scheduler_pass() -> None:
+    """Run one pass of the real scheduler's DagRun creation (asset-triggered and timed DAGs), then return."""
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.utils.session import create_session
+    from airflow.utils.sqlalchemy import prohibit_commit
+
+    runner = SchedulerJobRunner(job=Job(), num_runs=1, executors=[])
+    with create_session() as session, prohibit_commit(session) as guard:
+        runner._create_dagruns_for_dags(guard, session)
+
+
+def asset_triggered_runs(dag_id: str) -> list[tuple[str, list[str]]]:
+    """Return ``(run_id, [names of the asset events it consumed])`` for each asset-triggered run of ``dag_id``."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunType
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_type == DagRunType.ASSET_TRIGGERED)
+        return [(r.run_id, sorted(e.asset.name for e in r.consumed_asset_events)) for r in runs]
+
+
+def set_paused(dag_id: str, paused: bool) -> None:
+    """Pause or unpause ``dag_id`` in the metadata DB, as the UI toggle does."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(DagModel).filter(DagModel.dag_id == dag_id).update({DagModel.is_paused: paused})

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.getLogger("airflow").setLevel(logging.WARNING)
     started = time.perf_counter()
 
-    from include.airflow_runner import task_xcom
+    from include.airflow_runner import asset_triggered_runs, scheduler_pass, set_paused, task_xcom
     from include.data_generator import generate_days
     from mlops_provider.assets import EXAMPLE_DATASET, EXAMPLE_MODEL
     from mlops_provider.hooks.mlflow import MlflowHook
@@ -102,7 +102,12 @@ def main(argv: list[str] | None = None) -> dict:
         day = TRAIN_END + timedelta(days=offset)
         _run("feature_materialization", logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
     print("4/4 drift monitoring")
+    # As `make up` would have it: the training pipeline is unpaused, so asset events queue its runs.
+    set_paused("ml_training_pipeline", False)
+    runs_before = asset_triggered_runs("ml_training_pipeline")
     monitoring = _run("drift_monitoring", conf={"as_of": monitor_end.isoformat(), "window_days": MONITOR_DAYS})
+    scheduler_pass()
+    retraining = [run for run in asset_triggered_runs("ml_training_pipeline") if run not in runs_before]
 
     trained = task_xcom(training, "train") or {}
     gate = task_xcom(training, "evaluation_gate") or {}
@@ -129,6 +134,9 @@ def main(argv: list[str] | None = None) -> dict:
         "sample_prediction": prediction,
         "drift_detected": bool(drift.get("drift_detected")),
         "drift_share": drift.get("drift_share"),
+        # One scheduler pass after the drift check: the runs it created for the training pipeline
+        # and the asset events each consumed (daily validated data also schedules training).
+        "retraining_runs_queued": [{"run_id": run_id, "triggered_by": names} for run_id, names in retraining],
         "reports": {
             "drift_html": drift.get("report_uri"),
             "drift_summary": drift.get("summary_uri"),
@@ -147,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"alias          champion -> version {summary['champion_version']}")
     print(f"endpoint       {endpoint_url}/v2/models/{EXAMPLE_MODEL}/infer  (prediction for one row: {prediction:.4f})")
     print(f"drift          {'DETECTED' if summary['drift_detected'] else 'none'} (share {summary['drift_share']})")
+    for run in summary["retraining_runs_queued"]:
+        print(f"retraining     queued {run['run_id']} (triggered by {', '.join(run['triggered_by'])})")
     print(f"drift report   {summary['reports']['drift_html']}")
     print(f"MLflow         {summary['reports']['mlflow']}")
     print(f"summary        {args.out}  ({summary['wall_seconds']} s)")

@@ -60,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     print("Ctrl-C stops it.", flush=True)
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Explicit handlers: a shell starting us in the background makes Python ignore SIGINT otherwise.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         while not stop.wait(1.0):
             if not local.slot_alive(slot):
                 print("The model server exited; see the logs under", local.root / "logs", file=sys.stderr)
                 return 1
-    except KeyboardInterrupt:
-        pass
     finally:
         local.stop_all()
         print("stopped")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import REPO_ROOT
-
+# Not imported from tests.conftest: importing that module rewrites the Airflow environment (benchmarks use this file).
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVING_PYTHON = REPO_ROOT / ".venv-serving" / "bin" / "python"
 MODEL_NAME = "fraud_detector"
 
@@ -185,7 +185,7 @@ class KServeController:
                     "name": f"{name}-predictor-{len(revisions) + 1:05d}",
                     "config": config,
                     "uri": uri,
-                    "ready": not self.is_broken(uri),
+                    "ready": not (self.is_broken(uri) or slow),
                 }
             )
         latest = revisions[-1]

@@ -387,6 +387,7 @@ def train(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dic
                 client,
                 args.model_name,
                 previous.data.tags[MODEL_URI_TAG],
+                previous.data.tags.get(MODEL_ID_TAG) or None,
                 previous.info.run_id,
                 _version_tags(tags, previous.data.tags),
             )
@@ -582,6 +583,16 @@ def marker_line(result: Mapping[str, Any]) -> str:
     return RESULT_MARKER + json.dumps(result, sort_keys=True, separators=(",", ":"))
 
 
+def _write_termination_message(message: str, path: str = "/dev/termination-log") -> None:
+    """In a pod, Kubernetes reports this file as the container's termination message (the reason users see)."""
+    target = Path(path)
+    if target.exists():
+        try:
+            target.write_text(message[:4000])
+        except OSError:
+            pass
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 2 a training error with a clear message)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -591,6 +602,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     except (TrainingError, EvaluationError) as exc:
         log.error("Training failed: %s", exc)
         print(f"MLOPS_TRAINING_ERROR={exc}", flush=True)
+        _write_termination_message(str(exc))
         return EXIT_TRAINING_ERROR
     output = Path(args.output_json)
     output.parent.mkdir(parents=True, exist_ok=True)

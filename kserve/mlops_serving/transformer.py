@@ -161,6 +161,20 @@ class FeastTransformer(kserve.Model):
         self.ready = True
         return self.ready
 
+    # -- metadata ------------------------------------------------------------------------------------------------
+    def get_input_types(self) -> list[dict]:
+        """V2 metadata: the feature tensor it passes through, then the entity request's fields."""
+        datatypes = {"Int64": "INT64", "Int32": "INT32", "Float64": "FP64", "Float32": "FP32", "Bool": "BOOL"}
+        fields = [
+            {"name": name, "datatype": datatypes.get(self._types.get(name, ""), "BYTES"), "shape": [-1]}
+            for name in self.entity_keys + self.request_fields
+        ]
+        return [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.feature_names or [])]}, *fields]
+
+    def get_output_types(self) -> list[dict]:
+        """V2 metadata: one FP32 tensor ``[-1]`` from the predictor."""
+        return [{"name": "output-0", "datatype": "FP32", "shape": [-1]}]
+
     # -- request decoding ----------------------------------------------------------------------------------------
     def _rows_from_v1(self, payload: dict) -> list[dict]:
         instances = payload.get("instances")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from include.airflow_runner import asset_triggered_runs, scheduler_pass
 from tests.airflow_helpers import load_dag, run_dag, task_states, task_xcom
 
 pytestmark = pytest.mark.integration
@@ -65,33 +66,12 @@ def _queued(consumer: str) -> int:
         return session.query(AssetDagRunQueue).filter(AssetDagRunQueue.target_dag_id == consumer).count()
 
 
-def _scheduler_pass() -> None:
-    from airflow.jobs.job import Job
-    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
-    from airflow.utils.session import create_session
-    from airflow.utils.sqlalchemy import prohibit_commit
-
-    runner = SchedulerJobRunner(job=Job(), num_runs=1, executors=[])
-    with create_session() as session, prohibit_commit(session) as guard:
-        runner._create_dagruns_for_dags(guard, session)
-
-
-def _asset_runs(consumer: str) -> list:
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.types import DagRunType
-
-    with create_session() as session:
-        runs = session.query(DagRun).filter(DagRun.dag_id == consumer, DagRun.run_type == DagRunType.ASSET_TRIGGERED)
-        return [(r.run_id, [e.asset.name for e in r.consumed_asset_events]) for r in runs]
-
-
 def test_one_drift_event_queues_exactly_one_training_run_and_no_drift_queues_none():
     # Parse and register both bundles (producer and consumer) in the metadata DB first.
     run_dag("drift_asset_producer", conf={"verdict": {**VERDICT, "drift_detected": False, "reasons": []}})
     consumer = _consumer_dag_id()
     _prepare(consumer)
-    before = _asset_runs(consumer)
+    before = asset_triggered_runs(consumer)
 
     # No drift: the short-circuit skips the emitting task; nothing is queued, the scheduler creates nothing.
     no_drift = run_dag("drift_asset_producer", conf={"verdict": {**VERDICT, "drift_detected": False, "reasons": []}})
@@ -101,8 +81,8 @@ def test_one_drift_event_queues_exactly_one_training_run_and_no_drift_queues_non
         "alert_drift": "skipped",
     }
     assert _queued(consumer) == 0
-    _scheduler_pass()
-    assert _asset_runs(consumer) == before
+    scheduler_pass()
+    assert asset_triggered_runs(consumer) == before
 
     # Drift over the policy: one event with the verdict in its extra, one queued run, one DagRun.
     drift = run_dag("drift_asset_producer", conf={"verdict": VERDICT})
@@ -113,8 +93,8 @@ def test_one_drift_event_queues_exactly_one_training_run_and_no_drift_queues_non
     }
     assert task_xcom(drift, "emit_drift_event")["drifted_features"] == ["amount", "hour", "channel"]
     assert _queued(consumer) == 1
-    _scheduler_pass()
-    after = _asset_runs(consumer)
+    scheduler_pass()
+    after = asset_triggered_runs(consumer)
     new = [r for r in after if r not in before]
     assert len(new) == 1, new
     assert new[0][1] == ["drift.fraud_detector"]
@@ -136,19 +116,19 @@ def test_one_drift_event_queues_exactly_one_training_run_and_no_drift_queues_non
         assert event.extra["reasons"] == VERDICT["reasons"]
 
     # A second scheduler pass with nothing new queues nothing more.
-    _scheduler_pass()
-    assert len(_asset_runs(consumer)) == len(after)
+    scheduler_pass()
+    assert len(asset_triggered_runs(consumer)) == len(after)
 
 
 def test_a_drift_storm_before_the_scheduler_runs_still_queues_one_training_run():
     consumer = _consumer_dag_id()
     _prepare(consumer)
-    before = _asset_runs(consumer)
+    before = asset_triggered_runs(consumer)
     for _ in range(3):
         dag_run = run_dag("drift_asset_producer", conf={"verdict": VERDICT})
         assert task_states(dag_run)["emit_drift_event"] == "success"
     assert _queued(consumer) == 1
-    _scheduler_pass()
-    new = [r for r in _asset_runs(consumer) if r not in before]
+    scheduler_pass()
+    new = [r for r in asset_triggered_runs(consumer) if r not in before]
     assert len(new) == 1
     assert set(new[0][1]) == {"drift.fraud_detector"}

@@ -42,6 +42,7 @@ def champion(mlflow_server):
     import mlflow
     import mlflow.xgboost
     import xgboost
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     from mlops_provider.settings import get_settings
     from mlops_provider.storage import write_bytes_atomic, write_parquet_atomic
@@ -67,19 +68,20 @@ def champion(mlflow_server):
 
     model = xgboost.XGBClassifier(n_estimators=20, max_depth=3, n_jobs=1)
     model.fit(train[FEATURES], train["is_fraud"])
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_server.url)
-    try:
-        mlflow.set_experiment("drift-check-training")
-        with mlflow.start_run(tags={"training_set_uri": uri, "training_set_hash": digest}) as run:
+    # Scoped: the process-wide tracking URI goes back to unset afterwards (set_tracking_uri(get_tracking_uri())
+    # would pin the default ./mlflow.db for every later caller).
+    with _use_tracking_uri(mlflow_server.url):
+        client = mlflow.MlflowClient(mlflow_server.url)
+        found = client.get_experiment_by_name("drift-check-training")
+        experiment_id = found.experiment_id if found else client.create_experiment("drift-check-training")
+        with mlflow.start_run(
+            experiment_id=experiment_id, tags={"training_set_uri": uri, "training_set_hash": digest}
+        ) as run:
             info = mlflow.xgboost.log_model(
                 model, name="model", registered_model_name=MODEL, pip_requirements=["xgboost"], input_example=None
             )
-        client = mlflow.MlflowClient(mlflow_server.url)
         version = info.registered_model_version
         client.set_registered_model_alias(MODEL, "champion", str(version))
-    finally:
-        mlflow.set_tracking_uri(previous)
     return {"model": model, "version": str(version), "run_id": run.info.run_id, "uri": uri}
 
 

@@ -49,6 +49,7 @@ def test_gate_promotes_a_better_challenger_and_records_the_decision(mlflow_conne
     assert result["decision"] == "promote" and result["champion_version"] == "1" and result["candidate_version"] == "2"
     assert result["candidate_metrics"]["roc_auc"] > result["champion_metrics"]["roc_auc"]
     assert result["evaluation_window"]["rows"] > 0 and result["model_uri"] == f"models:/{name}/2"
+    assert result["feature_columns"] == gate_models["manifest"]["feature_columns"]
     assert any(c["check"] == "regression_roc_auc" and c["passed"] for c in result["checks"])
     # Aliases only: the candidate is the challenger, the champion has not moved (deploy moves it).
     assert client.get_model_version_by_alias(name, "challenger").version == "2"
@@ -91,7 +92,9 @@ def test_gate_promotes_the_first_model_ever_on_absolute_criteria(mlflow_connecti
     assert any("required 0.999" in r for r in result["reasons"])
 
 
-def test_gate_with_a_champion_whose_model_is_missing_gates_on_absolute_criteria(mlflow_connection, fast_params_file, tmp_path):
+def test_gate_with_a_champion_whose_model_is_missing_gates_on_absolute_criteria(
+    mlflow_connection, fast_params_file, tmp_path
+):
     manifest = make_training_snapshot(tmp_path / "snapshot", rows=2500, seed=9, signal=2.0)
     name = f"orphan_{uuid.uuid4().hex[:8]}"
     old = train_in_process(manifest, name, fast_params_file, mlflow_connection.url, tmp_path, "orphan/1")

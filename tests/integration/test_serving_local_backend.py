@@ -144,3 +144,41 @@ def test_endpoint_outlives_the_process_that_started_it(local_endpoint, serving_m
         assert json.loads(response.read()) == {"ready": True}
     X = serving_models["v1"].X[:1]
     np.testing.assert_allclose(_predict(hook.endpoint_url, X), _expected(serving_models["v1"], X), rtol=1e-6)
+
+
+def test_local_endpoint_with_the_feast_transformer(
+    monkeypatch, mlflow_connection, registered_versions, serving_models, feature_store
+):
+    """With the feature store applied, the deploy task puts the transformer in front: entity requests and feature
+    tensors are both answered on the stable endpoint."""
+    import xgboost as xgb
+
+    from mlops_provider.hooks.local_serving import LocalServingHook
+    from tests.fixtures.model_server import NOW
+
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_ROOT", str(feature_store["root"] / "mlops"))
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_SERVING_PORT", str(free_port()))
+    hook = LocalServingHook()
+    try:
+        candidate = _candidate(serving_models, registered_versions, "v1")
+        dr = run_dag("serving_rollout_sync", conf={"backend": "local", "candidate": candidate})
+        assert task_states(dr) == {"deploy": "success", "smoke_test": "success"}
+        slot = hook.active()
+        assert slot["transformer"] and slot["upstream"].endswith(str(slot["transformer"]["http_port"]))
+        entity = {
+            "customer_id": 1, "merchant_id": 10, "amount": 12.0, "channel": "pos", "card_present": 1,
+            "merchant_category": "grocery", "event_timestamp": NOW.isoformat(),
+        }  # fmt: skip
+        status, body = post_json(f"{hook.endpoint_url}/v1/models/{MODEL_NAME}:predict", {"instances": [entity]})
+        assert status == 200, body
+        assert 0.0 <= body["predictions"][0] <= 1.0
+        X = serving_models["v1"].X[:2]
+        booster = serving_models["v1"].booster
+        expected = booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names))
+        np.testing.assert_allclose(_predict(hook.endpoint_url, X), expected, rtol=1e-6)
+        status, body = post_json(
+            f"{hook.endpoint_url}/v1/models/{MODEL_NAME}:predict", {"instances": [{**entity, "customer_id": 424242}]}
+        )
+        assert status == 400 and "unknown entity" in body["error"].lower()
+    finally:
+        hook.stop_all()

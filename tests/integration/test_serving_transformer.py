@@ -9,18 +9,15 @@ training row Feast builds for the same entity and time.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.fixtures.model_server import NOW
 from tests.serving_support import MODEL_NAME, post_json, start_server, wait_server
 
 pytestmark = pytest.mark.integration
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-T0 = NOW - timedelta(hours=2)
 
 
 def _request(customer_id: int, merchant_id: int, **overrides) -> dict:
@@ -38,58 +35,6 @@ def _request(customer_id: int, merchant_id: int, **overrides) -> dict:
 
 
 @pytest.fixture(scope="module")
-def feature_store(tmp_path_factory):
-    """The bundle's feature repository applied to a private local store, with aggregates materialized online."""
-    import os
-
-    import pandas as pd
-
-    root = tmp_path_factory.mktemp("serving-feast")
-    saved = {k: os.environ.get(k) for k in ("AIRFLOW__MLOPS__LOCAL_ROOT",)}
-    os.environ["AIRFLOW__MLOPS__LOCAL_ROOT"] = str(root / "mlops")
-    try:
-        from mlops_provider.hooks.feast import FeastHook
-        from mlops_provider.settings import get_settings
-
-        data_root = get_settings().data_root.removeprefix("file://")
-        hook = FeastHook()
-        store = hook.get_feature_store()
-        hook.apply(store)
-        customers = pd.DataFrame(
-            {
-                "customer_id": [1, 2],
-                "event_timestamp": [T0, T0],
-                "customer_txn_count_1d": [3, 1],
-                "customer_txn_count_7d": [9, 2],
-                "customer_amount_sum_1d": [120.0, 15.0],
-                "customer_amount_mean_7d": [35.0, 12.5],
-            }
-        )
-        merchants = pd.DataFrame(
-            {
-                "merchant_id": [10, 20],
-                "event_timestamp": [T0, T0],
-                "merchant_txn_count_1d": [40, 4],
-                "merchant_txn_count_7d": [300, 20],
-                "merchant_amount_mean_7d": [55.0, 80.0],
-            }
-        )
-        for view, frame in (("customer_stats", customers), ("merchant_stats", merchants)):
-            folder = os.path.join(data_root, "features", view)
-            os.makedirs(folder, exist_ok=True)
-            frame.to_parquet(os.path.join(folder, "part-0.parquet"), index=False)
-        store = hook.get_feature_store()  # re-read sources now that they exist
-        store.materialize(T0 - timedelta(hours=1), NOW)
-        yield {"hook": hook, "store": store, "config": str(hook.write_resolved_config()), "root": root}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
 def transformer(feature_store, predictor_servers, serving_models, tmp_path_factory):
     server = start_server(
         [
@@ -97,7 +42,9 @@ def transformer(feature_store, predictor_servers, serving_models, tmp_path_facto
             f"--storage_uri={serving_models['v1'].uri}",
             f"--feast_repo_path={REPO_ROOT / 'include' / 'feature_repo'}",
             f"--feast_config={feature_store['config']}",
-            f"--predictor_host=127.0.0.1:{predictor_servers['v1'].http_port}",
+            # As the local backend runs it: gRPC to the predictor.
+            f"--predictor_host=127.0.0.1:{predictor_servers['v1'].grpc_port}",
+            "--predictor_protocol=grpc-v2",
             "--max_batch_size=50",
         ],
         tmp_path_factory.mktemp("transformer") / "transformer.log",

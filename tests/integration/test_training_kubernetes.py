@@ -70,7 +70,9 @@ def test_sync_pod_trains_registers_and_is_deleted(cluster, k8s_snapshot, fast_pa
     import mlflow
 
     seen_env: list[dict] = []
-    cluster.set_pod_behavior("succeeded", run=kubelet_running_the_trainer(cluster, tmp_path, seen_env), pending_seconds=0.3)
+    cluster.set_pod_behavior(
+        "succeeded", run=kubelet_running_the_trainer(cluster, tmp_path, seen_env), pending_seconds=0.3
+    )
     name = f"k8s_{uuid.uuid4().hex[:8]}"
     dag_run = run_dag("training_kubernetes_sync", conf=_conf(name, k8s_snapshot, fast_params_file))
     assert task_states(dag_run) == {"train": "success"}

@@ -22,7 +22,9 @@ def test_local_backend_trains_logs_and_registers_through_airflow(mlflow_connecti
 
     manifest = make_training_snapshot(tmp_path / "snapshot", rows=2000, seed=3, signal=2.0)
     name = f"local_{uuid.uuid4().hex[:8]}"
-    dag_run = run_dag("training_local", conf={"model_name": name, "training_set": manifest, "params_file": fast_params_file})
+    dag_run = run_dag(
+        "training_local", conf={"model_name": name, "training_set": manifest, "params_file": fast_params_file}
+    )
     assert task_states(dag_run) == {"train": "success"}
     result = task_xcom(dag_run, "train")
     assert CONTRACT_KEYS <= set(result) and result["backend"] == "local" and result["device"] == "cpu"
@@ -30,6 +32,14 @@ def test_local_backend_trains_logs_and_registers_through_airflow(mlflow_connecti
     for metric in ("roc_auc", "pr_auc", "log_loss", "precision", "recall", "brier", "ece"):
         assert metric in result["metrics"]
     assert result["metrics"]["roc_auc"] > 0.7
+
+    # Extra links point at the MLflow UI of the connection's server.
+    run_link = task_xcom(dag_run, "train", key="_link_mlflow_run")
+    assert run_link == f"{mlflow_connection.url}/#/experiments/{result['experiment_id']}/runs/{result['run_id']}"
+    assert (
+        task_xcom(dag_run, "train", key="_link_mlflow_model_version")
+        == f"{mlflow_connection.url}/#/models/{name}/versions/1"
+    )
 
     client = mlflow.MlflowClient(mlflow_connection.url)
     run = client.get_run(result["run_id"])
@@ -41,7 +51,12 @@ def test_local_backend_trains_logs_and_registers_through_airflow(mlflow_connecti
     assert tags["mlops.idempotency_key"] == f"training_local/{dag_run.run_id}/train/-1/1"
     assert params["xgb_tree_method"] == "hist" and params["xgb_device"] == "cpu" and params["matrix"] == "DMatrix"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert artifacts == {"plots/roc_curve.png", "plots/pr_curve.png", "plots/calibration.png", "plots/feature_importance.png"}
+    assert artifacts == {
+        "plots/roc_curve.png",
+        "plots/pr_curve.png",
+        "plots/calibration.png",
+        "plots/feature_importance.png",
+    }
     local = client.download_artifacts(run.info.run_id, "training_set/manifest.json", str(tmp_path))
     assert json.loads(open(local).read()) == manifest
 
@@ -77,9 +92,9 @@ def test_trainer_is_idempotent_per_try(mlflow_connection, fast_params_file, tmp_
     client.delete_model_version(name, "2")
     recovered = train_in_process(manifest, name, fast_params_file, url, tmp_path, "dag/run/train/-1/2")
     assert recovered["run_id"] == second_try["run_id"] and recovered["reused"] is True
-    assert [v.run_id for v in client.search_model_versions(f"name = '{name}' and run_id = '{second_try['run_id']}'")] == [
-        second_try["run_id"]
-    ]
+    assert [
+        v.run_id for v in client.search_model_versions(f"name = '{name}' and run_id = '{second_try['run_id']}'")
+    ] == [second_try["run_id"]]
 
     # A start that died mid-training left its run RUNNING: the restart fails it and trains afresh.
     experiment = client.get_experiment_by_name(name)

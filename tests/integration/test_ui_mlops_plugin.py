@@ -234,3 +234,15 @@ def test_mlops_view_is_in_the_airflow_ui_navigation(api_server, browser, repo_ro
     assert page.get_by_role("button", name="MLOps").or_(page.get_by_role("link", name="MLOps")).count() >= 1
     page.screenshot(path=str(repo_root / "build" / "test-artifacts" / "mlops_ui_in_airflow.png"))
     page.close()
+
+
+def test_mlops_routes_require_an_authenticated_user():
+    """Without all-admins mode, the plugin's routes answer 401 to anonymous requests, like the rest of the API."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app())
+    for path in ("/mlops/", "/mlops/api/models", f"/mlops/reports/{MODEL}/20310301T060000000000Z/report.html"):
+        response = client.get(path)
+        assert response.status_code == 401, path
+        assert response.json() == {"detail": "Not authenticated"}

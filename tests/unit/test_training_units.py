@@ -181,7 +181,9 @@ def test_pod_operator_extends_the_parent_template_fields():
     fields = XGBoostTrainPodOperator.template_fields
     assert set(KubernetesPodOperator.template_fields) <= set(fields)
     assert {"model_name", "training_set_uri", "params_file", "mlflow_tracking_uri"} <= set(fields)
-    assert {"model_name", "training_set", "kubernetes_conn_id", "mlflow_conn_id"} <= set(XGBoostTrainOperator.template_fields)
+    assert {"model_name", "training_set", "kubernetes_conn_id", "mlflow_conn_id"} <= set(
+        XGBoostTrainOperator.template_fields
+    )
 
 
 def test_gpu_pod_spec_is_complete_and_holds_no_secret_values():
@@ -266,3 +268,67 @@ def test_vertex_trigger_serializes_every_argument():
     path, kwargs = trigger.serialize()
     assert path == "mlops_provider.triggers.vertex.VertexCustomJobTrigger"
     assert VertexCustomJobTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+def test_render_only_writes_the_local_command_and_the_vertex_job(monkeypatch):
+    import yaml
+
+    from mlops_provider.operators.training import XGBoostTrainOperator
+
+    monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
+    common = {
+        "model_name": "fraud_detector",
+        "training_set": {"uri": "s3://b/ts/abc/data.parquet"},
+        "render_only": True,
+    }
+    local = XGBoostTrainOperator(task_id="train_local", backend="local", **common).render(None)
+    assert local["kind"] == "command" and local["spec"]["argv"][1:3] == ["-m", "include.trainer.train"]
+    assert yaml.safe_load(open(local["path"]).read()) == local["spec"]
+    vertex = XGBoostTrainOperator(task_id="train_vertex", backend="vertex", gpus=2, **common).render(None)
+    machine = vertex["spec"]["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]
+    assert vertex["kind"] == "customjob" and machine == {
+        "machineType": "g2-standard-8", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 2,
+    }  # fmt: skip
+    env = vertex["spec"]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"]
+    assert [e["name"] for e in env] == ["MLFLOW_TRACKING_URI"]
+
+
+def test_mlflow_hook_sends_credentials_only_inside_its_scope(monkeypatch):
+    """A loopback HTTP server records what the real MLflow client sends through the hook's client."""
+    import base64
+    import os
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            seen.append((self.path.split("?")[0], self.headers.get("Authorization")))
+            body = b'{"experiments": []}' if "experiments" in self.path else b'{"registered_models": []}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_AUTH", json.dumps({"conn_type": "mlflow", "host": url, "login": "svc",
+                                                                   "password": "s3cret"}))  # fmt: skip
+        hook = MlflowHook("mlflow_auth")
+        assert hook.test_connection() == (True, f"Connected to MLflow at {url}.")
+        hook.get_client().search_experiments(max_results=1)
+        expected = "Basic " + base64.b64encode(b"svc:s3cret").decode()
+        assert seen and all(auth == expected for _, auth in seen)
+        assert "/api/2.0/mlflow/experiments/search" in {path for path, _ in seen}
+        assert "MLFLOW_TRACKING_USERNAME" not in os.environ and "MLFLOW_TRACKING_PASSWORD" not in os.environ
+    finally:
+        server.shutdown()

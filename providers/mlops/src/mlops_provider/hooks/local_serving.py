@@ -326,6 +326,7 @@ class LocalServingHook(BaseHook):
             f"--http_port={predictor_port}",
             f"--grpc_port={predictor_grpc}",
             "--enable_latency_logging=false",
+            "--access_log=false",
         ]
         if prediction_log:
             log_uri = f"{self.settings.data_root.rstrip('/')}/predictions/{model_name}"
@@ -354,8 +355,10 @@ class LocalServingHook(BaseHook):
                     f"--storage_uri={storage_uri}",
                     f"--feast_repo_path={self.settings.feast_repo_path}",
                     f"--feast_config={feast_config}",
-                    f"--predictor_host=127.0.0.1:{predictor_port}",
-                    "--predictor_protocol=v2",
+                    # gRPC to the predictor: about 1 ms less per request than V2 REST on loopback.
+                    f"--predictor_host=127.0.0.1:{predictor_grpc}",
+                    "--predictor_protocol=grpc-v2",
+                    "--access_log=false",
                     f"--http_port={port}",
                     f"--grpc_port={grpc}",
                     "--enable_latency_logging=false",

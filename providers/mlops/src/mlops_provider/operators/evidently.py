@@ -142,6 +142,8 @@ class EvidentlyDriftCheckOperator(BaseOperator):
     :param columns: features to check; default the training set's ``feature_columns``.
     :param report_sample_rows: rows per side in the HTML report; default ``[mlops] drift_report_sample_rows``.
     :param include_predictions: also check drift of the predictions the endpoint logged.
+    :param feast_conn_id: Feast connection used to compute the model's features for the current window
+        when the validated zone lacks them (aggregates, on-demand features); default ``[mlops] feast_conn_id``.
     """
 
     template_fields: Sequence[str] = (
@@ -151,6 +153,7 @@ class EvidentlyDriftCheckOperator(BaseOperator):
         "current_end",
         "alias",
         "mlflow_conn_id",
+        "feast_conn_id",
         "drift_tests",
         "policy",
     )
@@ -171,9 +174,11 @@ class EvidentlyDriftCheckOperator(BaseOperator):
         columns: list[str] | None = None,
         report_sample_rows: int | None = None,
         include_predictions: bool = True,
+        feast_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.feast_conn_id = feast_conn_id
         self.model_name = model_name
         self.dataset = dataset
         self.current_start = current_start
@@ -243,6 +248,52 @@ class EvidentlyDriftCheckOperator(BaseOperator):
             )
         return uri, manifest
 
+    # -- current features ------------------------------------------------------------------------
+
+    def _features_from_feast(self, current: pd.DataFrame, manifest: dict, missing: list[str]) -> pd.DataFrame | None:
+        """The training set's features for the current rows, from the feature service it was built with.
+
+        Point-in-time joins of the current window's entity keys and timestamps (plus the request fields of
+        on-demand views), exactly as the training set was made, so aggregates and derived features are
+        compared like for like. Returns None (and logs why) when that is not possible.
+        """
+        import pandas as pd
+
+        service_name = manifest.get("feature_service")
+        timestamp = manifest.get("timestamp_column") or "event_timestamp"
+        if not service_name:
+            log.info("Training-set manifest names no feature_service; features %s cannot be rebuilt.", missing)
+            return None
+        try:
+            from mlops_provider.hooks.feast import FeastHook
+
+            store = FeastHook(feast_conn_id=self.feast_conn_id).get_feature_store()
+            service = store.get_feature_service(service_name)
+            odfv_names = {v.name for v in store.list_on_demand_feature_views()}
+            request_fields: list[str] = []
+            for projection in service.feature_view_projections:
+                if projection.name in odfv_names:
+                    odfv = store.get_on_demand_feature_view(projection.name)
+                    for source in odfv.source_request_sources.values():
+                        request_fields += [f.name for f in source.schema if f.name not in request_fields]
+            keep = [*(manifest.get("entity_columns") or []), timestamp, *request_fields]
+            label = manifest.get("label_column")
+            if label and label in current.columns:
+                keep.append(label)
+            keep = list(dict.fromkeys(c for c in keep if c in current.columns))
+            entity_df = current[keep].copy()
+            entity_df["event_timestamp"] = pd.to_datetime(entity_df[timestamp], utc=True)
+            joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+        except Exception as err:  # the request log may still have them; say why Feast did not
+            log.warning(
+                "Features %s not rebuilt with Feast service %s: %s: %s", missing, service_name, type(err).__name__, err
+            )
+            return None
+        absent = [c for c in missing if c not in joined.columns]
+        if absent:
+            log.warning("Feast service %s did not return %s.", service_name, absent)
+        return joined.reset_index(drop=True)
+
     # -- model scoring (prediction drift, performance) ---------------------------------------------
 
     def _load_model(self, version: Any, workdir: str):
@@ -255,9 +306,11 @@ class EvidentlyDriftCheckOperator(BaseOperator):
         import mlflow.pyfunc
         import numpy as np
 
+        # The version's concrete artifact location, resolved through the hook's own client.
+        artifact_uri = self.hook.get_client().get_model_version_download_uri(self.model_name, str(version.version))
         with self.hook.credentials():
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.model_name}/{version.version}",
+                artifact_uri=artifact_uri,
                 dst_path=workdir,
                 tracking_uri=self.hook.tracking_uri,
                 registry_uri=self.hook.registry_uri,
@@ -346,8 +399,16 @@ class EvidentlyDriftCheckOperator(BaseOperator):
                 model_name=self.model_name,
                 version=champion_version,
             )
-        # Features the validated zone lacks (e.g. aggregates computed by Feast) are read from the
-        # request log, which holds exactly the model's inputs.
+        # Features the validated zone lacks (aggregates, on-demand features) are rebuilt for the current
+        # rows with the training set's Feast feature service; failing that, read from the request log,
+        # which holds exactly the model's inputs.
+        missing_in_current = [c for c in features if c not in current.columns]
+        features_source = "validated"
+        if missing_in_current:
+            rebuilt = self._features_from_feast(current, manifest, missing_in_current)
+            if rebuilt is not None and len(rebuilt):
+                current = rebuilt
+                features_source = f"feast:{manifest.get('feature_service')}"
         from_validated = [c for c in features if c in current.columns]
         from_predictions = [c for c in features if c not in current.columns and c in predictions.columns]
         unchecked = [c for c in features if c not in from_validated and c not in from_predictions]
@@ -370,7 +431,7 @@ class EvidentlyDriftCheckOperator(BaseOperator):
 
         target_drift = None
         if label and label in reference.columns and label in current.columns:
-            target = compute_drift(reference, current, columns=[label], config=DriftConfig())
+            target = compute_drift(reference, current, columns=[label], config=config)
             target_drift = asdict_column(target.columns[0])
 
         prediction_drift, performance = self._model_checks(
@@ -411,6 +472,7 @@ class EvidentlyDriftCheckOperator(BaseOperator):
             "reference_rows": len(reference),
             "current_rows": len(current),
             "prediction_rows": len(predictions),
+            "features_source": features_source,
             "drift_detected": bool(reasons),
             "reasons": reasons,
             "policy": policy.to_dict(),

@@ -51,18 +51,11 @@ if TYPE_CHECKING:
     from mlops_provider.settings import MlopsSettings
 
 CHAMPION = "champion"
-# URI schemes KServe's storage initializer downloads into /mnt/models.
+# URI schemes KServe's storage initializer downloads into /mnt/models (file:// and local paths are kept as
+# storageUri too: they only work where the path is mounted, e.g. a kind cluster or the tests).
 STORAGE_INITIALIZER_SCHEMES = (
-    "s3://",
-    "gs://",
-    "pvc://",
-    "http://",
-    "https://",
-    "hdfs://",
-    "webhdfs://",
-    "hf://",
-    "oci://",
-)
+    "s3://", "gs://", "pvc://", "http://", "https://", "hdfs://", "webhdfs://", "hf://", "oci://", "file://", "/",
+)  # fmt: skip
 FEAST_CONFIG_MOUNT = "/etc/feast"
 VERSION_ANNOTATION = "mlops.example.com/model-version"
 MANAGED_BY = "airflow-provider-mlops"
@@ -656,6 +649,7 @@ class ModelDeployOperator(BaseOperator):
         checks: list[dict] = []
         passed = failed = 0
         rows: list[list[float]] | None = None
+        check: dict[str, Any]
         while True:
             if time.time() > deadline:
                 return {

@@ -301,6 +301,7 @@ class MlflowEvaluationGateOperator(BaseOperator):
             "candidate_metrics": cand_metrics,
             "champion_metrics": champ_metrics,
             "candidate_segments": cand_segments,
+            "feature_columns": features,
             "champion_segments": champ_segments,
             "checks": checks,
             "criteria": criteria,

@@ -291,8 +291,10 @@ class XGBoostTrainOperator(BaseOperator):
         backend = backend or self.resolved_backend()
         if backend == "vertex":
             spec, kind = self.custom_job_spec(context), "customjob"
-        else:
+        elif backend == "kubernetes":
             spec, kind = self.pod_operator().render_pod(context), "pod"
+        else:
+            spec, kind = self._local_command(context), "command"
         name = f"{self.task_id}.{kind}.yaml"
         folder = self.settings.local_root / "render"
         if context:
@@ -318,18 +320,17 @@ class XGBoostTrainOperator(BaseOperator):
         env.setdefault("MPLBACKEND", "Agg")
         return env
 
-    def _execute_local(self, context: Context) -> dict[str, Any]:
+    def _local_command(self, context: Context | None) -> dict[str, Any]:
+        """The local trainer's command line, working directory and result file (no secrets: env is not included)."""
         from mlops_provider.operators.training_kubernetes import (
             airflow_ids_from_context,
             idempotency_key_from_context,
             trainer_arguments,
         )
 
-        key = idempotency_key_from_context(context)
-        out_dir = self.settings.local_root / "training" / key.replace("/", "_").replace(":", "_").replace("+", "_")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        output = out_dir / "result.json"
-        output.unlink(missing_ok=True)
+        key = idempotency_key_from_context(context) if context else None
+        folder = (key or "adhoc").replace("/", "_").replace(":", "_").replace("+", "_")
+        output = self.settings.local_root / "training" / folder / "result.json"
         args = trainer_arguments(
             training_set_uri=self.training_set_uri(),
             params_file=str(self.params_path()),
@@ -339,7 +340,18 @@ class XGBoostTrainOperator(BaseOperator):
             idempotency_key=key,
             airflow_ids=airflow_ids_from_context(context),
         )
-        cmd = [sys.executable, "-m", TRAINER_MODULE, *args]
+        return {
+            "argv": [sys.executable, "-m", TRAINER_MODULE, *args],
+            "cwd": str(self.settings.project_root),
+            "output_json": str(output),
+        }
+
+    def _execute_local(self, context: Context) -> dict[str, Any]:
+        command = self._local_command(context)
+        output = Path(command["output_json"])
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.unlink(missing_ok=True)
+        cmd = command["argv"]
         self.log.info("Running the trainer: %s", " ".join(cmd))
         lines: list[str] = []
         self._process = subprocess.Popen(

@@ -234,6 +234,8 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
         kwargs.setdefault("startup_timeout_seconds", 900)
         kwargs.setdefault("image_pull_policy", "IfNotPresent")
         kwargs.setdefault("termination_grace_period", 30)
+        # The trainer writes its error to /dev/termination-log; without one, the log's tail becomes the reason.
+        kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
         kwargs["do_xcom_push"] = False
         kwargs.setdefault(
             "security_context",
