@@ -17,7 +17,8 @@ import numpy as np
 # Not imported from tests.conftest: importing that module rewrites the Airflow environment (benchmarks use this file).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVING_PYTHON = REPO_ROOT / ".venv-serving" / "bin" / "python"
-MODEL_NAME = "fraud_detector"
+# Its own registered model, so the serving tests never touch the versions or aliases other tests create.
+MODEL_NAME = "serving_fraud_detector"
 
 
 def feature_columns() -> list[str]:

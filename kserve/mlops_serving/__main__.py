@@ -8,7 +8,6 @@ KServe's own servers; KServe's controller appends ``--model_name``/``--predictor
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 
@@ -57,12 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         type=lambda x: utils.strtobool(x),
         help="Log one uvicorn access line per request (off on latency-critical local endpoints).",
-    )
-    parser.add_argument(
-        "--gc_tuning",
-        default=True,
-        type=lambda x: utils.strtobool(x),
-        help="Freeze the objects loaded at start-up and collect young objects less often (fewer GC pauses).",
     )
     parser.add_argument("--max_batch_size", type=int, default=1000, help="Largest number of rows per request.")
     parser.add_argument("--nthread", type=int, default=1, help="XGBoost threads per prediction.")
@@ -140,12 +133,6 @@ def main(argv: list[str] | None = None) -> None:
             reject_unknown_entities=args.unknown_entities == "reject",
         )
     model.load()
-    # Latency: move everything loaded so far out of the collector's view and collect young objects less often,
-    # so a request rarely pays for a full collection pass (the p99 of small requests is mostly GC pauses).
-    if args.gc_tuning:
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 50, 100)
     # The transformer always forwards the V2 feature tensor; only the transport (REST or gRPC) is configurable.
     protocol = "grpc-v2" if args.predictor_protocol == "grpc-v2" or args.protocol == "grpc-v2" else "v2"
     server = ModelServer(

@@ -29,7 +29,7 @@ def _dag(dag_id: str, *, deferrable: bool, **options):
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         render_template_as_native_obj=True,
-        params={"candidate": {}, "backend": "kserve", "model_name": "fraud_detector"},
+        params={"candidate": {}, "backend": "kserve", "model_name": "serving_fraud_detector"},
         tags=["test", "serving"],
     )
     def rollout():

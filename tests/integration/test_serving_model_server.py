@@ -122,7 +122,7 @@ def test_liveness_readiness_and_prometheus_metrics(predictor_servers):
     )
     with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
         metrics = response.read().decode()
-    assert 'request_predict_seconds_count{model_name="fraud_detector"}' in metrics
+    assert f'request_predict_seconds_count{{model_name="{MODEL_NAME}"}}' in metrics
 
 
 def test_prediction_log_is_written_in_batches_as_parquet(predictor_servers, serving_models):

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 NAMESPACE = "mlops-test"
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-ISVC = "fraud-detector"
+ISVC = "serving-fraud-detector"
 
 
 @pytest.fixture

@@ -314,6 +314,10 @@ def test_mlflow_hook_sends_credentials_only_inside_its_scope(monkeypatch):
             self.end_headers()
             self.wfile.write(body)
 
+        def do_POST(self):  # noqa: N802 - search_experiments is a POST
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.do_GET()
+
         def log_message(self, *args):
             pass
 
