@@ -53,5 +53,4 @@ serving_rollout_stepped = _dag(
 )
 serving_rollout_short_deadline = _dag("serving_rollout_short_deadline", deferrable=False, progress_deadline=3)
 serving_rollout_raw_refuse = _dag("serving_rollout_raw_refuse", deferrable=False, raw_deployment_strategy="refuse")
-serving_rollout_raw = _dag("serving_rollout_raw", deferrable=False, deployment_mode="RawDeployment")
 serving_rollout_strict = _dag("serving_rollout_strict", deferrable=False, prediction_range=(2.0, 3.0))

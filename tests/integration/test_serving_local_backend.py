@@ -124,6 +124,11 @@ def test_blue_green_replace_through_airflow(local_endpoint, serving_models, regi
     hook.stop_all()
     logs = sorted((hook.settings.local_root / "data" / "predictions" / MODEL_NAME).glob("dt=*/*.parquet"))
     assert logs, "no prediction log written"
+    import pandas as pd
+
+    # Only the 9 rows this test sent: the analysis and smoke requests ask not to be logged.
+    logged = pd.concat(pd.read_parquet(f) for f in logs)
+    assert len(logged) == 9 and set(logged["model_version"]) == {registered_versions["v1"], registered_versions["v2"]}
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{hook.endpoint_url}/v2/health/ready", timeout=2)
 
@@ -182,3 +187,9 @@ def test_local_endpoint_with_the_feast_transformer(
         assert status == 400 and "unknown entity" in body["error"].lower()
     finally:
         hook.stop_all()
+    import pandas as pd
+
+    # The entity request and the 2-row tensor are logged; the rollout's analysis traffic (through the transformer,
+    # over gRPC) is not.
+    logs = sorted((hook.settings.local_root / "data" / "predictions" / MODEL_NAME).glob("dt=*/*.parquet"))
+    assert len(pd.concat(pd.read_parquet(f) for f in logs)) == 3

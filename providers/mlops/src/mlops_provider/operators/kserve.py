@@ -370,8 +370,10 @@ def _post_json(url: str, body: dict, timeout: float) -> tuple[int, Any]:
 
 
 def v2_request(rows: Sequence[Sequence[float]]) -> dict:
-    """Build a V2 infer request body with one FP32 tensor ``input-0``."""
+    """Build a V2 infer request body with one FP32 tensor ``input-0``, kept out of the prediction log."""
     return {
+        # Synthetic and smoke traffic must not reach drift monitoring through the served-request log.
+        "parameters": {"mlops_log": False},
         "inputs": [
             {
                 "name": "input-0",
@@ -379,7 +381,7 @@ def v2_request(rows: Sequence[Sequence[float]]) -> dict:
                 "datatype": "FP32",
                 "data": [float(v) for r in rows for v in r],
             }
-        ]
+        ],
     }
 
 
