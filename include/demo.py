@@ -52,11 +52,12 @@ def _run(dag_id: str, *, conf: dict | None = None, logical_date=None) -> object:
 
 
 def _predict(endpoint_url: str, model_name: str, row: list[float]) -> float:
-    body = json.dumps(
-        {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": [row]}]}
-    ).encode()
+    from mlops_provider.operators.kserve import v2_request
+
     request = urllib.request.Request(
-        f"{endpoint_url}/v2/models/{model_name}/infer", data=body, headers={"Content-Type": "application/json"}
+        f"{endpoint_url}/v2/models/{model_name}/infer",
+        data=json.dumps(v2_request([row])).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         payload = json.load(response)

@@ -216,6 +216,16 @@ class FeastTransformer(kserve.Model):
             and tensor.name not in self.request_fields
         )
 
+    @staticmethod
+    def _feature_matrix(tensor: InferInput) -> np.ndarray:
+        """Return a passed-through feature tensor as float32 ``[n, n_features]``, nested or flat in JSON."""
+        try:
+            return np.asarray(tensor.as_numpy(), dtype=np.float32).reshape(tensor.shape)
+        except (TypeError, ValueError) as error:
+            raise InvalidInput(
+                f"Input {tensor.name!r} does not hold {tensor.shape[0]}x{tensor.shape[1]} numbers: {error}"
+            ) from None
+
     # -- feature lookup ------------------------------------------------------------------------------------------
     def features_for(self, rows: list[dict]) -> np.ndarray:
         """Return the float32 feature matrix ``[n, n_features]`` for entity rows (model feature order)."""
@@ -300,7 +310,16 @@ class FeastTransformer(kserve.Model):
         if isinstance(payload, InferRequest):
             _V1_REQUEST.set(False)
             if self._is_feature_tensor(payload):
-                return payload
+                matrix = self._feature_matrix(payload.inputs[0])
+                # Re-encoded flat: V2 JSON may nest rows, which the gRPC hop to the predictor cannot carry.
+                tensor = InferInput(name=INPUT_NAME, shape=list(matrix.shape), datatype="FP32")
+                tensor.set_data_from_numpy(matrix, binary_data=False)
+                return InferRequest(
+                    model_name=self.name,
+                    infer_inputs=[tensor],
+                    request_id=payload.id,
+                    parameters=payload.parameters,
+                )
             rows = self._rows_from_v2(payload)
         elif isinstance(payload, dict):
             _V1_REQUEST.set(True)

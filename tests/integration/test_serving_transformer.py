@@ -121,9 +121,20 @@ def test_v2_entity_request_and_feature_tensor_pass_through(transformer, serving_
     import xgboost as xgb
 
     booster = serving_models["v1"].booster
-    np.testing.assert_allclose(
-        body["outputs"][0]["data"], booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names)), rtol=1e-6
+    expected = booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names))
+    np.testing.assert_allclose(body["outputs"][0]["data"], expected, rtol=1e-6)
+    # V2 JSON may also nest the rows; the transformer re-encodes them for the gRPC hop to the predictor.
+    status, body = post_json(
+        f"{transformer.url}/v2/models/{MODEL_NAME}/infer",
+        {"inputs": [{"name": "input-0", "shape": [2, 15], "datatype": "FP32", "data": X.tolist()}]},
     )
+    assert status == 200, body
+    np.testing.assert_allclose(body["outputs"][0]["data"], expected, rtol=1e-6)
+    status, body = post_json(
+        f"{transformer.url}/v2/models/{MODEL_NAME}/infer",
+        {"inputs": [{"name": "input-0", "shape": [2, 15], "datatype": "FP32", "data": X.tolist()[:1]}]},
+    )
+    assert status == 400 and "does not hold 2x15 numbers" in str(body), body
 
 
 @pytest.mark.parametrize(
