@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         for col in sorted(set(ev_verdicts) | set(fast_verdicts))
         if ev_verdicts.get(col) != fast_verdicts.get(col)
     }
-    ratio = evidently_s / fast_s
+    ratio = fast_s / evidently_s  # value / baseline, as in every benchmark here; the speed-up is its inverse
     size = f"{args.rows} rows x {args.columns} numeric columns"
     rows = [
         {
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "value": round(fast_s, 3),
             "unit": "s",
             "baseline": round(evidently_s, 3),
-            "ratio": round(ratio, 1),
+            "ratio": round(ratio, 4),
         },
         {
             "metric": f"drift decision, Evidently DataDriftPreset ({size})",
@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         f"data: {size}; drifted: fast {fast.number_of_drifted_columns}/{fast.number_of_columns} "
         f"(share {fast.share_of_drifted_columns:.2f}), Evidently share {ev_share:.2f}"
     )
-    print(f"fast engine: {fast_s:.2f} s   Evidently DataDriftPreset: {evidently_s:.2f} s   ratio: {ratio:.1f}x")
+    print(
+        f"fast engine: {fast_s:.2f} s   Evidently DataDriftPreset: {evidently_s:.2f} s   ratio: {ratio:.3f} ({1 / ratio:.1f}x faster)"
+    )
     print(f"identical per-column verdicts: {not mismatches}" + (f" {mismatches}" if mismatches else ""))
     print(f"wrote {args.out}")
     return 1 if mismatches or fast.share_of_drifted_columns != ev_share else 0

@@ -3,9 +3,9 @@
 Generates a dense float32 binary-classification dataset (``--rows`` x ``--features``, a learnable signal),
 then trains ``--rounds`` rounds of hist at ``--depth`` exactly as ``include/trainer`` does: ``DMatrix`` on
 CPU, ``QuantileDMatrix`` + ``device="cuda"`` on GPU. Prints a table and writes ``build/bench/train.json``
-(``{"metric", "value", "unit", "baseline", "ratio"}`` rows). The baselines are the issue's reference
-(10M x 28 x 200 rounds, depth 8: 16-core CPU 52 s, H100 2.9 s) scaled linearly to the run's rows x rounds,
-so ``ratio`` < 1 means faster than the reference hardware.
+(``{"metric", "value", "unit", "baseline", "ratio"}`` rows). Where a GPU is visible, the GPU rows carry the
+CPU run of the same data in the same run as their baseline. The issue's reference (10M x 28 x 200 rounds,
+depth 8: 16-core CPU 52 s, H100 2.9 s) is printed, scaled to the run's size, for orientation only.
 
     python benchmarks/train.py [--rows 1000000] [--features 28] [--rounds 200] [--depth 8] [--threads 0]
 """
@@ -87,19 +87,19 @@ def main(argv: list[str] | None = None) -> int:
         x, y, device="cpu", rounds=args.rounds, depth=args.depth, threads=args.threads
     )
     records += [
-        record("cpu_train_seconds", cpu_s, "s", round(REFERENCE["cpu_s"] * scale, 3)),
-        record("cpu_row_rounds_per_second", args.rows * args.rounds / cpu_s, "1/s",
-               round(REFERENCE["rows"] * REFERENCE["rounds"] / REFERENCE["cpu_s"])),
+        record("cpu_train_seconds", cpu_s, "s"),
+        record("cpu_row_rounds_per_second", args.rows * args.rounds / cpu_s, "1/s"),
         record("cpu_dmatrix_seconds", matrix_s, "s"),
         record("cpu_final_train_logloss", cpu_loss, "logloss"),
-    ]  # fmt: skip
+    ]
+    print(f"reference, scaled to this size: 16-core CPU {REFERENCE['cpu_s'] * scale:.2f} s, "
+          f"H100 {REFERENCE['gpu_s'] * scale:.2f} s")  # fmt: skip
     if not args.skip_gpu and gpu_visible():
         train_once(x[:10_000], y[:10_000], device="cuda", rounds=5, depth=args.depth, threads=0)  # CUDA context warm-up
         qdm_s, gpu_s, gpu_loss = train_once(x, y, device="cuda", rounds=args.rounds, depth=args.depth, threads=0)
         records += [
-            record("gpu_train_seconds", gpu_s, "s", round(REFERENCE["gpu_s"] * scale, 3)),
-            record("gpu_quantile_dmatrix_seconds", qdm_s, "s"),
-            record("gpu_speedup_vs_cpu", cpu_s / gpu_s, "x", round(REFERENCE["cpu_s"] / REFERENCE["gpu_s"], 2)),
+            record("gpu_train_seconds", gpu_s, "s", round(cpu_s, 3)),
+            record("gpu_quantile_dmatrix_seconds", qdm_s, "s", round(matrix_s, 3)),
             record("gpu_final_train_logloss", gpu_loss, "logloss", round(cpu_loss, 6)),
         ]
     else:

@@ -55,7 +55,10 @@ def _prepare(consumer: str) -> None:
         session.query(AssetDagRunQueue).filter(AssetDagRunQueue.target_dag_id == consumer).delete()
         # Only the consumer may get runs from the scheduler pass below.
         session.query(DagModel).update({DagModel.is_paused: True})
-        session.query(DagModel).filter(DagModel.dag_id == consumer).update({DagModel.is_paused: False})
+        # The scheduler recomputes this flag when a run finishes; runs finished above by hand need it reset.
+        session.query(DagModel).filter(DagModel.dag_id == consumer).update(
+            {DagModel.is_paused: False, DagModel.exceeds_max_non_backfill: False}
+        )
 
 
 def _queued(consumer: str) -> int:
