@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 import urllib.request
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -157,7 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"endpoint       {endpoint_url}/v2/models/{EXAMPLE_MODEL}/infer  (prediction for one row: {prediction:.4f})")
     print(f"drift          {'DETECTED' if summary['drift_detected'] else 'none'} (share {summary['drift_share']})")
     for run in summary["retraining_runs_queued"]:
-        print(f"retraining     queued {run['run_id']} (triggered by {', '.join(run['triggered_by'])})")
+        events = Counter(run["triggered_by"])
+        triggers = ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(events.items()))
+        print(f"retraining     queued {run['run_id']} (asset events: {triggers})")
     print(f"drift report   {summary['reports']['drift_html']}")
     print(f"MLflow         {summary['reports']['mlflow']}")
     print(f"summary        {args.out}  ({summary['wall_seconds']} s)")
