@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -13,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tests.loopback import free_port, stop, wait_ready
 
 # Not imported from tests.conftest: importing that module rewrites the Airflow environment (benchmarks use this file).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,27 +55,6 @@ def save_mlflow_model(booster, path: Path) -> str:
     return path.as_uri()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not ready at {url}:\n{log.read_text()[-4000:]}")
-
-
 @dataclass
 class ServerProcess:
     """A model server process (predictor or transformer) from the serving environment."""
@@ -91,13 +71,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.http_port}"
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop(self.process)
         return self.process.returncode
 
 

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
+
+from tests.loopback import free_port
 
 pytestmark = [pytest.mark.e2e]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def demo_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_SERVING_PORT", str(_free_port()))
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_SERVING_PORT", str(free_port()))
     monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_ROOT", str(tmp_path / "mlops"))
     yield tmp_path
     from mlops_provider.hooks.local_serving import LocalServingHook

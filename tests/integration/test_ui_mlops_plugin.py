@@ -12,15 +12,14 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.loopback import free_port, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -37,12 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 XSS = "<script>window.__pwned = 1</script>"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +102,7 @@ def drift_history():
 @pytest.fixture(scope="module")
 def api_server(mlflow_server, tmp_path_factory):
     """``airflow api-server`` on a free loopback port, with the plugin and the MLflow connection."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = os.environ.copy()
     env.update(
@@ -122,34 +115,9 @@ def api_server(mlflow_server, tmp_path_factory):
     )
     log_path = tmp_path_factory.mktemp("api-server") / "api-server.log"
     airflow = str(Path(sys.executable).with_name("airflow"))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.time() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"api-server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2):
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError(f"api-server did not start:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
+    command = [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(command, health_url=f"{base}/api/v2/monitor/health", log=log_path, env=env, timeout=120):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 @pytest.fixture(scope="module")
