@@ -4,14 +4,21 @@ Every value is read from Airflow's ``[mlops]`` config section, so ``AIRFLOW__MLO
 it; endpoints and credentials come from connections. When nothing is configured each backend falls
 back to an embedded local default under ``local_root`` (SQLite MLflow, Feast's local provider,
 ``file://`` data zones, local training and serving), so the same code runs on a laptop and in a cluster.
+
+Each option is declared once in :data:`OPTIONS` (default, type, description); ``get_provider_info``
+publishes the same table as the provider's config section. :func:`get_settings` resolves them once per
+configuration (cached; :func:`reset_settings` clears the cache in tests) and parses the JSON options into
+dicts, so operators never parse settings themselves.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 TrainingBackend = Literal["local", "kubernetes", "vertex"]
 ServingBackend = Literal["local", "kserve"]
@@ -23,6 +30,96 @@ SECTION = "mlops"
 
 class MlopsConfigError(ValueError):
     """A setting of the ``[mlops]`` section has a value the bundle cannot use."""
+
+
+class Option(NamedTuple):
+    """One ``[mlops]`` option: its default (as Airflow config text), type and description."""
+
+    default: str
+    description: str
+    type: str = "string"  # "string" | "integer" | "json"
+    example: str | None = None
+
+
+OPTIONS: dict[str, Option] = {
+    "project_root": Option(
+        "",
+        "Root of the bundle (holds include/ and the serving environment). Empty means the parent of the DAGs folder.",
+    ),
+    "local_root": Option(
+        "",
+        "Folder for the embedded local stores (MLflow, Feast, data zones, local serving). Empty means <AIRFLOW_HOME>/mlops.",
+    ),
+    "data_root": Option(
+        "",
+        "Base URI of the data zones (landing, raw, validated, quarantine, training_sets, reports, predictions). "
+        "file://, s3:// or gs://. Empty means file://<local_root>/data.",
+        example="s3://my-bucket/mlops",
+    ),
+    "storage_conn_id": Option(
+        "", "Connection for data_root; empty picks aws_default for s3:// and google_cloud_default for gs://."
+    ),
+    "mlflow_conn_id": Option(
+        "mlflow_default", "MLflow connection; when it does not exist the local SQLite store is used."
+    ),
+    "feast_conn_id": Option(
+        "feast_default", "Feast connection; when it does not exist Feast's local provider is used."
+    ),
+    "feast_repo_path": Option("", "Feast feature repository. Empty means <project_root>/include/feature_repo."),
+    "kubernetes_conn_id": Option("kubernetes_default", "Kubernetes connection for training pods and KServe."),
+    "namespace": Option("mlops", "Kubernetes namespace for training pods and InferenceServices."),
+    "training_backend": Option("local", "Where training runs: local, kubernetes or vertex."),
+    "serving_backend": Option("local", "Where models are served: local or kserve."),
+    "model_name": Option(
+        "", "Default registered model name for tools that serve or render one model (make serve, make render)."
+    ),
+    "trainer_image": Option(
+        "ghcr.io/example/mlops-trainer:0.1.0", "Trainer image for the kubernetes and vertex backends."
+    ),
+    "serving_image": Option("ghcr.io/example/mlops-serving:0.1.0", "Model server image for KServe."),
+    "serving_python": Option(
+        "",
+        "Python interpreter of the serving environment for the local serving backend. "
+        "Empty means <project_root>/.venv-serving/bin/python.",
+    ),
+    "local_serving_port": Option("8085", "Port of the local model endpoint.", "integer"),
+    "gcp_conn_id": Option("google_cloud_default", "Google Cloud connection for Vertex AI."),
+    "vertex_project": Option("", "Vertex AI project."),
+    "vertex_region": Option("us-central1", "Vertex AI region."),
+    "promotion_criteria": Option(
+        "",
+        "Evaluation gate criteria as JSON, merged over the gate's defaults (min_metrics, max_regression vs "
+        "champion, segments). Empty means the defaults.",
+        "json",
+        '{"min_metrics": {"roc_auc": 0.8}, "max_regression": {"pr_auc": 0.01}}',
+    ),
+    "drift_policy": Option(
+        "",
+        "Drift policy as JSON: drift_share, critical_features, max_performance_drop, performance_metric, "
+        "prediction_drift_triggers. Empty means share of drifted features >= 0.5.",
+        "json",
+        '{"drift_share": 0.3, "critical_features": ["amount"], "max_performance_drop": 0.05}',
+    ),
+    "drift_tests": Option(
+        "",
+        "Per-feature drift tests and thresholds as JSON with Evidently's DataDriftPreset names (method, num_method, "
+        "cat_method, per_column_method, threshold, num_threshold, cat_threshold, per_column_threshold, "
+        "column_types). Empty means Evidently's defaults.",
+        "json",
+        '{"per_column_method": {"amount": "psi"}, "per_column_threshold": {"amount": 0.2}}',
+    ),
+    "drift_report_sample_rows": Option(
+        "10000", "Rows sampled from each dataset for the Evidently HTML report (the decision uses all rows).", "integer"
+    ),
+    "retraining_cooldown_minutes": Option(
+        "360", "Minimum minutes between two scheduled retraining runs of a model.", "integer"
+    ),
+    "retraining_daily_cap": Option("2", "Most scheduled retraining runs of a model per UTC day.", "integer"),
+    "alert_notifier": Option("log", "Where alerts go: log or webhook."),
+    "alert_webhook_conn_id": Option(
+        "mlops_alerts", "Connection (host = webhook URL, password = optional bearer token) for the webhook notifier."
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -48,16 +145,15 @@ class MlopsSettings:
     gcp_conn_id: str
     vertex_project: str
     vertex_region: str
-    # Monitoring (drift checks, retraining throttle, alerts).
-    drift_policy: str = ""
-    drift_tests: str = ""
-    drift_report_sample_rows: int = 10_000
-    retraining_cooldown_minutes: int = 360
-    retraining_daily_cap: int = 2
-    alert_notifier: str = "log"
-    alert_webhook_conn_id: str = "mlops_alerts"
-    # Training and registry: promotion gate criteria as JSON over the gate's defaults.
-    promotion_criteria: str = ""
+    drift_report_sample_rows: int
+    retraining_cooldown_minutes: int
+    retraining_daily_cap: int
+    alert_notifier: str
+    alert_webhook_conn_id: str
+    #: JSON options, parsed (empty dict when unset).
+    promotion_criteria: dict[str, Any] = field(default_factory=dict)
+    drift_policy: dict[str, Any] = field(default_factory=dict)
+    drift_tests: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mlflow_local_tracking_uri(self) -> str:
@@ -80,7 +176,7 @@ class MlopsSettings:
         return self.local_root / "serving"
 
     def zone_uri(self, zone: str, dataset: str) -> str:
-        """Return the URI of a data zone for a dataset, e.g. ``<data_root>/raw/transactions``."""
+        """Return the URI of a data zone for a dataset, e.g. ``<data_root>/raw/<dataset>``."""
         return f"{self.data_root.rstrip('/')}/{zone}/{dataset}"
 
 
@@ -90,13 +186,16 @@ def _conf():
     return conf
 
 
-def _get(key: str, default: str) -> str:
+def _get(key: str) -> str:
+    default = OPTIONS[key].default
     value = _conf().get(SECTION, key, fallback=default)
     return value if value not in (None, "") else default
 
 
 def _airflow_home() -> Path:
-    return Path(os.environ.get("AIRFLOW_HOME") or _conf().get("core", "airflow_home", fallback="~/airflow")).expanduser()
+    return Path(
+        os.environ.get("AIRFLOW_HOME") or _conf().get("core", "airflow_home", fallback="~/airflow")
+    ).expanduser()
 
 
 def _default_project_root() -> Path:
@@ -108,8 +207,8 @@ def _default_project_root() -> Path:
     return Path.cwd()
 
 
-def _int_setting(key: str, default: str) -> int:
-    text = _get(key, default)
+def _int(key: str) -> int:
+    text = _get(key)
     try:
         return int(text)
     except ValueError:
@@ -118,56 +217,87 @@ def _int_setting(key: str, default: str) -> int:
         ) from None
 
 
-def get_settings() -> MlopsSettings:
-    """Resolve the settings from Airflow config and environment, with local defaults.
-
-    Cheap (no connection or network access), so it may be called from ``execute()`` each time.
-    """
-    project_root = Path(_get("project_root", str(_default_project_root()))).expanduser().resolve()
-    local_root = Path(_get("local_root", str(_airflow_home() / "mlops"))).expanduser().resolve()
-    training_backend = _get("training_backend", "local")
-    if training_backend not in TRAINING_BACKENDS:
-        raise MlopsConfigError(
-            f"[mlops] training_backend={training_backend!r} is not one of {', '.join(TRAINING_BACKENDS)}; "
-            "set AIRFLOW__MLOPS__TRAINING_BACKEND to one of them."
-        )
-    serving_backend = _get("serving_backend", "local")
-    if serving_backend not in SERVING_BACKENDS:
-        raise MlopsConfigError(
-            f"[mlops] serving_backend={serving_backend!r} is not one of {', '.join(SERVING_BACKENDS)}; "
-            "set AIRFLOW__MLOPS__SERVING_BACKEND to one of them."
-        )
-    port_text = _get("local_serving_port", "8085")
+def parse_json_option(key: str, text: str) -> dict[str, Any]:
+    """Parse the JSON option ``key`` (empty text gives an empty dict) with an error that names the setting."""
+    if not text or not text.strip():
+        return {}
     try:
-        port = int(port_text)
-    except ValueError:
-        raise MlopsConfigError(f"[mlops] local_serving_port={port_text!r} is not an integer port number.") from None
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MlopsConfigError(
+            f"[mlops] {key} is not valid JSON ({exc.msg} at position {exc.pos}); set AIRFLOW__MLOPS__{key.upper()} "
+            f"to a JSON object, e.g. {OPTIONS[key].example}."
+        ) from None
+    if not isinstance(value, dict):
+        raise MlopsConfigError(f"[mlops] {key} must be a JSON object, got {type(value).__name__}.")
+    return value
+
+
+def _choice(key: str, choices: tuple[str, ...]) -> str:
+    value = _get(key)
+    if value not in choices:
+        raise MlopsConfigError(
+            f"[mlops] {key}={value!r} is not one of {', '.join(choices)}; set AIRFLOW__MLOPS__{key.upper()} to one of them."
+        )
+    return value
+
+
+def _resolve() -> MlopsSettings:
+    project_root = Path(_get("project_root") or str(_default_project_root())).expanduser().resolve()
+    local_root = Path(_get("local_root") or str(_airflow_home() / "mlops")).expanduser().resolve()
     return MlopsSettings(
         project_root=project_root,
         local_root=local_root,
-        data_root=_get("data_root", (local_root / "data").as_uri()),
-        storage_conn_id=_get("storage_conn_id", "") or None,
-        mlflow_conn_id=_get("mlflow_conn_id", "mlflow_default"),
-        feast_conn_id=_get("feast_conn_id", "feast_default"),
-        feast_repo_path=Path(_get("feast_repo_path", str(project_root / "include" / "feature_repo"))),
-        kubernetes_conn_id=_get("kubernetes_conn_id", "kubernetes_default"),
-        namespace=_get("namespace", "mlops"),
-        training_backend=cast(TrainingBackend, training_backend),
-        serving_backend=cast(ServingBackend, serving_backend),
-        model_name=_get("model_name", "fraud_detector"),
-        trainer_image=_get("trainer_image", "ghcr.io/example/mlops-trainer:0.1.0"),
-        serving_image=_get("serving_image", "ghcr.io/example/mlops-serving:0.1.0"),
-        serving_python=_get("serving_python", str(project_root / ".venv-serving" / "bin" / "python")),
-        local_serving_port=port,
-        gcp_conn_id=_get("gcp_conn_id", "google_cloud_default"),
-        vertex_project=_get("vertex_project", ""),
-        vertex_region=_get("vertex_region", "us-central1"),
-        drift_policy=_get("drift_policy", ""),
-        drift_tests=_get("drift_tests", ""),
-        drift_report_sample_rows=_int_setting("drift_report_sample_rows", "10000"),
-        retraining_cooldown_minutes=_int_setting("retraining_cooldown_minutes", "360"),
-        retraining_daily_cap=_int_setting("retraining_daily_cap", "2"),
-        alert_notifier=_get("alert_notifier", "log"),
-        alert_webhook_conn_id=_get("alert_webhook_conn_id", "mlops_alerts"),
-        promotion_criteria=_get("promotion_criteria", ""),
+        data_root=_get("data_root") or (local_root / "data").as_uri(),
+        storage_conn_id=_get("storage_conn_id") or None,
+        mlflow_conn_id=_get("mlflow_conn_id"),
+        feast_conn_id=_get("feast_conn_id"),
+        feast_repo_path=Path(_get("feast_repo_path") or str(project_root / "include" / "feature_repo")),
+        kubernetes_conn_id=_get("kubernetes_conn_id"),
+        namespace=_get("namespace"),
+        training_backend=cast(TrainingBackend, _choice("training_backend", TRAINING_BACKENDS)),
+        serving_backend=cast(ServingBackend, _choice("serving_backend", SERVING_BACKENDS)),
+        model_name=_get("model_name"),
+        trainer_image=_get("trainer_image"),
+        serving_image=_get("serving_image"),
+        serving_python=_get("serving_python") or str(project_root / ".venv-serving" / "bin" / "python"),
+        local_serving_port=_int("local_serving_port"),
+        gcp_conn_id=_get("gcp_conn_id"),
+        vertex_project=_get("vertex_project"),
+        vertex_region=_get("vertex_region"),
+        drift_report_sample_rows=_int("drift_report_sample_rows"),
+        retraining_cooldown_minutes=_int("retraining_cooldown_minutes"),
+        retraining_daily_cap=_int("retraining_daily_cap"),
+        alert_notifier=_get("alert_notifier"),
+        alert_webhook_conn_id=_get("alert_webhook_conn_id"),
+        promotion_criteria=parse_json_option("promotion_criteria", _get("promotion_criteria")),
+        drift_policy=parse_json_option("drift_policy", _get("drift_policy")),
+        drift_tests=parse_json_option("drift_tests", _get("drift_tests")),
     )
+
+
+def _environment_fingerprint() -> tuple[tuple[str, str], ...]:
+    # Config in the environment is the usual override (and what tests change); the cache follows it.
+    return tuple(
+        sorted(
+            (k, v) for k, v in os.environ.items() if k.startswith("AIRFLOW__MLOPS__") or k.startswith("AIRFLOW__CORE__")
+        )
+    ) + (("AIRFLOW_HOME", os.environ.get("AIRFLOW_HOME", "")),)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(fingerprint: tuple[tuple[str, str], ...]) -> MlopsSettings:
+    return _resolve()
+
+
+def get_settings() -> MlopsSettings:
+    """Return the resolved settings: read once per configuration, then served from a cache.
+
+    No connection or network access. Raises :class:`MlopsConfigError` naming the option that is wrong.
+    """
+    return _cached(_environment_fingerprint())
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests that change ``airflow.cfg`` rather than the environment)."""
+    _cached.cache_clear()

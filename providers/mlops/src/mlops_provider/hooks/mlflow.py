@@ -16,7 +16,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -215,6 +215,160 @@ class MlflowHook(BaseHook):
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 return None
             raise
+
+    def delete_alias(self, model_name: str, alias: str) -> None:
+        """Remove ``alias`` from ``model_name`` (no error when it does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.get_client().delete_registered_model_alias(model_name, alias)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                raise
+
+    def get_model_version(self, model_name: str, version: str | int) -> ModelVersion:
+        """Return one registered version."""
+        return self.get_client().get_model_version(model_name, str(version))
+
+    def version_download_uri(self, model_name: str, version: str | int) -> str:
+        """Concrete artifact location of a version (what a model server loads)."""
+        return self.get_client().get_model_version_download_uri(model_name, str(version))
+
+    def set_version_tags(
+        self, model_name: str, version: str | int, tags: Mapping[str, str], run_id: str | None = None
+    ) -> None:
+        """Tag a model version and, when given, its run with the same ``tags``."""
+        client = self.get_client()
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, str(version), key, value)
+            if run_id:
+                client.set_tag(run_id, key, value)
+
+    def get_run(self, run_id: str) -> Any:
+        """Return an MLflow run (info, params, metrics, tags)."""
+        return self.get_client().get_run(run_id)
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """Return a run's tags."""
+        return dict(self.get_run(run_id).data.tags)
+
+    def log_dict(self, run_id: str, payload: Mapping[str, Any], artifact_file: str) -> None:
+        """Store ``payload`` as a JSON artifact of a run."""
+        self.get_client().log_dict(run_id, dict(payload), artifact_file)
+
+    def get_or_create_experiment(self, name: str) -> str:
+        """Return the id of experiment ``name``, creating it (with the local artifact root when local)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.get_client()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=self.artifact_location)
+        except MlflowException:  # created meanwhile by a concurrent task
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def log_run(
+        self,
+        experiment_name: str,
+        *,
+        run_name: str,
+        tags: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        artifacts: Mapping[str, str] | None = None,
+        dicts: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> tuple[str, str]:
+        """Record one finished run in a single call; return ``(experiment_id, run_id)``.
+
+        :param artifacts: local file path -> artifact folder inside the run.
+        :param dicts: artifact file (e.g. ``drift/summary.json``) -> JSON payload.
+        """
+        import time
+
+        from mlflow.entities import Metric, Param
+
+        client = self.get_client()
+        experiment_id = self.get_or_create_experiment(experiment_name)
+        run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+        run_id = run.info.run_id
+        try:
+            now = int(time.time() * 1000)
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+            )
+            for local_path, artifact_dir in (artifacts or {}).items():
+                client.log_artifact(run_id, local_path, artifact_dir)
+            for artifact_file, payload in (dicts or {}).items():
+                client.log_dict(run_id, dict(payload), artifact_file)
+        except Exception:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id)
+        return experiment_id, run_id
+
+    def training_set_of_run(self, run_id: str) -> tuple[str | None, dict[str, Any]]:
+        """Return ``(training_set_uri, manifest)`` recorded by the trainer on ``run_id``.
+
+        The URI comes from the run's lineage tag; the manifest from the snapshot next to it, else from the
+        run's ``training_set/manifest.json`` artifact. Either may be missing (None / empty dict).
+        """
+        import json
+        import tempfile
+
+        from mlops_provider.lineage import TRAINING_SET_MANIFEST_ARTIFACT, TRAINING_SET_URI_TAG
+        from mlops_provider.storage import storage_path
+
+        uri = self.run_tags(run_id).get(TRAINING_SET_URI_TAG) or None
+        manifest: dict[str, Any] = {}
+        if uri:
+            folder = storage_path(uri)
+            manifest_path = (folder if folder.is_dir() else folder.parent) / "manifest.json"
+            if manifest_path.exists():
+                manifest = json.loads(manifest_path.read_text())
+        if not manifest:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    local = self.get_client().download_artifacts(run_id, TRAINING_SET_MANIFEST_ARTIFACT, tmp)
+                    manifest = json.loads(Path(local).read_text())
+                except Exception as err:  # MLflow raises several types for a missing artifact
+                    self.log.info("Run %s has no readable %s (%s).", run_id, TRAINING_SET_MANIFEST_ARTIFACT, err)
+        return uri or manifest.get("uri"), manifest
+
+    def load_xgboost_model(self, model_name: str, version: str | int, workdir: str | None = None) -> Any:
+        """Download a version and load it through MLflow's xgboost flavour (never pickle/pyfunc).
+
+        Returns an ``xgboost.Booster`` (or the sklearn wrapper it was logged as).
+        """
+        import tempfile
+
+        import mlflow.artifacts
+        import mlflow.xgboost
+
+        uri = self.version_download_uri(model_name, version)
+        with self.credentials():
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri,
+                dst_path=workdir or tempfile.mkdtemp(prefix="mlops-model-"),
+                tracking_uri=self.tracking_uri,
+                registry_uri=self.registry_uri,
+            )
+            return mlflow.xgboost.load_model(local)
+
+    def version_threshold(self, model_name: str, version: ModelVersion, default: float = 0.5) -> float:
+        """Return the decision threshold the trainer recorded for ``version`` (version tag, else run tag)."""
+        from mlops_provider.lineage import THRESHOLD_TAG
+
+        threshold = (version.tags or {}).get(THRESHOLD_TAG)
+        if threshold is None and version.run_id:
+            threshold = self.run_tags(version.run_id).get(THRESHOLD_TAG)
+        return float(threshold) if threshold is not None else default
 
     def test_connection(self) -> tuple[bool, str]:
         """Check that the tracking server answers (the UI's Test button)."""

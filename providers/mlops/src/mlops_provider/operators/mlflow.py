@@ -179,14 +179,11 @@ class MlflowEvaluationGateOperator(BaseOperator):
 
     def resolved_criteria(self) -> dict[str, Any]:
         """Defaults, then ``[mlops] promotion_criteria``, then the ``criteria`` argument."""
+        from mlops_provider.payloads import parse_payload
         from mlops_provider.settings import get_settings
 
-        configured = getattr(get_settings(), "promotion_criteria", "") or ""
-        base = merge_criteria(DEFAULT_CRITERIA, json.loads(configured) if configured else None)
-        criteria = self.criteria
-        if isinstance(criteria, str):
-            criteria = json.loads(criteria) if criteria.strip() else None
-        return merge_criteria(base, criteria)
+        base = merge_criteria(DEFAULT_CRITERIA, get_settings().promotion_criteria or None)
+        return merge_criteria(base, parse_payload(self.criteria, name="criteria", required=False) or None)
 
     # ------------------------------------------------------------------ scoring
     def _load_model(self, client: Any, version: Any) -> tuple[Any, list[str], float]:

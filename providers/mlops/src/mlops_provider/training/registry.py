@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-IDEMPOTENCY_TAG = "mlops.idempotency_key"
-MODEL_URI_TAG = "mlops.model_uri"
-MODEL_ID_TAG = "mlops.model_id"
-THRESHOLD_TAG = "mlops.threshold"
-DEVICE_TAG = "mlops.device"
+from mlops_provider.lineage import (
+    DEVICE_TAG,
+    IDEMPOTENCY_TAG,
+    MODEL_ID_TAG,
+    MODEL_URI_TAG,
+    THRESHOLD_TAG,
+    TRAINING_SET_HASH_TAG,
+    TRAINING_SET_URI_TAG,
+)
+
+__all__ = ["DEVICE_TAG", "IDEMPOTENCY_TAG", "MODEL_ID_TAG", "MODEL_URI_TAG", "THRESHOLD_TAG"]
 
 
 def _quote(value: str) -> str:
@@ -47,8 +53,8 @@ def result_from_run(client: Any, model_name: str, run: Any, version: Any, *, reu
         "artifact_uri": client.get_model_version_download_uri(model_name, version.version),
         "metrics": metrics,
         "threshold": float(tags.get(THRESHOLD_TAG, metrics.get("threshold", 0.5))),
-        "training_set_uri": tags.get("mlops.training_set_uri", ""),
-        "training_set_hash": tags.get("mlops.training_set_hash", ""),
+        "training_set_uri": tags.get(TRAINING_SET_URI_TAG, ""),
+        "training_set_hash": tags.get(TRAINING_SET_HASH_TAG, ""),
         "idempotency_key": tags.get(IDEMPOTENCY_TAG, ""),
         "device": tags.get(DEVICE_TAG, "unknown"),
         "reused": reused,

@@ -1,0 +1,99 @@
+"""The lineage contract: every name that more than one process reads or writes.
+
+The provider (Airflow workers), the trainer (a subprocess, a Kubernetes pod or a Vertex AI job) and the
+model server (its own environment) all import this module, so a tag the trainer writes is the tag the
+drift check reads. Pure standard library: the trainer and serving images install the provider with
+``--no-deps`` and import only this.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# ---------------------------------------------------------------- registry aliases
+#: Alias of the version the evaluation gate accepted and the rollout is deploying.
+CHALLENGER: Final = "challenger"
+#: Alias of the version the endpoint serves; moves only after a successful rollout.
+CHAMPION: Final = "champion"
+
+# ---------------------------------------------------------------- MLflow run / model-version tags
+#: Idempotency key of one training attempt (never includes the Airflow try number).
+IDEMPOTENCY_TAG: Final = "mlops.idempotency_key"
+MODEL_URI_TAG: Final = "mlops.model_uri"
+MODEL_ID_TAG: Final = "mlops.model_id"
+#: Decision threshold chosen on the validation slice.
+THRESHOLD_TAG: Final = "mlops.threshold"
+#: ``cuda`` or ``cpu``: where the trainer ran.
+DEVICE_TAG: Final = "mlops.device"
+#: ``QuantileDMatrix`` or ``DMatrix``.
+MATRIX_TAG: Final = "mlops.matrix"
+#: Folder URI of the training-set snapshot (``<uri>/data.parquet`` + ``<uri>/manifest.json``).
+TRAINING_SET_URI_TAG: Final = "mlops.training_set_uri"
+TRAINING_SET_HASH_TAG: Final = "mlops.training_set_hash"
+DATASET_TAG: Final = "mlops.dataset"
+FEATURE_SERVICE_TAG: Final = "mlops.feature_service"
+#: JSON list of ``view:feature`` references.
+FEATURE_REFS_TAG: Final = "mlops.feature_refs"
+WINDOW_START_TAG: Final = "mlops.window_start"
+WINDOW_END_TAG: Final = "mlops.window_end"
+#: What a run is (``training``, ``drift_check``), so runs of one experiment can be told apart.
+RUN_KIND_TAG: Final = "mlops.kind"
+GIT_COMMIT_TAG: Final = "mlflow.source.git.commit"
+
+#: Evaluation gate outcome, on the candidate's model version and run.
+GATE_DECISION_TAG: Final = "mlops.gate.decision"
+GATE_REASONS_TAG: Final = "mlops.gate.reasons"
+GATE_CHAMPION_VERSION_TAG: Final = "mlops.gate.champion_version"
+GATE_DECIDED_AT_TAG: Final = "mlops.gate.decided_at"
+
+#: Where the run came from in Airflow.
+AIRFLOW_DAG_ID_TAG: Final = "airflow.dag_id"
+AIRFLOW_RUN_ID_TAG: Final = "airflow.run_id"
+AIRFLOW_TASK_ID_TAG: Final = "airflow.task_id"
+AIRFLOW_TRY_NUMBER_TAG: Final = "airflow.try_number"
+AIRFLOW_MAP_INDEX_TAG: Final = "airflow.map_index"
+
+#: Tags a training run carries that a later step needs to find its data and code again.
+LINEAGE_TAGS: Final = (
+    IDEMPOTENCY_TAG,
+    TRAINING_SET_URI_TAG,
+    TRAINING_SET_HASH_TAG,
+    DATASET_TAG,
+    FEATURE_SERVICE_TAG,
+    FEATURE_REFS_TAG,
+    GIT_COMMIT_TAG,
+    AIRFLOW_DAG_ID_TAG,
+    AIRFLOW_RUN_ID_TAG,
+    AIRFLOW_TASK_ID_TAG,
+)
+
+#: Artifact path of the training-set manifest inside a training run.
+TRAINING_SET_MANIFEST_ARTIFACT: Final = "training_set/manifest.json"
+
+# ---------------------------------------------------------------- trainer process protocol
+#: Module the trainer runs as (``python -m <TRAINER_MODULE>``) in every backend.
+TRAINER_MODULE: Final = "include.trainer"
+#: The trainer prints one ``<RESULT_MARKER><json>`` line with its result ...
+RESULT_MARKER: Final = "MLOPS_TRAINING_RESULT="
+#: ... or one ``<ERROR_MARKER><message>`` line and exits with ``EXIT_TRAINING_ERROR``.
+ERROR_MARKER: Final = "MLOPS_TRAINING_ERROR="
+#: Exit code for a training error that a retry cannot fix (bad data, bad params).
+EXIT_TRAINING_ERROR: Final = 2
+
+# ---------------------------------------------------------------- Kubernetes labels and annotations
+LABEL_DOMAIN: Final = "mlops.example.com"
+MODEL_NAME_LABEL: Final = f"{LABEL_DOMAIN}/model-name"
+MODEL_VERSION_LABEL: Final = f"{LABEL_DOMAIN}/model-version"
+#: Annotation on an InferenceService naming the registry version it serves.
+MODEL_VERSION_ANNOTATION: Final = MODEL_VERSION_LABEL
+MANAGED_BY: Final = "airflow-provider-mlops"
+
+
+def last_marked_line(lines: str | list[str], marker: str) -> str | None:
+    """Return what follows ``marker`` on the last line that carries it, or None."""
+    found = None
+    for line in lines.splitlines() if isinstance(lines, str) else lines:
+        head, sep, tail = line.partition(marker)
+        if sep:
+            found = tail.strip()
+    return found

@@ -1,0 +1,134 @@
+"""Typed shapes of what tasks hand each other through XCom, and the one parser for them.
+
+XCom carries these payloads for convenience (templating, the UI); the system of record (registry,
+object store, cluster) stays the truth, so every consumer can also rebuild them from there.
+Templated inputs arrive either as the dict itself or as its JSON string (a rendered
+``{{ ti.xcom_pull(...) }}``); :func:`parse_payload` accepts both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+
+class PayloadError(ValueError):
+    """A task input is neither a mapping nor a JSON object."""
+
+
+def parse_payload(value: Any, *, name: str = "input", required: bool = True) -> dict[str, Any]:
+    """Return ``value`` as a dict: a mapping as is, a JSON object string decoded.
+
+    :param value: a mapping, a JSON object string, or None/"" (only when ``required`` is False).
+    :param name: what the value is, for the error message (e.g. ``"training_set"``).
+    :param required: when False, None and "" give an empty dict.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise PayloadError(f"{name} is empty; pass the upstream task's output (a dict or its JSON).")
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str | bytes):
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise PayloadError(
+                f"{name} is not valid JSON ({exc.msg} at position {exc.pos}): {str(value)[:120]!r}"
+            ) from None
+        if not isinstance(decoded, dict):
+            raise PayloadError(f"{name} must be a JSON object, got {type(decoded).__name__}.")
+        return decoded
+    raise PayloadError(f"{name} must be a dict or a JSON object string, got {type(value).__name__}.")
+
+
+class TrainingSetManifest(TypedDict, total=False):
+    """A point-in-time training-set snapshot; also written as ``<uri>/manifest.json``."""
+
+    uri: str
+    hash: str
+    sha256: str
+    rows: int
+    dataset: str
+    start: str
+    end: str
+    label_column: str
+    timestamp_column: str
+    entity_columns: list[str]
+    feature_columns: list[str]
+    feature_refs: list[str]
+    feature_service: str
+    feast_project: str
+    label_rate: float
+    created_at: str
+
+
+class TrainingResult(TypedDict, total=False):
+    """A registered model version and the run that trained it (the training operators' XCom)."""
+
+    run_id: str
+    experiment_id: str
+    model_name: str
+    model_version: str
+    model_uri: str
+    artifact_uri: str
+    metrics: dict[str, float]
+    threshold: float
+    training_set_uri: str
+    training_set_hash: str
+    idempotency_key: str
+    device: str
+    reused: bool
+
+
+class GateDecision(TypedDict, total=False):
+    """The evaluation gate's verdict on a candidate version (also MLflow tags and ``gate/decision.json``)."""
+
+    decision: str  # "promote" | "reject"
+    reasons: list[str]
+    model_name: str
+    candidate_version: str
+    champion_version: str | None
+    candidate_metrics: dict[str, float]
+    champion_metrics: dict[str, float]
+    candidate_segments: dict[str, Any]
+    champion_segments: dict[str, Any]
+    feature_columns: list[str]
+    checks: list[dict[str, Any]]
+    criteria: dict[str, Any]
+    evaluation_window: dict[str, Any]
+    model_uri: str
+    artifact_uri: str
+    run_id: str
+    decided_at: str
+
+
+class DeployResult(TypedDict, total=False):
+    """What the deploy task rolled out and where it answers."""
+
+    backend: str  # "local" | "kserve"
+    model_name: str
+    version: str
+    storage_uri: str
+    endpoint_url: str
+    promoted: bool
+    previous_version: str | None
+    analysis: dict[str, Any]
+
+
+class DriftVerdict(TypedDict, total=False):
+    """A drift check's verdict for one model and window."""
+
+    drift_detected: bool
+    drift_share: float
+    drifted_features: list[str]
+    reasons: list[str]
+    model_name: str
+    model_version: str
+    current_start: str
+    current_end: str
+    report_uri: str
+    summary_uri: str
+    target_drifted: bool
+    prediction_drifted: bool
