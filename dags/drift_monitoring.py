@@ -19,7 +19,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag
 
-from mlops_provider.assets import EXAMPLE_DATASET, EXAMPLE_MODEL, FRAUD_MODEL_DRIFT
+from include.fraud_example import DATASET, FRAUD_MODEL_DRIFT, MODEL_NAME
 from mlops_provider.operators.evidently import drift_check_tasks
 
 
@@ -41,8 +41,8 @@ from mlops_provider.operators.evidently import drift_check_tasks
 )
 def drift_monitoring():
     drift_check_tasks(
-        model_name=EXAMPLE_MODEL,
-        dataset=EXAMPLE_DATASET,
+        model_name=MODEL_NAME,
+        dataset=DATASET,
         current_start="{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}",
         current_end="{{ params.as_of or (dag_run.run_after | ds) }}",
         drift_asset=FRAUD_MODEL_DRIFT,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag
 
-from mlops_provider.assets import EXAMPLE_DATASET, FRAUD_FEATURES, RAW_TRANSACTIONS, VALIDATED_TRANSACTIONS
+from include.fraud_example import CONTRACT, DATASET, FRAUD_FEATURES, RAW_TRANSACTIONS, VALIDATED_TRANSACTIONS
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.validation import DataValidationOperator
@@ -33,22 +33,22 @@ from mlops_provider.sensors.ingestion import SourceDataSensor
 def feature_materialization():
     wait_for_source = SourceDataSensor(
         task_id="wait_for_source",
-        dataset=EXAMPLE_DATASET,
+        dataset=DATASET,
         partition_date="{{ ds }}",
         timeout=6 * 60 * 60,
         mode="reschedule",
     )
     ingest = IngestionOperator(
         task_id="ingest",
-        dataset=EXAMPLE_DATASET,
+        dataset=DATASET,
         partition_start="{{ ds }}",
         partition_end="{{ ds }}",
         outlets=[RAW_TRANSACTIONS],
     )
     validate = DataValidationOperator(
         task_id="validate",
-        dataset=EXAMPLE_DATASET,
-        contract="include/contracts/transactions.yaml",
+        dataset=DATASET,
+        contract=CONTRACT,
         partition_start="{{ ds }}",
         partition_end="{{ ds }}",
         outlets=[VALIDATED_TRANSACTIONS],

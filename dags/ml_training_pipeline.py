@@ -16,11 +16,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag
 
-from mlops_provider.assets import (
-    EXAMPLE_DATASET,
-    EXAMPLE_MODEL,
+from include.fraud_example import (
+    CONTRACT,
+    DATASET,
+    FEATURE_SERVICE,
     FRAUD_MODEL,
     FRAUD_MODEL_DRIFT,
+    GATE_SEGMENTS,
+    LABEL_COLUMN,
+    MODEL_NAME,
     TRANSACTIONS_TRAINING_SET,
     VALIDATED_TRANSACTIONS,
 )
@@ -54,18 +58,18 @@ WINDOW_END = "{{ params.as_of or (dag_run.run_after | ds) }}"
     },
 )
 def ml_training_pipeline():
-    cooldown = RetrainingCooldownOperator(task_id="retraining_cooldown", model_name=EXAMPLE_MODEL)
+    cooldown = RetrainingCooldownOperator(task_id="retraining_cooldown", model_name=MODEL_NAME)
 
     ingest = IngestionOperator(
         task_id="ingest",
-        dataset=EXAMPLE_DATASET,
+        dataset=DATASET,
         partition_start=WINDOW_START,
         partition_end=WINDOW_END,
     )
     validate = DataValidationOperator(
         task_id="validate",
-        dataset=EXAMPLE_DATASET,
-        contract="include/contracts/transactions.yaml",
+        dataset=DATASET,
+        contract=CONTRACT,
         partition_start=WINDOW_START,
         partition_end=WINDOW_END,
     )
@@ -77,29 +81,30 @@ def ml_training_pipeline():
     )
     training_set = FeastTrainingSetOperator(
         task_id="build_training_set",
-        dataset=EXAMPLE_DATASET,
-        feature_service="fraud_model_v1",
-        label_column="is_fraud",
+        dataset=DATASET,
+        feature_service=FEATURE_SERVICE,
+        label_column=LABEL_COLUMN,
         partition_start=WINDOW_START,
         partition_end=WINDOW_END,
         outlets=[TRANSACTIONS_TRAINING_SET],
     )
     train = XGBoostTrainOperator(
         task_id="train",
-        model_name=EXAMPLE_MODEL,
+        model_name=MODEL_NAME,
         training_set=training_set.output,
         params_file="include/trainer/params.yaml",
     )
     gate = MlflowEvaluationGateOperator(
         task_id="evaluation_gate",
-        model_name=EXAMPLE_MODEL,
+        model_name=MODEL_NAME,
         candidate=train.output,
         training_set=training_set.output,
+        criteria={"segments": GATE_SEGMENTS},
         pool="mlops_promotion",
     )
     deploy = ModelDeployOperator(
         task_id="deploy",
-        model_name=EXAMPLE_MODEL,
+        model_name=MODEL_NAME,
         candidate=gate.output,
         outlets=[FRAUD_MODEL],
         pool="mlops_promotion",

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from include.airflow_runner import asset_triggered_runs, scheduler_pass, set_paused, task_xcom
     from include.data_generator import generate_days
-    from mlops_provider.assets import EXAMPLE_DATASET, EXAMPLE_MODEL
+    from include.fraud_example import DATASET as EXAMPLE_DATASET
+    from include.fraud_example import MODEL_NAME as EXAMPLE_MODEL
     from mlops_provider.hooks.mlflow import MlflowHook
     from mlops_provider.settings import get_settings
 

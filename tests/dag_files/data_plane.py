@@ -13,7 +13,8 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import Param, dag
 
-from mlops_provider.assets import FRAUD_FEATURES, TRANSACTIONS_TRAINING_SET, raw_asset, validated_asset
+from include.fraud_example import FRAUD_FEATURES, TRANSACTIONS_TRAINING_SET
+from mlops_provider.assets import raw_asset, validated_asset
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.validation import DataValidationOperator

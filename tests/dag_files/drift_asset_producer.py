@@ -10,7 +10,7 @@ import pendulum
 from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import dag
 
-from mlops_provider.assets import FRAUD_MODEL_DRIFT
+from include.fraud_example import FRAUD_MODEL_DRIFT
 from mlops_provider.operators.evidently import DriftAlertOperator, DriftAssetEventOperator
 
 

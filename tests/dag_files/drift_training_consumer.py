@@ -11,7 +11,7 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag
 
-from mlops_provider.assets import FRAUD_MODEL_DRIFT, VALIDATED_TRANSACTIONS
+from include.fraud_example import FRAUD_MODEL_DRIFT, VALIDATED_TRANSACTIONS
 from mlops_provider.operators.retraining import RetrainingCooldownOperator
 
 

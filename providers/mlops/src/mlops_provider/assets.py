@@ -40,15 +40,3 @@ def drift_asset(model_name: str) -> Asset:
     """Drift verdicts for ``model_name`` that call for retraining."""
     return Asset(name=f"drift.{model_name}", uri=f"x-mlops://drift/{model_name}", group=GROUP)
 
-
-# The example use case's assets, shared by the DAGs in dags/.
-EXAMPLE_DATASET = "transactions"
-EXAMPLE_FEAST_PROJECT = "fraud"
-EXAMPLE_MODEL = "fraud_detector"
-
-RAW_TRANSACTIONS = raw_asset(EXAMPLE_DATASET)
-VALIDATED_TRANSACTIONS = validated_asset(EXAMPLE_DATASET)
-FRAUD_FEATURES = features_asset(EXAMPLE_FEAST_PROJECT)
-TRANSACTIONS_TRAINING_SET = training_set_asset(EXAMPLE_DATASET)
-FRAUD_MODEL = model_asset(EXAMPLE_MODEL)
-FRAUD_MODEL_DRIFT = drift_asset(EXAMPLE_MODEL)
