@@ -20,7 +20,7 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from include.fraud_example import DATASET, FRAUD_MODEL_DRIFT, MODEL_NAME
-from mlops_provider.operators.evidently import drift_check_tasks
+from mlops_provider.drift.task_group import drift_check_tasks
 
 
 @dag(

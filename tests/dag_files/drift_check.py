@@ -6,7 +6,7 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from mlops_provider.assets import drift_asset
-from mlops_provider.operators.evidently import drift_check_tasks
+from mlops_provider.drift.task_group import drift_check_tasks
 
 TEST_MODEL = "drift_check_model"
 

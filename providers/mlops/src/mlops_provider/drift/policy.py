@@ -9,7 +9,7 @@ A verdict exceeds the policy when any of these holds:
 - ``prediction_drift_triggers`` is set and the model's predictions drifted.
 
 It is configured as a mapping (operator argument, or JSON in ``[mlops] drift_policy``), for example
-``{"drift_share": 0.3, "critical_features": ["amount"], "max_performance_drop": 0.05}``.
+``{"drift_share": 0.3, "critical_features": ["<feature>"], "max_performance_drop": 0.05}``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """EvidentlyDriftCheckOperator through Airflow, against a real MLflow server and the local data zones.
 
-The champion is a real XGBoost model registered in MLflow with the trainer's lineage tag
-(``training_set_uri``); the current window is written to the validated zone with the bundle's data
+The champion is a real XGBoost model registered in MLflow with the lineage tags the trainer writes
+(:data:`mlops_provider.lineage.TRAINING_SET_URI_TAG`, ...); the current window is written to the validated zone with the bundle's data
 generator (with and without covariate drift), and the endpoint's request log to ``predictions/``.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_provider.lineage import CHAMPION, TRAINING_SET_HASH_TAG, TRAINING_SET_MANIFEST_ARTIFACT, TRAINING_SET_URI_TAG
 from tests.airflow_helpers import run_dag, task_states, task_xcom
 
 pytestmark = pytest.mark.integration
@@ -75,13 +76,13 @@ def champion(mlflow_server):
         found = client.get_experiment_by_name("drift-check-training")
         experiment_id = found.experiment_id if found else client.create_experiment("drift-check-training")
         with mlflow.start_run(
-            experiment_id=experiment_id, tags={"training_set_uri": uri, "training_set_hash": digest}
+            experiment_id=experiment_id, tags={TRAINING_SET_URI_TAG: uri, TRAINING_SET_HASH_TAG: digest}
         ) as run:
             info = mlflow.xgboost.log_model(
                 model, name="model", registered_model_name=MODEL, pip_requirements=["xgboost"], input_example=None
             )
         version = info.registered_model_version
-        client.set_registered_model_alias(MODEL, "champion", str(version))
+        client.set_registered_model_alias(MODEL, CHAMPION, str(version))
     return {"model": model, "version": str(version), "run_id": run.info.run_id, "uri": uri}
 
 
@@ -146,7 +147,9 @@ def test_drifted_window_exceeds_the_policy_and_emits_the_drift_event(mlflow_conn
     assert any(r.startswith("critical features drifted: amount") for r in verdict["reasons"])
     assert verdict["champion_version"] == champion["version"]
     assert verdict["reference_uri"] == champion["uri"]
-    assert verdict["prediction_drifted"] in (True, False)
+    # The logged scores come from drifted inputs, the reference scores from the training set.
+    assert verdict["prediction_drifted"] is True
+    assert verdict["drift_share"] == 1.0
 
     summary = json.loads(storage_path(verdict["summary_uri"]).read_text())
     assert summary["window"]["days_with_data"] == ["2031-03-01", "2031-03-02", "2031-03-03"]
@@ -156,10 +159,21 @@ def test_drifted_window_exceeds_the_policy_and_emits_the_drift_event(mlflow_conn
         "customer_txn_count_7d": "wasserstein",
     }
     assert summary["prediction_drift"]["status"] == "checked"
+    assert summary["prediction_drift"]["drift_detected"] is True
     assert summary["target_drift"]["column"] == "is_fraud"
     assert summary["unchecked_features"] == []
     html = storage_path(verdict["report_uri"]).read_text()
     assert "<html" in html.lower() and "amount" in html
+
+    # Verdict, summary and report agree: same share, same columns and tests; the report says it is a sample.
+    assert summary["drift_share"] == verdict["drift_share"]
+    assert summary["drifted_features"] == verdict["drifted_features"]
+    report = summary["report"]
+    assert report["columns"] == [f["column"] for f in summary["features"]]
+    assert set(report["columns"]) == set(FEATURES)  # the label (target drift) is not one of them
+    assert report["sampled"] is True and (report["current_rows"], report["reference_rows"]) == (2000, 2000)
+    assert report["note"].startswith("The verdict is computed on all 2400 current rows and 6000 reference rows")
+    assert report["note"] in html
 
     # The same decision is logged to MLflow with both files.
     client = MlflowClient(mlflow_connection.url)
@@ -194,7 +208,7 @@ def test_undrifted_window_stays_within_the_policy_and_emits_nothing(mlflow_conne
     verdict = task_xcom(dag_run, "check_drift")
     assert verdict["drift_detected"] is False and verdict["reasons"] == []
     assert verdict["drift_share"] < 0.5
-    assert verdict["prediction_drifted"] is False
+    assert verdict["prediction_drifted"] is False  # no request log: prediction drift is not checked
 
 
 def test_performance_drop_alone_exceeds_the_policy(mlflow_connection, champion):
@@ -216,3 +230,35 @@ def test_no_champion_is_a_clear_skip(mlflow_connection, champion):
         "emit_drift_event": "skipped",
         "alert_drift": "skipped",
     }
+
+
+def test_the_reference_comes_from_the_trainers_lineage_tag_not_the_artifact_fallback(
+    mlflow_connection, champion, monkeypatch
+):
+    """A run tagged by the trainer resolves through the tag; the manifest artifact is only a fallback."""
+    import types
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    from mlops_provider.operators.evidently import EvidentlyDriftCheckOperator
+
+    with _use_tracking_uri(mlflow_connection.url):
+        client = MlflowClient(mlflow_connection.url)
+        found = client.get_experiment_by_name("drift-check-training")
+        experiment_id = found.experiment_id if found else client.create_experiment("drift-check-training")
+        with mlflow.start_run(experiment_id=experiment_id, tags={TRAINING_SET_URI_TAG: champion["uri"]}) as run:
+            # A stale manifest artifact naming another snapshot: reading it would be the fallback's answer.
+            mlflow.log_dict({"uri": "file:///nowhere/stale/data.parquet"}, TRAINING_SET_MANIFEST_ARTIFACT)
+    operator = EvidentlyDriftCheckOperator(
+        task_id="lineage", model_name=MODEL, dataset=DATASET, current_start=WINDOW[0], current_end=WINDOW[1]
+    )
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("the manifest artifact was read although the run has the lineage tag")
+
+    monkeypatch.setattr(MlflowClient, "download_artifacts", no_fallback)
+    uri, manifest = operator._reference(types.SimpleNamespace(version="1", run_id=run.info.run_id))
+    assert uri == champion["uri"]
+    assert manifest["feature_columns"] == FEATURES  # read next to the snapshot the tag names

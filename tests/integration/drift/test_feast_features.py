@@ -1,6 +1,6 @@
 """The drift check rebuilds the model's Feast features (aggregates, on-demand features) for the current window.
 
-The training set comes from the product's Feast feature service (``fraud_model_v1``), so none of its
+The training set comes from the example's Feast feature service (``fraud_model_v1``), so none of its
 feature columns is a raw column of the validated zone: the check must join the current rows'
 entity keys and timestamps against the same service, and then can also score the champion on them.
 """
@@ -12,6 +12,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
+from mlops_provider.lineage import CHAMPION, TRAINING_SET_HASH_TAG, TRAINING_SET_URI_TAG
 from tests.airflow_helpers import run_dag, task_states, task_xcom
 
 pytestmark = pytest.mark.integration
@@ -54,12 +55,12 @@ def feast_champion(mlflow_server):
         experiment_id = found.experiment_id if found else client.create_experiment("drift-feast-training")
         with mlflow.start_run(
             experiment_id=experiment_id,
-            tags={"training_set_uri": manifest["uri"], "training_set_hash": manifest["hash"]},
+            tags={TRAINING_SET_URI_TAG: manifest["uri"], TRAINING_SET_HASH_TAG: manifest["hash"]},
         ):
             info = mlflow.xgboost.log_model(
                 model, name="model", registered_model_name=MODEL, pip_requirements=["xgboost"]
             )
-        client.set_registered_model_alias(MODEL, "champion", str(info.registered_model_version))
+        client.set_registered_model_alias(MODEL, CHAMPION, str(info.registered_model_version))
     return manifest
 
 
@@ -88,4 +89,43 @@ def test_features_missing_from_the_validated_zone_are_rebuilt_with_feast(mlflow_
     assert summary["performance"]["status"] == "checked"
     assert summary["performance"]["metric"] == "roc_auc" and summary["performance"]["current"] is not None
     assert summary["target_drift"]["column"] == "is_fraud"
-    assert isinstance(pd.Timestamp(summary["checked_at"]), pd.Timestamp)
+
+
+def test_rebuilt_features_equal_the_training_sets_for_the_same_rows(feast_champion):
+    """Rebuilding the training window's rows gives back the training set's own feature values."""
+    from mlops_provider.drift.features import rebuild_features
+    from mlops_provider.partitions import read_window
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import read_parquet
+
+    manifest = feast_champion
+    features = manifest["feature_columns"]
+    keys = manifest["entity_columns"]
+    training_set = read_parquet(manifest["uri"])
+    validated, days = read_window(
+        get_settings().zone_uri("validated", manifest["dataset"]), manifest["start"], manifest["end"]
+    )
+    assert len(days) == TRAIN_DAYS
+    missing = [c for c in features if c not in validated.columns]
+    assert missing, "the validated zone lacks the service's aggregates and on-demand features"
+
+    rebuilt = rebuild_features(validated, dict(manifest), missing)
+    assert rebuilt is not None and len(rebuilt) == len(validated)
+    on = [*keys, manifest["timestamp_column"]]
+
+    def rows(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame[[*on, *features]].copy()
+        out[on[-1]] = pd.to_datetime(out[on[-1]], utc=True)
+        return out.drop_duplicates(on, keep=False)  # a row is identified by its entity keys and time
+
+    training_rows = rows(training_set)
+    assert len(training_rows) > 0.9 * len(training_set)
+    merged = rows(rebuilt).merge(training_rows, on=on, how="inner", suffixes=("_rebuilt", "_training"))
+    assert len(merged) == len(training_rows)
+    for feature in features:
+        pd.testing.assert_series_equal(
+            merged[f"{feature}_rebuilt"].astype(float),
+            merged[f"{feature}_training"].astype(float),
+            check_names=False,
+            rtol=1e-6,
+        )

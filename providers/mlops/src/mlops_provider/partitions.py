@@ -1,0 +1,222 @@
+"""Daily partitions of the data zones: which days a task works on, where they live, and how to read them.
+
+Every zone (``landing``, ``raw``, ``validated``, ``predictions``, ...) is laid out as
+``<zone_uri>/dt=YYYY-MM-DD/<files>``. This module is the one place that knows that layout:
+
+- dates: :func:`resolve_dates` (a templated start/end, defaulting to the run's date), :func:`context_date`,
+  :func:`day_bounds`;
+- locations: :func:`partition_uri`, :func:`source_uri_for` (the landing zone or a user template);
+- reading: :func:`list_source_files` / :func:`read_source_file` / :func:`concat_tables` for one source
+  partition (Parquet or CSV, as Arrow), and :func:`read_window` for the Parquet partitions of a window
+  of days (as one DataFrame).
+
+Only the standard library at import time: operators that DAG files import use it; pandas and pyarrow
+are imported inside the reading functions.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mlops_provider.exceptions import MlopsError, SourceDataFormatError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    from airflow.sdk import Context, ObjectStoragePath
+
+#: Upper bound on the days one task may touch (ten years): a typo in a date should fail, not loop.
+MAX_PARTITIONS = 3660
+#: File suffixes a source partition may hold.
+DATA_SUFFIXES = (".parquet", ".pq", ".csv")
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+# ------------------------------------------------------------------------------------------ dates
+
+
+def _to_date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise MlopsError(f"{text!r} is not a date; partition dates are YYYY-MM-DD (e.g. '{{{{ ds }}}}').") from None
+
+
+def context_date(context: Context | None) -> date:
+    """Return the run's data date: its logical date, else its ``run_after`` date (asset/manual runs), else today."""
+    if context:
+        for key in ("logical_date", "data_interval_start"):
+            found = _to_date(context.get(key))
+            if found:
+                return found
+        dag_run = context.get("dag_run")
+        found = _to_date(getattr(dag_run, "run_after", None)) if dag_run is not None else None
+        if found:
+            return found
+    return datetime.now(UTC).date()
+
+
+def resolve_dates(start: Any, end: Any, context: Context | None = None) -> list[date]:
+    """Return every day from ``start`` to ``end`` inclusive; empty values default to the run's date."""
+    first = _to_date(start)
+    last = _to_date(end)
+    if first is None and last is None:
+        first = last = context_date(context)
+    first = first or last
+    last = last or first
+    assert first is not None and last is not None
+    if last < first:
+        raise MlopsError(f"partition_end {last} is before partition_start {first}; swap them.")
+    count = (last - first).days + 1
+    if count > MAX_PARTITIONS:
+        raise MlopsError(f"{count} daily partitions requested ({first}..{last}); at most {MAX_PARTITIONS}.")
+    return [first + timedelta(days=i) for i in range(count)]
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """Return the UTC start of ``day`` and of the next day."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+# ------------------------------------------------------------------------------------------ locations
+
+
+def partition_uri(zone_uri: str, day: date, filename: str = "data.parquet") -> str:
+    """Return ``<zone_uri>/dt=YYYY-MM-DD/<filename>``."""
+    return f"{zone_uri.rstrip('/')}/dt={day:%Y-%m-%d}/{filename}"
+
+
+def partition_folder(zone_uri: str, day: date) -> str:
+    """Return ``<zone_uri>/dt=YYYY-MM-DD``."""
+    return f"{zone_uri.rstrip('/')}/dt={day:%Y-%m-%d}"
+
+
+def source_uri_for(template: str | None, data_root: str, dataset: str, day: date) -> str:
+    """Return the source URI of ``day``: ``template`` with ``{ds}``/``{dataset}`` filled, or the landing zone."""
+    if not template:
+        return partition_folder(f"{data_root.rstrip('/')}/landing/{dataset}", day)
+    return template.format(ds=f"{day:%Y-%m-%d}", ds_nodash=f"{day:%Y%m%d}", dataset=dataset)
+
+
+# ------------------------------------------------------------------------------------------ one source partition
+
+
+def list_source_files(path: ObjectStoragePath) -> list[ObjectStoragePath] | None:
+    """Return the data files at ``path`` (a file or a folder); ``None`` when nothing exists there."""
+    if path.is_file():
+        return [path]
+    if not path.exists() and not path.is_dir():
+        return None
+    return sorted(
+        (p for p in path.iterdir() if p.is_file() and p.name.endswith(DATA_SUFFIXES) and p.name[0] not in "._"),
+        key=lambda p: p.name,
+    )
+
+
+def has_source_data(uri: str, conn_id: str | None = None) -> bool:
+    """Return whether ``uri`` holds at least one data file (used by the sensor and its trigger)."""
+    from mlops_provider.storage import storage_path
+
+    files = list_source_files(storage_path(uri, conn_id))
+    return bool(files)
+
+
+def _format_of(path: ObjectStoragePath, file_format: str) -> str:
+    if file_format != "auto":
+        return file_format
+    return "csv" if path.name.endswith(".csv") else "parquet"
+
+
+def read_source_file(path: ObjectStoragePath, file_format: str = "auto", csv_delimiter: str = ",") -> pa.Table:
+    """Read one Parquet or CSV file into an Arrow table, turning read errors into actionable ones."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    fmt = _format_of(path, file_format)
+    data = path.read_bytes()
+    if fmt == "parquet":
+        try:
+            return pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowInvalid, OSError) as err:
+            raise SourceDataFormatError(
+                f"{path} is not a readable Parquet file ({err}). Re-export it from the source, or remove it "
+                "and re-run; nothing was written to the raw zone."
+            ) from None
+    if fmt != "csv":
+        raise SourceDataFormatError(f"file_format must be 'auto', 'parquet' or 'csv', not {fmt!r}.")
+    try:
+        table = pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(delimiter=csv_delimiter))
+    except pa.ArrowInvalid as err:
+        raise SourceDataFormatError(
+            f"{path} is not a readable CSV file with delimiter {csv_delimiter!r} ({err}). Check the delimiter "
+            "(csv_delimiter=) and the quoting; nothing was written to the raw zone."
+        ) from None
+    if table.num_columns == 1:
+        header = table.column_names[0]
+        found = [d for d in _OTHER_DELIMITERS if d in header and d != csv_delimiter]
+        if found:
+            raise SourceDataFormatError(
+                f"{path} parsed into a single column {header[:80]!r} with delimiter {csv_delimiter!r}; it looks "
+                f"delimited by {found[0]!r}. Set csv_delimiter={found[0]!r}; nothing was written to the raw zone."
+            )
+    return table
+
+
+def concat_tables(tables: list[pa.Table], where: str) -> pa.Table:
+    """Concatenate the tables of one partition, unifying compatible schemas."""
+    import pyarrow as pa
+
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise SourceDataFormatError(
+            f"The files of {where} have incompatible schemas ({err}); make them agree or split the partition."
+        ) from None
+
+
+# ------------------------------------------------------------------------------------------ a window of days
+
+
+class Window(NamedTuple):
+    """The rows of a window of daily partitions and the days (``YYYY-MM-DD``) that had data."""
+
+    frame: pd.DataFrame
+    days: list[str]
+
+
+def read_window(zone_uri: str, start: Any, end: Any, *, pattern: str = "*.parquet") -> Window:
+    """Read the Parquet files of the ``dt=YYYY-MM-DD`` partitions of ``zone_uri`` from ``start`` to ``end``.
+
+    Both ends are inclusive; days without a folder or without files are skipped (see ``Window.days``).
+    An empty window gives an empty DataFrame.
+    """
+    import pandas as pd
+
+    from mlops_provider.storage import read_parquet, storage_path
+
+    frames: list[pd.DataFrame] = []
+    found: list[str] = []
+    for day in resolve_dates(start, end):
+        folder = storage_path(partition_folder(zone_uri, day))
+        if not folder.exists():
+            continue
+        files = sorted(p for p in folder.glob(pattern) if p.is_file())
+        if not files:
+            continue
+        frames.extend(read_parquet(p) for p in files)
+        found.append(f"{day:%Y-%m-%d}")
+    if not frames:
+        return Window(pd.DataFrame(), found)
+    return Window(pd.concat(frames, ignore_index=True), found)
