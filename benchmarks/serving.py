@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"--storage_uri={model_uri}",
             f"--feast_repo_path={ROOT / 'include' / 'feature_repo'}",
             f"--feast_config={feast_config}",
+            "--feature_service=fraud_model_v1",
             # As the local backend runs it: gRPC to the predictor, no access log.
             f"--predictor_host=127.0.0.1:{predictor.grpc_port}",
             "--predictor_protocol=grpc-v2",

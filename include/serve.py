@@ -13,11 +13,15 @@ import signal
 import sys
 import threading
 
+from mlops_provider.lineage import CHAMPION
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-name", help="registered model (default [mlops] model_name)")
-    parser.add_argument("--alias", default="champion", help="registry alias to serve (default champion)")
+    parser.add_argument(
+        "--model-name", help="registered model (default [mlops] model_name, else the shipped example's model)"
+    )
+    parser.add_argument("--alias", default=CHAMPION, help="registry alias to serve (default champion)")
     parser.add_argument("--no-transformer", action="store_true", help="serve the predictor alone")
     args = parser.parse_args(argv)
 
@@ -26,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     from mlops_provider.settings import get_settings
 
     settings = get_settings()
-    model_name = args.model_name or settings.model_name
+    from include.fraud_example import MODEL_NAME
+
+    model_name = args.model_name or settings.model_name or MODEL_NAME
     mlflow = MlflowHook()
     version = mlflow.get_version_by_alias(model_name, args.alias)
     if version is None:
@@ -36,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    storage_uri = mlflow.get_client().get_model_version_download_uri(model_name, version.version)
+    storage_uri = mlflow.version_download_uri(model_name, version.version)
+    # The transformer looks features up through the FeatureService the version was trained on.
+    feature_service = mlflow.training_set_of_run(version.run_id)[1].get("feature_service") if version.run_id else None
+    feast_config = None if args.no_transformer or not feature_service else feast_config_for_serving(None)
     local = LocalServingHook(settings=settings)
     local.ensure_proxy()
     live = local.active()
@@ -47,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             model_name,
             storage_uri,
             str(version.version),
-            feast_config=feast_config_for_serving(False if args.no_transformer else None),
+            feast_config=feast_config,
+            feature_service=feature_service,
             env=mlflow_env(storage_uri),
         )
         local.switch(slot)

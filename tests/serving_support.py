@@ -1,11 +1,14 @@
-"""Helpers of the serving tests: tiny real XGBoost models, model-server processes, a KServe controller for fake_k8s."""
+"""Helpers of the serving tests: tiny real XGBoost models and model-server processes.
+
+The KServe controller for the fake cluster is :class:`tests.fake_k8s.kserve.KServeController`.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,122 +109,40 @@ def post_json(url: str, body: dict, timeout: float = 10.0) -> tuple[int, dict | 
             return exc.code, text
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# A KServe controller for the fake Kubernetes API server
-# ---------------------------------------------------------------------------------------------------------------------
-class KServeController:
-    """Reconcile InferenceServices like KServe does, on the fake API server's stored objects.
+class InMemoryKServeHook:
+    """A ``KServeHook`` stand-in that keeps InferenceServices in memory, for unit tests of the rollout manager.
 
-    Serverless: every change of the predictor spec (other than ``canaryTrafficPercent``) creates a Knative
-    revision; a revision whose storage URI ``is_broken`` never becomes ready (``RevisionFailed``) and traffic stays
-    where it was; ``canaryTrafficPercent`` splits traffic between the latest revision (tag ``latest``) and the last
-    rolled-out one (tag ``prev``); without it the latest ready revision gets 100 % and becomes the rolled-out one.
-    RawDeployment: no revisions and no traffic split (canaryTrafficPercent is ignored, as KServe does).
-    ``url_for(storage_uri)`` gives the URL of the real server that "runs" a revision.
+    Writes go through the fake API server's merge-patch and bookkeeping rules (``generation`` bumps on spec
+    changes only) and then through ``controller`` (e.g. :class:`tests.fake_k8s.kserve.KServeController`);
+    ``patches`` records every merge patch the manager sent, in order.
     """
 
-    def __init__(self, url_for: Callable[[str], str], is_broken: Callable[[str], bool], ignore_canary: bool = False):
-        self.url_for = url_for
-        self.is_broken = is_broken
-        self.ignore_canary = ignore_canary
-        self.revisions: dict[str, list[dict]] = {}
-        self.rolled_out: dict[str, list[str]] = {}
-        self.reconciles = 0
+    def __init__(self, controller: Callable[[dict], None] | None = None, namespace: str = "models") -> None:
+        from tests.fake_k8s.store import ObjectStore
 
-    def __call__(self, obj: dict) -> None:
-        meta, spec = obj["metadata"], obj.get("spec") or {}
-        status = obj.setdefault("status", {})
-        generation = meta.get("generation", 1)
-        if status.get("observedGeneration") == generation:
-            return
-        self.reconciles += 1
-        name = meta["name"]
-        mode = (meta.get("annotations") or {}).get("serving.kserve.io/deploymentMode", "Serverless")
-        predictor = spec["predictor"]
-        uri = predictor["model"].get("storageUri")
-        status["observedGeneration"] = generation
-        status["deploymentMode"] = mode
-        if mode in ("RawDeployment", "Standard"):
-            broken = self.is_broken(uri)
-            status["url"] = None if broken else self.url_for(uri)
-            status["conditions"] = self._conditions(
-                not broken, "CrashLoopBackOff", f"Container kserve-container is crash looping loading {uri}"
-            )
-            status["components"] = {"predictor": {"url": status["url"]}}
-            if broken:
-                status.pop("url")
-            return
-        config = json.dumps({k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}, sort_keys=True)
-        slow = uri.endswith("-slow")  # a revision whose pods never get ready, without a terminal reason
-        revisions = self.revisions.setdefault(name, [])
-        if not revisions or revisions[-1]["config"] != config:
-            revisions.append(
-                {
-                    "name": f"{name}-predictor-{len(revisions) + 1:05d}",
-                    "config": config,
-                    "uri": uri,
-                    "ready": not (self.is_broken(uri) or slow),
-                }
-            )
-        latest = revisions[-1]
-        ready = [r for r in revisions if r["ready"]]
-        rolled = self.rolled_out.setdefault(name, [])
-        by_name = {r["name"]: r for r in revisions}
-        component = status.setdefault("components", {}).setdefault("predictor", {})
-        component["latestCreatedRevision"] = latest["name"]
-        if ready:
-            component["latestReadyRevision"] = ready[-1]["name"]
-        percent = None if self.ignore_canary else predictor.get("canaryTrafficPercent")
-        if not latest["ready"] and slow:
-            status["conditions"] = self._conditions(False, "Deploying", "Waiting for the revision's pods to be ready.")
-            for cond in status["conditions"]:
-                cond["status"] = "Unknown"
-            return
-        if not latest["ready"]:
-            status["conditions"] = self._conditions(
-                False,
-                "RevisionFailed",
-                f'Revision "{latest["name"]}" failed with message: model load failed for {uri}.',
-            )
-            return  # traffic stays where it was
-        if percent is None or percent == 100 or not rolled:
-            if not rolled or rolled[-1] != latest["name"]:
-                rolled.append(latest["name"])
-            traffic = [{"revisionName": latest["name"], "percent": 100, "latestRevision": True, "tag": "latest",
-                        "url": self.url_for(uri)}]  # fmt: skip
-            stable = latest
-        else:
-            stable = by_name[rolled[-1]]
-            traffic = [
-                {"revisionName": latest["name"], "percent": int(percent), "latestRevision": True, "tag": "latest",
-                 "url": self.url_for(uri)},
-                {"revisionName": stable["name"], "percent": 100 - int(percent), "latestRevision": False, "tag": "prev",
-                 "url": self.url_for(stable["uri"])},
-            ]  # fmt: skip
-        component["traffic"] = traffic
-        component["latestRolledoutRevision"] = rolled[-1]
-        if len(rolled) > 1:
-            component["previousRolledoutRevision"] = rolled[-2]
-        component["url"] = self.url_for(stable["uri"])
-        status["url"] = self.url_for(stable["uri"])
-        status["address"] = {"url": f"http://{name}.{meta.get('namespace', 'default')}.svc.cluster.local"}
-        status["conditions"] = self._conditions(True, None, None)
+        self.namespace = namespace
+        self.kubernetes_conn_id = "in_memory"
+        self.controller = controller
+        self.store = ObjectStore()
+        if controller is not None:
+            self.store.add_controller("inferenceservices", controller)
+        self.patches: list[dict] = []
 
-    @staticmethod
-    def _conditions(ready: bool, reason: str | None, message: str | None) -> list[dict]:
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if ready:
-            return [
-                {"type": t, "status": "True", "lastTransitionTime": now}
-                for t in ("IngressReady", "PredictorReady", "Ready")
-            ]
-        return [
-            {
-                "type": "PredictorReady",
-                "status": "False",
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": now,
-            },
-            {"type": "Ready", "status": "False", "reason": reason, "message": message, "lastTransitionTime": now},
-        ]
+    def get_inference_service(self, name: str, namespace: str | None = None) -> dict | None:
+        obj = self.store.collection("serving.kserve.io", "inferenceservices").get((namespace or self.namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def create_inference_service(self, body: dict, namespace: str | None = None) -> dict:
+        return self.store.put("serving.kserve.io", "v1beta1", namespace or self.namespace, "inferenceservices", body)
+
+    def patch_inference_service(self, name: str, patch: dict, namespace: str | None = None) -> dict:
+        from tests.fake_k8s.store import merge_patch
+
+        self.patches.append(copy.deepcopy(patch))
+        namespace = namespace or self.namespace
+        existing = self.store.collection("serving.kserve.io", "inferenceservices")[(namespace, name)]
+        new = merge_patch(existing, patch)
+        assert isinstance(new, dict)
+        new["metadata"].pop("resourceVersion", None)
+        replaced = self.store.replace("serving.kserve.io", "inferenceservices", namespace, existing, new, None)
+        return copy.deepcopy(replaced)

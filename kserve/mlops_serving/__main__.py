@@ -76,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="A resolved feature_store.yaml to use instead of the repository's own (e.g. FeastHook's output).",
     )
     parser.add_argument(
-        "--feature_service", default="fraud_model_v1", help="Feast FeatureService with the model's features."
+        "--feature_service",
+        default=os.environ.get("FEAST_FEATURE_SERVICE"),
+        help="Feast FeatureService with the model's features (the one its training set was built from); "
+        "required for the transformer.",
     )
     parser.add_argument(
         "--unknown_entities",
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("--predictor_host is required for the transformer.")
         if not args.feast_repo_path:
             raise SystemExit("--feast_repo_path (or FEAST_REPO_PATH) is required for the transformer.")
+        if not args.feature_service:
+            raise SystemExit("--feature_service (or FEAST_FEATURE_SERVICE) is required for the transformer.")
         model = FeastTransformer(
             args.model_name,
             feast_repo_path=args.feast_repo_path,

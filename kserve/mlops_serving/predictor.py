@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 from kserve.errors import InvalidInput
+from kserve.model import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-import kserve
 from mlops_serving.prediction_log import PredictionLogger
 from mlops_serving.storage import find_model_file, model_version_from_dir, resolve_model
 
@@ -54,7 +54,7 @@ LOG_PARAMETER = "mlops_log"
 OUTPUT_NAME = "output-0"
 
 
-class XGBoostPredictor(kserve.Model):
+class XGBoostPredictor(Model):
     """Serve an XGBoost booster loaded from a storage URI.
 
     :param name: model name on the endpoint path (``/v2/models/<name>/infer``).

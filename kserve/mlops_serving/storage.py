@@ -93,8 +93,10 @@ def resolve_model(
         import mlflow.artifacts
 
         dest = tempfile.mkdtemp(prefix="model-", dir=download_root)
-        path = mlflow.artifacts.download_artifacts(artifact_uri=storage_uri, dst_path=dest, tracking_uri=tracking_uri)
-        return Path(path), version
+        downloaded = mlflow.artifacts.download_artifacts(
+            artifact_uri=storage_uri, dst_path=dest, tracking_uri=tracking_uri
+        )
+        return Path(downloaded), version
     parsed = urlparse(storage_uri)
     if parsed.scheme in ("", "file"):
         path = Path(unquote(parsed.path) if parsed.scheme == "file" else storage_uri)
@@ -102,8 +104,8 @@ def resolve_model(
             raise ModelStorageError(f"Model path {path} (from {storage_uri}) does not exist.")
         return path, version
     if parsed.scheme in ("s3", "gs", "gcs"):
-        dest = Path(tempfile.mkdtemp(prefix="model-", dir=download_root))
-        return _download_with_pyarrow(storage_uri, dest), version
+        target = Path(tempfile.mkdtemp(prefix="model-", dir=download_root))
+        return _download_with_pyarrow(storage_uri, target), version
     raise ModelStorageError(
         f"Unsupported model storage URI scheme {parsed.scheme!r} in {storage_uri}; use file://, s3://, gs:// or models:/."
     )

@@ -1,15 +1,16 @@
 """Feast transformer: turn an entity request into the model's feature vector, then call the predictor.
 
-Clients send the entity keys and the transaction's own fields; the transformer reads the entity features
-from Feast's online store through the model's FeatureService (``fraud_model_v1``: the same definitions the
-training set was built from, so there is no training/serving skew), orders them as the booster expects
+Clients send the entity keys and the request's own fields; the transformer reads the entity features
+from Feast's online store through the model's FeatureService (``<feature_service>``, named in the model's
+training-set manifest: the same definitions the training set was built from, so there is no training/serving skew), orders them as the booster expects
 (``Booster.feature_names``) and forwards one FP32 tensor ``input-0`` ``[n, n_features]`` to the predictor
 over V2 REST (or gRPC).
 
 Entity request forms:
 
-* V1: ``{"instances": [{"customer_id": 17, "merchant_id": 3, "amount": 12.5, ...}, ...]}``; answered in V1.
-* V2: one ``[n]`` tensor per field (``customer_id`` INT64, ``amount`` FP64, ``channel`` BYTES, ...); answered in V2.
+* V1: ``{"instances": [{"<entity_key>": 17, "<request_field>": 12.5, ...}, ...]}``; answered in V1.
+* V2: one ``[n]`` tensor per field (an ``<entity_key>`` INT64, a numeric ``<request_field>`` FP64, a string one
+  BYTES, ...); answered in V2.
 
 A V2 request that already carries the feature tensor (one numeric ``[n, n_features]`` input) is passed to the
 predictor unchanged, so the same endpoint serves both. Unknown entities (no online row), missing fields and
@@ -26,9 +27,9 @@ from typing import Any
 
 import numpy as np
 from kserve.errors import InvalidInput
+from kserve.model import Model
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
-import kserve
 from mlops_serving.predictor import INPUT_NAME, NUMERIC_DATATYPES
 from mlops_serving.storage import find_model_file, resolve_model_dir
 
@@ -51,7 +52,7 @@ def feature_names_from_model(storage_uri: str, tracking_uri: str | None = None) 
     return list(booster.feature_names)
 
 
-class FeastTransformer(kserve.Model):
+class FeastTransformer(Model):
     """Look up online features for entity requests and forward the feature tensor to the predictor.
 
     :param name: model name (the predictor's name; the transformer serves the same path).
@@ -71,7 +72,7 @@ class FeastTransformer(kserve.Model):
         *,
         feast_repo_path: str,
         feast_config: str | None = None,
-        feature_service: str = "fraud_model_v1",
+        feature_service: str,
         storage_uri: str | None = None,
         feature_names: list[str] | None = None,
         max_batch_size: int = 1000,
@@ -243,7 +244,7 @@ class FeastTransformer(kserve.Model):
             if missing:
                 raise InvalidInput(
                     f"Instance {i} is missing field(s) {missing}; an entity request needs {self.entity_keys} "
-                    f"and the transaction fields {self.request_fields}."
+                    f"and the request fields {self.request_fields}."
                 )
         entity_rows = [{k: self._coerce(k, row[k], i) for k in required} for i, row in enumerate(rows)]
         try:
@@ -256,8 +257,9 @@ class FeastTransformer(kserve.Model):
         names = list(proto.metadata.feature_names.val)
         index = {name: j for j, name in enumerate(names)}
         n = len(rows)
-        matrix = np.empty((n, len(self.feature_names)), dtype=np.float32)
-        for col, feature in enumerate(self.feature_names):
+        feature_names = self.feature_names or []  # set by load()
+        matrix = np.empty((n, len(feature_names)), dtype=np.float32)
+        for col, feature in enumerate(feature_names):
             if feature in index:
                 result = proto.results[index[feature]]
                 view = self._view_of_feature.get(feature)

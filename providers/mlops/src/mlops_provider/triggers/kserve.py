@@ -1,4 +1,7 @@
-"""Deferrable wait until an InferenceService is Ready for the spec generation the operator submitted."""
+"""Deferrable wait until an InferenceService is Ready for the spec generation the operator submitted.
+
+The readiness rules are :func:`mlops_provider.serving.status.evaluate_readiness`, shared with the worker-side wait.
+"""
 
 from __future__ import annotations
 
@@ -9,90 +12,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from mlops_provider.hooks.kserve import condition, deployment_mode, is_raw_mode, predictor_status, traffic_split
+from mlops_provider.serving.status import evaluate_readiness
 
-# Reasons after which waiting longer does not help (Knative, KServe and kubelet vocabulary).
-TERMINAL_REASONS = frozenset(
-    {
-        "RevisionFailed",
-        "RevisionMissing",
-        "ContainerMissing",
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "CrashLoopBackOff",
-        "ModelLoadFailed",
-        "InvalidSpec",
-        "InvalidPredictorSpec",
-        "NoSupportingRuntime",
-        "RuntimeNotRecognized",
-        "ExitCode",
-    }
-)
-
-
-def evaluate_readiness(isvc: dict | None, generation: int | None = None) -> dict[str, Any]:
-    """Decide whether ``isvc`` is ready for ``generation``; return ``{"state", "reason", "message", ...}``.
-
-    ``state`` is ``ready`` (the controller observed the spec, ``Ready`` is True and, with Knative, the newest
-    revision is the newest ready one), ``failed`` (a terminal reason: waiting will not help), or ``pending``.
-    ``reason``/``message`` come from the failing condition, so a timeout can say what was wrong.
-    """
-    if isvc is None:
-        return {"state": "failed", "reason": "NotFound", "message": "The InferenceService does not exist."}
-    status = isvc.get("status") or {}
-    summary = {
-        "deployment_mode": deployment_mode(isvc),
-        "traffic": traffic_split(isvc),
-        "url": status.get("url"),
-    }
-    model_status = status.get("modelStatus") or {}
-    failure = model_status.get("lastFailureInfo") or {}
-    if model_status.get("transitionStatus") in ("BlockedByFailedLoad", "InvalidSpec"):
-        return {
-            "state": "failed",
-            "reason": failure.get("reason") or model_status["transitionStatus"],
-            "message": failure.get("message") or f"Model status {model_status['transitionStatus']}.",
-            **summary,
-        }
-    observed = status.get("observedGeneration")
-    wanted = generation if generation is not None else (isvc.get("metadata") or {}).get("generation")
-    if wanted is not None and (observed is None or int(observed) < int(wanted)):
-        return {
-            "state": "pending",
-            "reason": "NotObserved",
-            "message": f"The controller has not observed generation {wanted} yet (observed {observed}).",
-            **summary,
-        }
-    failing = [c for c in status.get("conditions") or [] if str(c.get("status")) != "True"]
-    for cond in failing:
-        if cond.get("reason") in TERMINAL_REASONS:
-            return {
-                "state": "failed",
-                "reason": cond.get("reason"),
-                "message": f"{cond.get('type')}: {cond.get('message') or cond.get('reason')}",
-                **summary,
-            }
-    ready = condition(isvc, "Ready")
-    if ready is None or str(ready.get("status")) != "True":
-        worst = ready if ready is not None and ready.get("reason") else (failing[0] if failing else ready or {})
-        return {
-            "state": "pending",
-            "reason": worst.get("reason") or "NotReady",
-            "message": f"{worst.get('type', 'Ready')}: {worst.get('message') or 'not ready yet'}",
-            **summary,
-        }
-    predictor = predictor_status(isvc)
-    if not is_raw_mode(isvc):
-        created, ready_rev = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
-        if created and ready_rev != created:
-            return {
-                "state": "pending",
-                "reason": "RevisionNotReady",
-                "message": f"Revision {created} is not ready (latest ready: {ready_rev}).",
-                **summary,
-            }
-    return {"state": "ready", "reason": "Ready", "message": "InferenceService is Ready.", **summary}
+__all__ = ["InferenceServiceReadyTrigger", "evaluate_readiness"]
 
 
 class InferenceServiceReadyTrigger(BaseTrigger):

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from mlops_provider.triggers.kserve import InferenceServiceReadyTrigger, evaluate_readiness
+from mlops_provider.serving.status import evaluate_readiness
+from mlops_provider.triggers.kserve import InferenceServiceReadyTrigger
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas" / "kserve"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "kserve"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -55,9 +55,13 @@ def validate(manifest: dict) -> None:
     assert "password" not in text.lower() and "secretKey" not in text
 
 
-def _render(**opts):
-    from mlops_provider.operators.kserve import render_inference_service
+FEATURE_SERVICE = "fraud_model_v1"
 
+
+def _render(**opts):
+    from mlops_provider.serving.manifests import render_inference_service
+
+    opts.setdefault("feature_service", FEATURE_SERVICE)
     return render_inference_service("fraud_detector", "s3://models/fraud_detector/7", model_version="7", **opts)
 
 
@@ -94,7 +98,7 @@ def test_rendered_inference_services_validate_against_the_crd(opts):
     if opts.get("transformer", True):
         transformer = manifest["spec"]["transformer"]
         args = transformer["containers"][0]["args"]
-        assert "--component=transformer" in args and "--feature_service=fraud_model_v1" in args
+        assert "--component=transformer" in args and f"--feature_service={FEATURE_SERVICE}" in args
         assert transformer["storageUris"] == [{"uri": "s3://models/fraud_detector/7", "mountPath": "/mnt/models"}]
         assert transformer["containers"][0]["envFrom"] == [
             {"secretRef": {"name": "feast-online-store", "optional": True}}
@@ -105,14 +109,21 @@ def test_rendered_inference_services_validate_against_the_crd(opts):
 
 @pytest.mark.parametrize("uri", ["models:/fraud_detector@champion", "mlflow-artifacts:/1/abc/artifacts/model"])
 def test_mlflow_uris_are_resolved_by_the_server_with_credentials_from_a_secret(uri):
-    from mlops_provider.operators.kserve import render_inference_service
+    from mlops_provider.serving.manifests import render_inference_service
 
-    manifest = render_inference_service("fraud_detector", uri)
+    manifest = render_inference_service("fraud_detector", uri, feature_service=FEATURE_SERVICE)
     validate(manifest)
     model = manifest["spec"]["predictor"]["model"]
     assert "storageUri" not in model  # KServe's storage initializer cannot fetch MLflow URIs
     assert f"--storage_uri={uri}" in model["args"]
     assert model["envFrom"] == [{"secretRef": {"name": "mlflow-credentials", "optional": True}}]
+
+
+def test_the_transformer_needs_the_feature_service_of_the_model():
+    """No example default: without the model's FeatureService there is no transformer to render."""
+    with pytest.raises(ValueError, match="needs the model's feature_service"):
+        _render(feature_service=None)
+    assert "transformer" not in _render(feature_service=None, transformer=False)["spec"]
 
 
 def test_render_refuses_what_raw_deployment_cannot_do():
@@ -123,14 +134,14 @@ def test_render_refuses_what_raw_deployment_cannot_do():
 
 
 def test_render_serving_manifests_for_make_render(monkeypatch, tmp_path, mlflow_connection):
-    from mlops_provider.operators.kserve import render_serving_manifests
+    from mlops_provider.serving.manifests import render_serving_manifests
     from mlops_provider.settings import get_settings
 
     monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_ROOT", str(tmp_path))
     monkeypatch.setenv("AIRFLOW__MLOPS__MODEL_NAME", "fraud_detector_unreleased")  # no champion yet
     monkeypatch.setenv("AIRFLOW__MLOPS__SERVING_IMAGE", "registry.example.com/mlops-serving:1.2.3")
     monkeypatch.setenv("AIRFLOW__MLOPS__NAMESPACE", "models")
-    objects = render_serving_manifests(get_settings())
+    objects = render_serving_manifests(get_settings(), feature_service=FEATURE_SERVICE)
     assert [o["kind"] for o in objects] == ["ServingRuntime", "ConfigMap", "InferenceService"]
     runtime, config_map, isvc = objects
     for manifest in (runtime, isvc):
@@ -147,12 +158,84 @@ def test_render_serving_manifests_for_make_render(monkeypatch, tmp_path, mlflow_
     assert isvc["metadata"]["name"] == "fraud-detector-unreleased"
 
 
-def test_rollout_patches_keep_the_manifest_valid():
-    """The canary, promotion and rollback merge patches the operator sends produce valid objects."""
-    manifest = _render()
-    for patch in (
-        {"canaryTrafficPercent": 10, "model": {"storageUri": "s3://models/fraud_detector/8"}},
-        {"canaryTrafficPercent": 0},
-    ):
-        patched = {**manifest, "spec": {**manifest["spec"], "predictor": {**manifest["spec"]["predictor"], **patch}}}
-        validate(patched)
+def test_render_without_a_known_feature_service_leaves_the_transformer_out(monkeypatch, tmp_path, mlflow_connection):
+    from mlops_provider.serving.manifests import render_serving_manifests
+    from mlops_provider.settings import get_settings
+
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_ROOT", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__MLOPS__MODEL_NAME", "fraud_detector_unreleased")  # no champion, no lineage
+    isvc = render_serving_manifests(get_settings())[-1]
+    validate(isvc)
+    assert "transformer" not in isvc["spec"]
+
+
+def _rollout(hook, monkeypatch, *, passes: list[bool]):
+    """A rollout manager on ``hook`` whose analyses pass or fail in the order of ``passes``."""
+    from mlops_provider.serving import rollout
+    from mlops_provider.serving.analysis import AnalysisConfig
+
+    verdicts = iter(passes)
+
+    def analysis(*args, **kwargs):
+        ok = next(verdicts)
+        return {"passed": ok, "checks": [{"ok": ok}], "reason": "Passed" if ok else "AnalysisFailed", "message": "m"}
+
+    monkeypatch.setattr(rollout, "run_analysis", analysis)
+    return rollout.KServeRolloutManager(
+        hook, model_name="fraud_detector", analysis=AnalysisConfig(), progress_deadline=60
+    )
+
+
+def _controller():
+    from tests.fake_k8s.kserve import KServeController
+
+    return KServeController(url_for=lambda uri: f"http://{abs(hash(uri))}.example", is_broken=lambda uri: False)
+
+
+def _existing(hook, mode="Serverless"):
+    body = _render(deployment_mode=mode)
+    hook.create_inference_service(body)
+
+
+@pytest.mark.parametrize(
+    ("mode", "passes", "expected_patches"),
+    [
+        # canary at 10, step to 30, promote
+        ("Serverless", [True, True], [10, 30, None]),
+        # canary at 10 fails its analysis: rollback (0 % to the latest revision)
+        ("Serverless", [False], [10, 0]),
+        # raw mode: rolling update at full traffic, analysis fails: rolling back
+        ("RawDeployment", [False], [None, None]),
+    ],
+)
+def test_every_patch_the_rollout_manager_sends_keeps_the_manifest_valid(monkeypatch, mode, passes, expected_patches):
+    """The canary, step, promotion and rollback merge patches the manager really sends produce valid objects."""
+    from mlops_provider.serving.rollout import ROLLOUT_STATE_ANNOTATION, canary_weights
+    from tests.serving_support import InMemoryKServeHook
+
+    hook = InMemoryKServeHook(_controller())
+    _existing(hook, mode)
+    manager = _rollout(hook, monkeypatch, passes=passes)
+    state = manager.start(
+        name="fraud-detector",
+        version="8",
+        storage_uri="s3://models/fraud_detector/8",
+        weights=canary_weights(10, 20, 30),
+        manifest_options={"feature_service": FEATURE_SERVICE},
+    )
+    seen = [hook.get_inference_service("fraud-detector")]
+    while not state.phase.terminal:
+        state = manager.advance(state, manager.check(state))
+        seen.append(hook.get_inference_service("fraud-detector"))
+    spec_patches = [p for p in hook.patches if "spec" in p]
+    assert [p["spec"]["predictor"]["canaryTrafficPercent"] for p in spec_patches] == expected_patches
+    for patch in hook.patches:
+        assert ROLLOUT_STATE_ANNOTATION in patch["metadata"]["annotations"]
+    for obj in seen:
+        manifest = {k: v for k, v in obj.items() if k != "status"}
+        manifest["metadata"] = {
+            k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "labels", "annotations")
+        }
+        validate(manifest)
+    final = seen[-1]["spec"]["predictor"]["model"]["storageUri"]
+    assert final == ("s3://models/fraud_detector/8" if all(passes) else "s3://models/fraud_detector/7")

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from include.fraud_example import FEATURE_SERVICE
 from tests.airflow_helpers import run_dag, task_states, task_xcom
 from tests.serving_support import MODEL_NAME, free_port, post_json
 
@@ -39,11 +41,19 @@ def local_endpoint(tmp_path, monkeypatch, mlflow_connection, registered_versions
 
 
 def _candidate(serving_models, registered_versions, key, uri=None):
+    """The gate's decision; its run carries the training-set lineage that names the FeatureService."""
+    from mlflow import MlflowClient
+
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    client: MlflowClient = MlflowHook().get_client()
+    version = registered_versions.get(key) or registered_versions["v1"]
     return {
         "decision": "promote",
         "model_name": MODEL_NAME,
         "candidate_version": registered_versions.get(key, "99"),
         "artifact_uri": uri or serving_models[key].uri,
+        "run_id": client.get_model_version(MODEL_NAME, version).run_id,
     }
 
 
@@ -63,7 +73,7 @@ def _expected(model, X):
 
 
 def test_blue_green_replace_through_airflow(local_endpoint, serving_models, registered_versions):
-    from mlops_provider.hooks.local_serving import process_alive
+    from mlops_provider.utils.process import process_alive
 
     hook, client = local_endpoint
     X = serving_models["v1"].X[:3]
@@ -170,6 +180,9 @@ def test_local_endpoint_with_the_feast_transformer(
         assert task_states(dr) == {"deploy": "success", "smoke_test": "success"}
         slot = hook.active()
         assert slot["transformer"] and slot["upstream"].endswith(str(slot["transformer"]["http_port"]))
+        # The FeatureService comes from the candidate's training-set lineage, passed on to the transformer.
+        cmdline = Path(f"/proc/{slot['transformer']['pid']}/cmdline").read_bytes().split(b"\0")
+        assert f"--feature_service={FEATURE_SERVICE}".encode() in cmdline
         entity = {
             "customer_id": 1, "merchant_id": 10, "amount": 12.0, "channel": "pos", "card_present": 1,
             "merchant_category": "grocery", "event_timestamp": NOW.isoformat(),

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from include.fraud_example import FEATURE_SERVICE
 from tests.conftest import REPO_ROOT
 from tests.fixtures.model_server import NOW
 from tests.serving_support import MODEL_NAME, post_json, start_server, wait_server
@@ -42,6 +43,7 @@ def transformer(feature_store, predictor_servers, serving_models, tmp_path_facto
             f"--storage_uri={serving_models['v1'].uri}",
             f"--feast_repo_path={REPO_ROOT / 'include' / 'feature_repo'}",
             f"--feast_config={feature_store['config']}",
+            f"--feature_service={FEATURE_SERVICE}",
             # As the local backend runs it: gRPC to the predictor.
             f"--predictor_host=127.0.0.1:{predictor_servers['v1'].grpc_port}",
             "--predictor_protocol=grpc-v2",
@@ -74,7 +76,7 @@ def test_entity_request_is_scored_with_online_features_without_skew(
     store = feature_store["store"]
     entity_df = pd.DataFrame([{**_request(1, 10, amount=amount), "event_timestamp": pd.Timestamp(NOW)}])
     training_row = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service("fraud_model_v1")
+        entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE)
     ).to_df()
     expected = training_row[FEATURE_COLUMNS].astype("float32").to_numpy()
 

@@ -2,15 +2,23 @@
 
 Real pieces: Airflow (``dag.test``), the Kubernetes client over HTTP, the MLflow server (aliases), and the KServe
 model servers the canary's analysis sends its smoke requests to. The controller reproduces KServe's Serverless
-traffic semantics (see ``tests.serving_support.KServeController``).
+traffic semantics (see ``tests.fake_k8s.kserve.KServeController``). The candidates carry the training-set lineage
+(the candidate run's ``mlops.training_set_uri``, or the gate's ``evaluation_window``) the deploy task reads the
+model's FeatureService from.
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from include.fraud_example import FEATURE_SERVICE
+from mlops_provider.lineage import CHAMPION, MODEL_VERSION_ANNOTATION
+from mlops_provider.serving.rollout import ROLLOUT_STATE_ANNOTATION
 from tests.airflow_helpers import run_dag, task_states, task_xcom
-from tests.serving_support import MODEL_NAME, KServeController, free_port
+from tests.fake_k8s.kserve import KServeController
+from tests.serving_support import MODEL_NAME, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +46,7 @@ def cluster(fake_k8s, mlflow_connection, monkeypatch, serving_models, predictor_
     fake_k8s.add_controller(PLURAL, controller)
     client = MlflowClient(tracking_uri=mlflow_connection.url)
     try:
-        client.delete_registered_model_alias(MODEL_NAME, "champion")
+        client.delete_registered_model_alias(MODEL_NAME, CHAMPION)
     except Exception:  # no alias yet
         pass
 
@@ -51,30 +59,32 @@ def cluster(fake_k8s, mlflow_connection, monkeypatch, serving_models, predictor_
 
         def champion(self) -> str | None:
             try:
-                return client.get_model_version_by_alias(MODEL_NAME, "champion").version
+                return client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version
             except Exception:
                 return None
 
         def candidate(self, key: str, uri: str | None = None) -> dict:
+            version = registered_versions.get(key) or registered_versions["v1"]  # a broken one reuses v1's lineage
             return {
                 "decision": "promote",
                 "model_name": MODEL_NAME,
                 "candidate_version": registered_versions[key] if key in registered_versions else "99",
                 "artifact_uri": uri or serving_models[key].uri,
                 "model_uri": f"models:/{MODEL_NAME}/{registered_versions.get(key, '99')}",
+                "run_id": client.get_model_version(MODEL_NAME, version).run_id,
             }
 
         def deploy_existing(self, key: str, mode: str = "Serverless") -> dict:
             """An InferenceService already serving ``key`` (created as a previous rollout would have)."""
             from mlops_provider.hooks.kserve import KServeHook
-            from mlops_provider.operators.kserve import render_inference_service
+            from mlops_provider.serving.manifests import render_inference_service
 
             body = render_inference_service(
                 MODEL_NAME, serving_models[key].uri, name=ISVC, namespace=NAMESPACE,
-                model_version=registered_versions[key], deployment_mode=mode,
+                model_version=registered_versions[key], deployment_mode=mode, feature_service=FEATURE_SERVICE,
             )  # fmt: skip
             KServeHook(kubernetes_conn_id=fake_k8s.conn_id, namespace=NAMESPACE).create_inference_service(body)
-            client.set_registered_model_alias(MODEL_NAME, "champion", registered_versions[key])
+            client.set_registered_model_alias(MODEL_NAME, CHAMPION, registered_versions[key])
             return self.isvc()
 
     cluster = Cluster()
@@ -85,6 +95,32 @@ def cluster(fake_k8s, mlflow_connection, monkeypatch, serving_models, predictor_
 
 def _traffic(isvc: dict) -> dict[str, int]:
     return {t["revisionName"]: t["percent"] for t in isvc["status"]["components"]["predictor"]["traffic"]}
+
+
+def _phase(isvc: dict) -> str:
+    return json.loads(isvc["metadata"]["annotations"][ROLLOUT_STATE_ANNOTATION])["phase"]
+
+
+def _record_writes(k8s) -> list[dict]:
+    """Record, after the KServe controller reconciled each write, what the spec asked and what KServe reports."""
+    writes: list[dict] = []
+
+    def recording(obj: dict) -> None:
+        predictor = obj["spec"]["predictor"]
+        writes.append(
+            {
+                "canary": predictor.get("canaryTrafficPercent"),
+                "uri": predictor["model"].get("storageUri"),
+                "phase": _phase(obj) if ROLLOUT_STATE_ANNOTATION in obj["metadata"].get("annotations", {}) else None,
+                "traffic": sorted(
+                    t["percent"]
+                    for t in (obj.get("status", {}).get("components", {}).get("predictor", {}) or {}).get("traffic", [])
+                ),
+            }
+        )
+
+    k8s.add_controller(PLURAL, recording)
+    return writes
 
 
 def test_first_deploy_creates_the_inference_service_and_moves_champion(cluster, registered_versions, serving_models):
@@ -99,15 +135,26 @@ def test_first_deploy_creates_the_inference_service_and_moves_champion(cluster, 
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
     assert _traffic(isvc) == {f"{ISVC}-predictor-00001": 100}
     assert cluster.champion() == registered_versions["v1"]
+    # The transformer looks features up through the FeatureService of the candidate's training-set lineage.
+    assert f"--feature_service={FEATURE_SERVICE}" in isvc["spec"]["transformer"]["containers"][0]["args"]
+    assert _phase(isvc) == "promoted"
     smoke = task_xcom(dr, "smoke_test")
     assert smoke["endpoint_url"] == result["endpoint_url"] and 0.0 <= smoke["prediction"] <= 1.0
     link = task_xcom(dr, "deploy", key="_link_kserve_endpoint")
     assert link == f"{result['endpoint_url']}/v2/models/{MODEL_NAME}"
 
 
-def test_canary_is_analysed_then_promoted(cluster, registered_versions, serving_models):
+def test_canary_is_analysed_then_promoted(cluster, registered_versions, serving_models, tmp_path):
     cluster.deploy_existing("v1")
-    dr = run_dag("serving_rollout_deferrable", conf={"candidate": cluster.candidate("v2")})
+    writes = _record_writes(cluster.k8s)
+    # The gate's decision names the training set directly (no registry lookup needed for the FeatureService).
+    (tmp_path / "manifest.json").write_text(json.dumps({"feature_service": FEATURE_SERVICE}))
+    candidate = {
+        **cluster.candidate("v2"),
+        "run_id": None,
+        "evaluation_window": {"training_set_uri": tmp_path.as_uri()},
+    }
+    dr = run_dag("serving_rollout_deferrable", conf={"candidate": candidate})
     assert task_states(dr) == {"deploy": "success", "smoke_test": "success"}
     result = task_xcom(dr, "deploy")
     assert result["status"] == "promoted" and result["strategy"] == "canary"
@@ -117,11 +164,18 @@ def test_canary_is_analysed_then_promoted(cluster, registered_versions, serving_
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
     assert _traffic(isvc) == {f"{ISVC}-predictor-00002": 100}
     assert isvc["status"]["components"]["predictor"]["previousRolledoutRevision"] == f"{ISVC}-predictor-00001"
-    assert isvc["metadata"]["annotations"]["mlops.example.com/model-version"] == registered_versions["v2"]
+    assert isvc["metadata"]["annotations"][MODEL_VERSION_ANNOTATION] == registered_versions["v2"]
+    assert f"--feature_service={FEATURE_SERVICE}" in isvc["spec"]["transformer"]["containers"][0]["args"]
     assert cluster.champion() == registered_versions["v2"]
-    # The canary really ran at 10 % before promotion (reconciled states seen by the controller).
-    requests = [r for r in cluster.k8s.request_log if r.get("method") == "PATCH"]
-    assert len(requests) == 2
+    # The canary really ran at 10 % before promotion: the spec asked for it and KServe reported the 10/90 split,
+    # then the promotion removed canaryTrafficPercent and the new revision took all traffic.
+    canary = [w for w in writes if w["phase"] == "canary"]
+    assert canary and all(w["canary"] == 10 and w["uri"] == serving_models["v2"].uri for w in canary)
+    assert [10, 90] in [w["traffic"] for w in canary]
+    promote = [w for w in writes if w["phase"] == "promote"]
+    assert promote and promote[0]["canary"] is None and promote[-1]["traffic"] == [100]
+    assert [w["phase"] for w in writes][-1] == "promoted"
+    assert writes.index(canary[0]) < writes.index(promote[0])
 
 
 def test_stepped_canary_raises_weight_up_to_max_then_promotes(cluster, registered_versions):

@@ -1,0 +1,251 @@
+"""Probe a model endpoint and judge it: error rate, p99 latency and output range, as Flagger's analysis does.
+
+:func:`smoke_check` is one check (``requests`` single-row V2 requests); :func:`run_analysis` repeats checks every
+``interval`` seconds until ``iterations`` pass or ``failure_threshold`` fail. Standard library only (``urllib``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_provider.exceptions import RolloutFailedError
+from mlops_provider.payloads import parse_payload
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """How a new version is judged before it takes (more) traffic.
+
+    :param interval: seconds between checks.
+    :param iterations: passing checks that complete a step.
+    :param failure_threshold: failed checks that fail the analysis (and roll back).
+    :param requests: requests per check.
+    :param max_error_rate: largest tolerated share of failed requests per check.
+    :param max_latency_ms: largest tolerated p99 latency per check.
+    :param prediction_range: predictions must be finite and within this range.
+    :param timeout: seconds per request.
+    :param n_features: the model's width when the endpoint does not report it and no training set is given.
+    """
+
+    interval: float = 5.0
+    iterations: int = 3
+    failure_threshold: int = 2
+    requests: int = 10
+    max_error_rate: float = 0.0
+    max_latency_ms: float = 500.0
+    prediction_range: tuple[float, float] = (0.0, 1.0)
+    timeout: float = 10.0
+    n_features: int | None = None
+
+
+def http_get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    """GET ``url`` and return ``(status, json_or_text)``; ``(0, error)`` when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read()
+            return response.status, json.loads(body or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except (OSError, ValueError) as exc:
+        return 0, str(exc)
+
+
+def post_json(url: str, body: dict, timeout: float) -> tuple[int, Any]:
+    """POST ``body`` as JSON and return ``(status, json_or_text)``; ``(0, error)`` when nothing answers."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")[:500]
+    except (OSError, ValueError) as exc:
+        return 0, str(exc)
+
+
+def v2_request(rows: Sequence[Sequence[float]]) -> dict:
+    """Build a V2 infer request body with one FP32 tensor ``input-0``, kept out of the prediction log."""
+    return {
+        # Synthetic and smoke traffic must not reach drift monitoring through the served-request log.
+        "parameters": {"mlops_log": False},
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), len(rows[0])],
+                "datatype": "FP32",
+                "data": [float(v) for r in rows for v in r],
+            }
+        ],
+    }
+
+
+def sample_rows(
+    endpoint_url: str, model_name: str, training_set: dict | str | None = None, n_features: int | None = None
+) -> list[list[float]]:
+    """Rows for smoke requests: from the training set when given, else synthetic rows of the model's width.
+
+    The width comes from the endpoint's V2 model metadata (``inputs[0].shape[-1]``), else ``n_features``.
+    """
+    manifest = parse_payload(training_set, name="training_set", required=False)
+    if manifest.get("uri") and manifest.get("feature_columns"):
+        from mlops_provider.storage import read_parquet
+
+        frame = read_parquet(manifest["uri"])
+        sample = frame[list(manifest["feature_columns"])].head(20).astype("float32")
+        return sample.values.tolist()
+    status, metadata = http_get_json(f"{endpoint_url.rstrip('/')}/v2/models/{model_name}", timeout=5.0)
+    width = None
+    if status == 200 and isinstance(metadata, dict):
+        try:
+            width = int(metadata["inputs"][0]["shape"][-1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            width = None
+    width = width if width and width > 0 else int(n_features or 0)
+    if not width:
+        raise RolloutFailedError(
+            f"Cannot build smoke requests: {endpoint_url} did not report the model's input shape (HTTP {status}: "
+            f"{str(metadata)[:200]}) and no training_set was given.",
+            reason="MetadataUnavailable",
+        )
+    # Deterministic, varied rows within the usual range of scaled features.
+    return [[((i * 7 + j * 3) % 11) / 10.0 for j in range(width)] for i in range(10)]
+
+
+def in_range(value: float, prediction_range: tuple[float, float]) -> bool:
+    """Whether ``value`` is finite and within ``prediction_range``."""
+    return math.isfinite(value) and prediction_range[0] <= value <= prediction_range[1]
+
+
+def smoke_check(
+    endpoint_url: str,
+    model_name: str,
+    rows: Sequence[Sequence[float]],
+    *,
+    requests: int = 10,
+    max_error_rate: float = 0.0,
+    max_latency_ms: float = 500.0,
+    prediction_range: tuple[float, float] = (0.0, 1.0),
+    timeout: float = 10.0,
+) -> dict:
+    """Send ``requests`` single-row V2 requests and judge error rate, p99 latency and prediction sanity."""
+    url = f"{endpoint_url.rstrip('/')}/v2/models/{model_name}/infer"
+    latencies: list[float] = []
+    errors: list[str] = []
+    insane: list[list[float]] = []
+    predictions: list[float] = []
+    for i in range(requests):
+        row = rows[i % len(rows)]
+        started = time.perf_counter()
+        status, body = post_json(url, v2_request([row]), timeout)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if status != 200:
+            errors.append(f"HTTP {status or 'error'}: {str(body)[:200]}")
+            continue
+        try:
+            output = body["outputs"][0]
+            values = [float(v) for v in output["data"]]
+        except (KeyError, IndexError, TypeError, ValueError):
+            errors.append(f"malformed response {str(body)[:200]}")
+            continue
+        if len(values) != 1 or not all(in_range(v, prediction_range) for v in values):
+            insane.append(values)
+        predictions.extend(values)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)] if latencies else float("inf")
+    error_rate = len(errors) / max(1, requests)
+    failures = []
+    if error_rate > max_error_rate:
+        failures.append(f"error rate {error_rate:.0%} > {max_error_rate:.0%} ({errors[0]})")
+    if p99 > max_latency_ms:
+        failures.append(f"p99 latency {p99:.1f} ms > {max_latency_ms:.0f} ms")
+    if insane:
+        failures.append(
+            f"{len(insane)} prediction(s) outside {list(prediction_range)} or not one per row: {insane[:3]}"
+        )
+    return {
+        "ok": not failures,
+        "failures": failures,
+        "error_rate": error_rate,
+        "p99_ms": round(p99, 2),
+        "p50_ms": round(latencies[len(latencies) // 2], 2) if latencies else None,
+        "requests": requests,
+        "mean_prediction": sum(predictions) / len(predictions) if predictions else None,
+    }
+
+
+def run_analysis(
+    endpoint_url: str,
+    model_name: str,
+    config: AnalysisConfig,
+    *,
+    deadline: float,
+    label: str,
+    training_set: dict | str | None = None,
+    progress_deadline: float | None = None,
+) -> dict[str, Any]:
+    """Run checks every ``config.interval`` until ``config.iterations`` pass or ``config.failure_threshold`` fail.
+
+    :param deadline: UNIX time after which the analysis fails with ``ProgressDeadlineExceeded``.
+    :param label: what is analysed, for logs and messages (e.g. ``canary at 10% (version 7)``).
+    :param progress_deadline: the rollout's deadline in seconds, for the message.
+    :return: ``{"passed", "checks", "reason", "message"}``; ``reason`` is ``Passed``, ``AnalysisFailed`` or
+        ``ProgressDeadlineExceeded``.
+    """
+    checks: list[dict] = []
+    passed = failed = 0
+    rows: list[list[float]] | None = None
+    check: dict[str, Any]
+    while True:
+        if time.time() > deadline:
+            limit = f" of {progress_deadline:.0f} s" if progress_deadline is not None else ""
+            return {
+                "passed": False,
+                "checks": checks,
+                "reason": "ProgressDeadlineExceeded",
+                "message": f"The rollout passed its progress deadline{limit} during the analysis of {label}.",
+            }
+        try:
+            if rows is None:
+                rows = sample_rows(endpoint_url, model_name, training_set, config.n_features)
+        except RolloutFailedError as exc:  # an unreachable endpoint is a failed check, as in Flagger
+            check = {"ok": False, "failures": [str(exc)], "error_rate": 1.0, "p99_ms": None, "requests": 0}
+        else:
+            check = smoke_check(
+                endpoint_url,
+                model_name,
+                rows,
+                requests=config.requests,
+                max_error_rate=config.max_error_rate,
+                max_latency_ms=config.max_latency_ms,
+                prediction_range=config.prediction_range,
+                timeout=config.timeout,
+            )
+        checks.append(check)
+        if check["ok"]:
+            passed += 1
+            log.info("Analysis of %s: check %d passed (p99 %s ms)", label, len(checks), check["p99_ms"])
+        else:
+            failed += 1
+            log.warning("Analysis of %s: check %d failed: %s", label, len(checks), "; ".join(check["failures"]))
+        if failed >= config.failure_threshold:
+            return {
+                "passed": False,
+                "checks": checks,
+                "reason": "AnalysisFailed",
+                "message": f"{failed} failed check(s) of {label} reached the failure threshold "
+                f"{config.failure_threshold}: {'; '.join(check['failures'] or ['see checks'])}",
+            }
+        if passed >= config.iterations:
+            return {"passed": True, "checks": checks, "reason": "Passed", "message": f"{passed} check(s) passed."}
+        time.sleep(config.interval)

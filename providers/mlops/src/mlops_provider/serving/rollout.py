@@ -1,0 +1,553 @@
+"""The KServe rollout manager: canary -> analysis -> promote, or rollback, with its state on the InferenceService.
+
+In the spirit of cncf.kubernetes' ``PodManager``: :class:`KServeRolloutManager` owns the whole life of one rollout
+behind a small API (:meth:`~KServeRolloutManager.start`, :meth:`~KServeRolloutManager.check`/
+:meth:`~KServeRolloutManager.wait`, :meth:`~KServeRolloutManager.advance`, :meth:`~KServeRolloutManager.result`);
+the operator only decides whether to wait in the worker or in the triggerer.
+
+Rollout semantics follow Flagger and Argo Rollouts: after the new version is Ready, an analysis runs a check
+every ``interval`` seconds (smoke requests through the endpoint: error rate, p99 latency, prediction sanity);
+``iterations`` passing checks complete a step, ``failure_threshold`` failed checks roll back, optional stepped
+weights raise the canary's share, and ``progress_deadline`` bounds the whole rollout.
+
+KServe modes: ``canaryTrafficPercent`` splits traffic between Knative revisions, so it only works in Serverless
+mode; in RawDeployment (``Standard``) mode KServe ignores it. The manager reads the mode (status, else the
+``serving.kserve.io/deploymentMode`` annotation) and the traffic KServe reports in
+``status.components.predictor.traffic``: a canary only counts when that traffic shows the split. In raw mode
+``raw_deployment_strategy="rolling"`` rolls the Deployment (old pods serve until new ones are Ready), runs the same
+analysis at full traffic and rolls back on failure; ``"refuse"`` stops before changing anything.
+
+State lives in the system of record: every write carries the :class:`RolloutState` as the
+``mlops.example.com/rollout`` annotation, in the same merge patch as the spec change, so a retried or resumed
+task finds out from the cluster where the rollout was (as Flagger keeps a canary's status on the Canary object).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from mlops_provider.exceptions import RolloutFailedError
+from mlops_provider.lineage import LABEL_DOMAIN, MODEL_VERSION_ANNOTATION
+from mlops_provider.serving import manifests
+from mlops_provider.serving.analysis import AnalysisConfig, run_analysis
+from mlops_provider.serving.status import (
+    RAW_MODES,
+    annotations_of,
+    canary_url_of,
+    deployment_mode,
+    endpoint_url_of,
+    evaluate_readiness,
+    is_raw_mode,
+    latest_revision_share,
+    predictor_status,
+    predictor_traffic,
+    storage_uri_of,
+)
+
+if TYPE_CHECKING:
+    from mlops_provider.hooks.kserve import KServeHook
+    from mlops_provider.payloads import DeployResult
+    from mlops_provider.settings import MlopsSettings
+
+log = logging.getLogger(__name__)
+
+#: Annotation on the InferenceService holding the JSON of the current :class:`RolloutState`.
+ROLLOUT_STATE_ANNOTATION = f"{LABEL_DOMAIN}/rollout"
+
+
+class RolloutPhase(StrEnum):
+    """Where a rollout is; the manager waits for readiness after entering each non-terminal phase."""
+
+    #: The InferenceService was created: Ready, then analysis at full traffic; nothing to roll back to.
+    FIRST = "first"
+    #: The new revision takes ``weights[step]`` percent of traffic (Serverless).
+    CANARY = "canary"
+    #: Raw mode: a rolling update to the new version, then analysis at full traffic.
+    ROLLING = "rolling"
+    #: All traffic on the new revision (after a passed canary, or an unchanged spec): Ready, then done.
+    PROMOTE = "promote"
+    #: The spec went back to the previous model: Ready, then done.
+    ROLLBACK = "rollback"
+    #: Terminal: the new version serves all traffic.
+    PROMOTED = "promoted"
+    #: Terminal: the previous version serves all traffic again.
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the rollout is over."""
+        return self in (RolloutPhase.PROMOTED, RolloutPhase.ROLLED_BACK)
+
+
+class RolloutStrategy(StrEnum):
+    """How the new version reaches traffic."""
+
+    CREATE = "create"
+    CANARY = "canary"
+    ROLLING = "rolling"
+    UNCHANGED = "unchanged"
+
+
+# Phases the manager may enter from each phase (the state machine, checked on every transition).
+TRANSITIONS: dict[RolloutPhase, frozenset[RolloutPhase]] = {
+    RolloutPhase.FIRST: frozenset({RolloutPhase.PROMOTED}),
+    RolloutPhase.CANARY: frozenset({RolloutPhase.CANARY, RolloutPhase.PROMOTE, RolloutPhase.ROLLBACK}),
+    RolloutPhase.ROLLING: frozenset({RolloutPhase.PROMOTED, RolloutPhase.ROLLBACK}),
+    RolloutPhase.PROMOTE: frozenset({RolloutPhase.PROMOTED, RolloutPhase.ROLLBACK}),
+    RolloutPhase.ROLLBACK: frozenset({RolloutPhase.ROLLED_BACK}),
+    RolloutPhase.PROMOTED: frozenset(),
+    RolloutPhase.ROLLED_BACK: frozenset(),
+}
+
+
+@dataclass
+class RolloutState:
+    """One rollout of ``version`` to the InferenceService ``namespace/name``; persisted as an annotation.
+
+    ``generation`` (the spec generation the last write produced) is not persisted: it is read back from the
+    object's ``metadata.generation`` on recovery, since the manager is the only writer of the spec.
+    """
+
+    name: str
+    namespace: str
+    version: str
+    storage_uri: str
+    phase: RolloutPhase
+    strategy: RolloutStrategy
+    mode: str = "Serverless"
+    deadline: float = 0.0
+    weights: list[int] = field(default_factory=list)
+    step: int = 0
+    previous_version: str | None = None
+    previous_uri: str | None = None
+    previous_revision: str | None = None
+    previous_model: dict[str, Any] | None = None
+    new_model: dict[str, Any] | None = None
+    analysis: dict[str, Any] | None = None
+    analyses: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+    message: str | None = None
+    generation: int | None = None
+
+    @property
+    def weight(self) -> int | None:
+        """The canary's current traffic share, or None outside a canary."""
+        return self.weights[self.step] if self.weights and self.step < len(self.weights) else None
+
+    def move_to(self, phase: RolloutPhase) -> None:
+        """Enter ``phase``; refuse transitions the state machine does not have."""
+        if phase not in TRANSITIONS[self.phase]:
+            raise RolloutFailedError(
+                f"Rollout of {self.namespace}/{self.name} cannot go from {self.phase} to {phase}.",
+                reason="InvalidTransition",
+            )
+        self.phase = phase
+
+    def to_annotation(self) -> str:
+        """Serialize for the ``mlops.example.com/rollout`` annotation (without the in-memory ``generation``)."""
+        data = asdict(self)
+        data.pop("generation")
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_annotation(cls, text: str, generation: int | None = None) -> RolloutState:
+        """Rebuild the state from its annotation; unknown keys (from a newer provider) are ignored."""
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["phase"] = RolloutPhase(data["phase"])
+        data["strategy"] = RolloutStrategy(data["strategy"])
+        data["generation"] = generation
+        return cls(**data)
+
+    @classmethod
+    def from_inference_service(cls, isvc: dict | None) -> RolloutState | None:
+        """Return the state recorded on ``isvc``, or None when it carries none (or an unreadable one)."""
+        if not isvc:
+            return None
+        text = annotations_of(isvc).get(ROLLOUT_STATE_ANNOTATION)
+        if not text:
+            return None
+        try:
+            return cls.from_annotation(text, (isvc.get("metadata") or {}).get("generation"))
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning(
+                "Ignoring the unreadable rollout state on %s: %s", (isvc.get("metadata") or {}).get("name"), exc
+            )
+            return None
+
+
+def canary_weights(first: int, step: int = 0, maximum: int | None = None) -> list[int]:
+    """Return the canary's traffic shares: ``first``, then ``+step`` while within ``maximum`` (0: one step)."""
+    weights = [first]
+    if step > 0:
+        limit = max(maximum or first, first)
+        while weights[-1] + step <= limit:
+            weights.append(weights[-1] + step)
+    return weights
+
+
+class KServeRolloutManager:
+    """Own one KServe rollout: submit, wait, analyse, step, promote or roll back.
+
+    :param hook: the KServe hook (Kubernetes connection and namespace).
+    :param model_name: registered model name (the V2 path the analysis calls).
+    :param analysis: how each step is judged.
+    :param progress_deadline: seconds the rollout may take (readiness waits included); a rollback gets its own.
+    :param raw_deployment_strategy: ``rolling`` or ``refuse`` for InferenceServices in RawDeployment mode.
+    :param deployment_mode: mode of a newly created InferenceService.
+    :param endpoint_url: URL the analysis calls instead of the one KServe reports.
+    :param training_set: training-set manifest to draw smoke rows from.
+    :param settings: bundle settings for rendering (default :func:`get_settings`).
+    :param clock: time source (tests).
+    """
+
+    def __init__(
+        self,
+        hook: KServeHook,
+        *,
+        model_name: str,
+        analysis: AnalysisConfig,
+        progress_deadline: float = 600.0,
+        raw_deployment_strategy: str = "rolling",
+        deployment_mode: str = "Serverless",
+        endpoint_url: str | None = None,
+        training_set: dict | str | None = None,
+        settings: MlopsSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if raw_deployment_strategy not in ("rolling", "refuse"):
+            raise ValueError(f"raw_deployment_strategy must be 'rolling' or 'refuse', got {raw_deployment_strategy!r}.")
+        self.hook = hook
+        self.model_name = model_name
+        self.analysis = analysis
+        self.progress_deadline = progress_deadline
+        self.raw_deployment_strategy = raw_deployment_strategy
+        self.deployment_mode = deployment_mode
+        self.endpoint_url = endpoint_url
+        self.training_set = training_set
+        self.settings = settings
+        self.clock = clock
+
+    # ------------------------------------------------------------------ state on the cluster
+    def recover(self, name: str) -> RolloutState | None:
+        """Return the rollout state recorded on the InferenceService ``name`` (None when there is none)."""
+        return RolloutState.from_inference_service(self.hook.get_inference_service(name))
+
+    def _write(self, state: RolloutState, patch: dict) -> None:
+        """Send ``patch`` with the state annotation in it; remember the generation it produced."""
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[ROLLOUT_STATE_ANNOTATION] = state.to_annotation()
+        patched = self.hook.patch_inference_service(state.name, patch, namespace=state.namespace)
+        state.generation = (patched.get("metadata") or {}).get("generation")
+
+    def _save(self, state: RolloutState) -> None:
+        """Record the state alone (an annotation change: no new generation, no new revision)."""
+        self._write(state, manifests.annotations_patch({}))
+
+    # ------------------------------------------------------------------ start
+    def start(
+        self,
+        *,
+        name: str,
+        version: str,
+        storage_uri: str,
+        weights: list[int],
+        manifest_options: dict[str, Any] | None = None,
+    ) -> RolloutState:
+        """Create or patch the InferenceService for ``version``; return the state to wait on.
+
+        A rollout of the same version and storage URI left unfinished on the cluster (a retried or killed
+        task) is resumed from its recorded phase, with a fresh deadline.
+
+        :param manifest_options: extra keyword arguments of
+            :func:`~mlops_provider.serving.manifests.render_inference_service` (feature service, replicas...).
+        """
+        options = dict(manifest_options or {})
+        namespace = self.hook.namespace
+        deadline = self.clock() + self.progress_deadline
+
+        def render(mode: str) -> dict:
+            return manifests.render_inference_service(
+                self.model_name,
+                storage_uri,
+                self.settings,
+                name=name,
+                namespace=namespace,
+                model_version=version,
+                deployment_mode=mode,
+                **options,
+            )
+
+        existing = self.hook.get_inference_service(name)
+        if existing is None:
+            state = RolloutState(
+                name=name,
+                namespace=namespace,
+                version=version,
+                storage_uri=storage_uri,
+                phase=RolloutPhase.FIRST,
+                strategy=RolloutStrategy.CREATE,
+                mode=self.deployment_mode,
+                deadline=deadline,
+                weights=list(weights),
+            )
+            body = render(self.deployment_mode)
+            body["metadata"]["annotations"][ROLLOUT_STATE_ANNOTATION] = state.to_annotation()
+            created = self.hook.create_inference_service(body)
+            state.generation = (created.get("metadata") or {}).get("generation")
+            return state
+
+        recorded = RolloutState.from_inference_service(existing)
+        if (
+            recorded is not None
+            and not recorded.phase.terminal
+            and recorded.version == version
+            and recorded.storage_uri == storage_uri
+        ):
+            log.info(
+                "Resuming the rollout of version %s on %s/%s from phase %s (recorded on the InferenceService).",
+                version,
+                namespace,
+                name,
+                recorded.phase,
+            )
+            recorded.deadline = deadline
+            self._save(recorded)
+            return recorded
+
+        mode = deployment_mode(existing)
+        raw = mode in RAW_MODES
+        predictor_spec = (existing.get("spec") or {}).get("predictor") or {}
+        current_model = predictor_spec.get("model") or {}
+        desired_model = render("RawDeployment" if raw else "Serverless")["spec"]["predictor"]["model"]
+        reported = predictor_status(existing)
+        state = RolloutState(
+            name=name,
+            namespace=namespace,
+            version=version,
+            storage_uri=storage_uri,
+            phase=RolloutPhase.PROMOTE,
+            strategy=RolloutStrategy.UNCHANGED,
+            mode=mode,
+            deadline=deadline,
+            weights=list(weights),
+            previous_version=annotations_of(existing).get(MODEL_VERSION_ANNOTATION),
+            previous_uri=storage_uri_of(existing),
+            previous_revision=reported.get("latestRolledoutRevision") or reported.get("latestReadyRevision"),
+            previous_model=current_model,
+            new_model=desired_model,
+        )
+        if recorded is not None and not recorded.phase.terminal and recorded.previous_model:
+            # An earlier rollout of another version was interrupted: its last known-good version stays the
+            # one to return to, not the half-rolled-out spec on the object.
+            state.previous_version = recorded.previous_version
+            state.previous_uri = recorded.previous_uri
+            state.previous_revision = recorded.previous_revision
+            state.previous_model = recorded.previous_model
+        if state.previous_uri == storage_uri and predictor_spec.get("canaryTrafficPercent") in (None, 100):
+            log.info("InferenceService %s already serves %s; checking it is Ready.", name, storage_uri)
+            state.generation = (existing.get("metadata") or {}).get("generation")
+            self._save(state)
+            return state
+        if raw:
+            if self.raw_deployment_strategy == "refuse":
+                raise RolloutFailedError(
+                    f"InferenceService {namespace}/{name} runs in {mode} mode, where KServe ignores "
+                    "canaryTrafficPercent (no Knative revisions to split traffic between), and "
+                    "raw_deployment_strategy='refuse': nothing was changed. Use Serverless mode for canaries, or "
+                    "raw_deployment_strategy='rolling' for a readiness-gated rolling update with analysis and rollback.",
+                    reason="CanaryUnsupportedInRawDeployment",
+                )
+            log.info("%s mode: rolling update (no traffic split is possible), then analysis at full traffic.", mode)
+            state.phase, state.strategy = RolloutPhase.ROLLING, RolloutStrategy.ROLLING
+            canary: int | None = None
+        else:
+            state.phase, state.strategy = RolloutPhase.CANARY, RolloutStrategy.CANARY
+            canary = state.weight
+            log.info("Serverless mode: canary of version %s at %d%% of traffic", version, canary)
+        self._write(
+            state, manifests.new_version_patch(current_model, desired_model, version, canary_traffic_percent=canary)
+        )
+        return state
+
+    # ------------------------------------------------------------------ readiness
+    def check(self, state: RolloutState) -> dict[str, Any]:
+        """Read the InferenceService once; return the readiness event (``status``: ready/failed/pending)."""
+        current = evaluate_readiness(self.hook.get_inference_service(state.name), state.generation)
+        return {**current, "name": state.name, "namespace": state.namespace, "status": current["state"]}
+
+    def wait(self, state: RolloutState, poll_interval: float = 5.0) -> dict[str, Any]:
+        """Poll until ready, failed or the state's deadline (``status``: ready/failed/timeout)."""
+        while True:
+            event = self.check(state)
+            if event["status"] in ("ready", "failed"):
+                return event
+            now = self.clock()
+            if now >= state.deadline:
+                return {**event, "status": "timeout"}
+            time.sleep(min(poll_interval, max(0.0, state.deadline - now)))
+
+    # ------------------------------------------------------------------ transitions
+    def advance(self, state: RolloutState, event: dict[str, Any]) -> RolloutState:
+        """Take the next step after a readiness wait ended with ``event``; return the (possibly terminal) state."""
+        status = event.get("status")
+        log.info("InferenceService %s after %s: %s (%s)", state.name, state.phase, status, event.get("reason"))
+        if status != "ready":
+            detail = f"{event.get('reason')}: {event.get('message')}"
+            if status == "timeout":
+                detail = (
+                    f"not Ready within the progress deadline of {self.progress_deadline:.0f} s; last condition {detail}"
+                )
+            if state.phase == RolloutPhase.FIRST:
+                raise RolloutFailedError(
+                    f"First deployment of {self.model_name} version {state.version} as InferenceService "
+                    f"{state.namespace}/{state.name} is {detail}. Nothing to roll back to; the champion alias "
+                    "was not moved.",
+                    reason=event.get("reason"),
+                )
+            if state.phase == RolloutPhase.ROLLBACK:
+                raise RolloutFailedError(
+                    f"Rolling back InferenceService {state.namespace}/{state.name} to {state.previous_uri} did not "
+                    f"complete: {detail}. Check the InferenceService; the champion alias was not moved.",
+                    reason=event.get("reason"),
+                )
+            return self._rollback(state, event.get("reason") or "NotReady", f"The new revision is {detail}.")
+        isvc = self.hook.get_inference_service(state.name) or {}
+        if state.phase == RolloutPhase.ROLLBACK:
+            return self._finish(state, RolloutPhase.ROLLED_BACK)
+        if state.phase == RolloutPhase.CANARY:
+            return self._after_canary_ready(state, isvc)
+        # FIRST and ROLLING (analysis at full traffic), PROMOTE (analysis already done)
+        if not is_raw_mode(isvc):
+            share = latest_revision_share(isvc)
+            if share is not None and share != 100:
+                return self._rollback(
+                    state,
+                    "TrafficNotShifted",
+                    f"KServe reports {share}% of traffic on the new revision after promotion, not 100%.",
+                )
+        if state.phase in (RolloutPhase.FIRST, RolloutPhase.ROLLING):
+            url = self.endpoint_url or endpoint_url_of(isvc)
+            if not url:
+                return self._rollback(state, "NoEndpoint", "KServe reports no URL for the InferenceService.")
+            analysis = self._analyze(url, state, f"version {state.version}")
+            state.analysis = analysis
+            if not analysis["passed"]:
+                if state.phase == RolloutPhase.FIRST:
+                    raise RolloutFailedError(
+                        f"First deployment of {self.model_name} version {state.version} failed its analysis "
+                        f"({analysis['reason']}): {analysis['message']} Nothing to roll back to; the champion "
+                        "alias was not moved.",
+                        reason=analysis["reason"],
+                    )
+                return self._rollback(state, analysis["reason"], analysis["message"])
+        return self._finish(state, RolloutPhase.PROMOTED)
+
+    def _analyze(self, url: str, state: RolloutState, label: str) -> dict[str, Any]:
+        return run_analysis(
+            url,
+            self.model_name,
+            self.analysis,
+            deadline=state.deadline,
+            label=label,
+            training_set=self.training_set,
+            progress_deadline=self.progress_deadline,
+        )
+
+    def _after_canary_ready(self, state: RolloutState, isvc: dict) -> RolloutState:
+        weight = state.weight
+        if is_raw_mode(isvc):
+            return self._rollback(
+                state,
+                "CanaryNotApplied",
+                f"KServe reports deployment mode {deployment_mode(isvc)}: canaryTrafficPercent is ignored there, so "
+                "no canary ran. Use raw_deployment_strategy (rolling/refuse) for raw InferenceServices.",
+            )
+        share = latest_revision_share(isvc)
+        if share != weight:
+            return self._rollback(
+                state,
+                "CanaryNotApplied",
+                f"Requested {weight}% for the canary but status.components.predictor.traffic reports "
+                f"{predictor_traffic(isvc) or 'no traffic'}; the canary did not happen.",
+            )
+        url = self.endpoint_url or canary_url_of(isvc)
+        if not url:
+            return self._rollback(state, "NoEndpoint", "KServe reports no URL for the canary.")
+        analysis = self._analyze(url, state, f"canary at {weight}% (version {state.version})")
+        state.analysis = analysis
+        # A summary per step: the checks of the last analysis are in ``analysis`` (annotations stay small).
+        state.analyses.append(
+            {
+                "weight": weight,
+                "passed": analysis["passed"],
+                "reason": analysis["reason"],
+                "checks": len(analysis["checks"]),
+            }
+        )
+        if not analysis["passed"]:
+            return self._rollback(state, analysis["reason"], analysis["message"])
+        if state.step + 1 < len(state.weights):
+            state.step += 1
+            state.move_to(RolloutPhase.CANARY)
+            log.info("Canary step passed; raising its traffic to %d%%", state.weight)
+            self._write(state, manifests.traffic_patch(state.weight))
+            return state
+        log.info("Canary analysis passed; promoting version %s to 100%% of traffic", state.version)
+        state.move_to(RolloutPhase.PROMOTE)
+        self._write(state, manifests.traffic_patch(None))
+        return state
+
+    def _rollback(self, state: RolloutState, reason: str, message: str) -> RolloutState:
+        if not state.previous_model:
+            raise RolloutFailedError(f"{message} No previous version to roll back to.", reason=reason)
+        log.warning("Rolling back %s to %s: %s (%s)", state.name, state.previous_uri, message, reason)
+        state.move_to(RolloutPhase.ROLLBACK)
+        state.reason, state.message = reason, message
+        # The rollback gets its own deadline: it must not be cut short by the failed rollout's.
+        state.deadline = self.clock() + self.progress_deadline
+        self._write(
+            state,
+            manifests.rollback_patch(
+                state.new_model or {}, state.previous_model, state.previous_version, raw=state.mode in RAW_MODES
+            ),
+        )
+        return state
+
+    def _finish(self, state: RolloutState, phase: RolloutPhase) -> RolloutState:
+        state.move_to(phase)
+        self._save(state)
+        return state
+
+    # ------------------------------------------------------------------ outcome
+    def result(self, state: RolloutState) -> DeployResult:
+        """Describe a finished rollout (the deploy task's XCom)."""
+        if not state.phase.terminal:
+            raise ValueError(f"The rollout of {state.name} is still in phase {state.phase}.")
+        isvc = self.hook.get_inference_service(state.name) or {}
+        result: DeployResult = {
+            "model_name": self.model_name,
+            "model_version": state.version,
+            "endpoint_url": endpoint_url_of(isvc) or "",
+            "backend": "kserve",
+            "status": str(state.phase),
+            "protocol": "v2",
+            "strategy": str(state.strategy),
+            "deployment_mode": deployment_mode(isvc),
+            "traffic": {str(t.get("revisionName")): int(t.get("percent") or 0) for t in predictor_traffic(isvc)},
+            "analysis": state.analysis,
+        }
+        if state.phase == RolloutPhase.PROMOTED:
+            result["revision"] = predictor_status(isvc).get("latestReadyRevision")
+        else:
+            result["revision"] = state.previous_revision
+            result["reason"] = state.reason or ""
+            result["message"] = state.message or ""
+            result["previous_version"] = state.previous_version
+        return result
