@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-gpu", action="store_true")
     args = parser.parse_args(argv)
 
-    from include.trainer.train import gpu_visible
+    from include.trainer.fit import gpu_visible
 
     scale = (args.rows / REFERENCE["rows"]) * (args.rounds / REFERENCE["rounds"])
     print(f"XGBoost hist, {args.rows:,} rows x {args.features} features, {args.rounds} rounds, depth {args.depth}; "

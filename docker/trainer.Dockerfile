@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# Trainer image of the bundle: python -m include.trainer.train on CUDA (XGBoost hist, device="cuda" when a GPU
+# Trainer image of the bundle: python -m include.trainer on CUDA (XGBoost hist, device="cuda" when a GPU
 # is visible, CPU otherwise). Used by the kubernetes and vertex training backends ([mlops] trainer_image):
 #   docker build -f docker/trainer.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
 #       -t ghcr.io/example/mlops-trainer:0.1.0 .
@@ -41,4 +41,4 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 # Matches the pod's securityContext (runAsUser/runAsGroup 10001, read-only root; /tmp is an emptyDir).
 USER 10001:10001
-ENTRYPOINT ["/usr/bin/tini", "--", "python", "-m", "include.trainer.train"]
+ENTRYPOINT ["/usr/bin/tini", "--", "python", "-m", "include.trainer"]

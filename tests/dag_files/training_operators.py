@@ -11,7 +11,9 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import dag, task
 
 from mlops_provider.operators.mlflow import MlflowEvaluationGateOperator
-from mlops_provider.operators.training import XGBoostTrainOperator
+from mlops_provider.operators.training import training_operator_class
+from mlops_provider.operators.training_kubernetes import XGBoostTrainKubernetesOperator
+from mlops_provider.operators.training_vertex import XGBoostTrainVertexOperator
 
 COMMON = {
     "schedule": None,
@@ -28,13 +30,14 @@ TRAIN = {
 FAST_POD = {
     "startup_timeout_seconds": 3,
     "poll_interval": 0.3,
-    "pod_kwargs": {"startup_check_interval_seconds": 1, "base_container_status_polling_interval": 0.3},
+    "startup_check_interval_seconds": 1,
+    "base_container_status_polling_interval": 0.3,
 }
 
 
 @dag(dag_id="training_local", **COMMON)
 def training_local():
-    XGBoostTrainOperator(task_id="train", backend="local", **TRAIN)
+    training_operator_class("local")(task_id="train", **TRAIN)
 
 
 @dag(dag_id="training_gate", **COMMON)
@@ -52,24 +55,23 @@ def training_gate():
 
 @dag(dag_id="training_kubernetes_sync", **COMMON)
 def training_kubernetes_sync():
-    XGBoostTrainOperator(task_id="train", backend="kubernetes", deferrable=False, **TRAIN, **FAST_POD)
+    XGBoostTrainKubernetesOperator(task_id="train", deferrable=False, **TRAIN, **FAST_POD)
 
 
 @dag(dag_id="training_kubernetes_deferrable", **COMMON)
 def training_kubernetes_deferrable():
-    XGBoostTrainOperator(task_id="train", backend="kubernetes", deferrable=True, **TRAIN, **FAST_POD)
+    XGBoostTrainKubernetesOperator(task_id="train", deferrable=True, **TRAIN, **FAST_POD)
 
 
 @dag(dag_id="training_kubernetes_render", **COMMON)
 def training_kubernetes_render():
-    XGBoostTrainOperator(task_id="train", backend="kubernetes", render_only=True, **TRAIN)
+    XGBoostTrainKubernetesOperator(task_id="train", render_only=True, **TRAIN)
 
 
 @dag(dag_id="training_vertex", **COMMON)
 def training_vertex():
-    XGBoostTrainOperator(
+    XGBoostTrainVertexOperator(
         task_id="train",
-        backend="vertex",
         deferrable=False,
         poll_interval=0.2,
         vertex_project="mlops-test",
@@ -82,9 +84,8 @@ def training_vertex():
 
 @dag(dag_id="training_vertex_deferrable", **COMMON)
 def training_vertex_deferrable():
-    XGBoostTrainOperator(
+    XGBoostTrainVertexOperator(
         task_id="train",
-        backend="vertex",
         deferrable=True,
         poll_interval=0.2,
         vertex_project="mlops-test",
@@ -103,13 +104,11 @@ def training_kubernetes_reattach():
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
         from kubernetes.client import ApiClient
 
-        from mlops_provider.operators.training_kubernetes import XGBoostTrainPodOperator
-
         conf = context["dag_run"].conf
         ti = SimpleNamespace(dag_id=context["dag"].dag_id, task_id="train", map_index=-1, try_number=1)
         earlier = {"ti": ti, "run_id": context["run_id"], "dag": context["dag"]}
-        op = XGBoostTrainPodOperator(
-            task_id="train", model_name=conf["model_name"], training_set_uri=conf["training_set"]["uri"],
+        op = XGBoostTrainKubernetesOperator(
+            task_id="train", model_name=conf["model_name"], training_set=conf["training_set"],
             params_file=conf["params_file"], mlflow_tracking_uri=conf["mlflow_tracking_uri"],
             image="ghcr.io/example/mlops-trainer:0.1.0", namespace="mlops", labels={"mlops-test": "lost-worker"},
             kubernetes_conn_id="fake_k8s",
@@ -119,9 +118,8 @@ def training_kubernetes_reattach():
         created = client.create_namespaced_pod("mlops", ApiClient().sanitize_for_serialization(pod))
         return created.metadata.name
 
-    train = XGBoostTrainOperator(
-        task_id="train", backend="kubernetes", deferrable=False, pod_kwargs={**FAST_POD["pod_kwargs"],
-        "labels": {"mlops-test": "lost-worker"}}, startup_timeout_seconds=3, poll_interval=0.3, **TRAIN,
+    train = XGBoostTrainKubernetesOperator(
+        task_id="train", deferrable=False, labels={"mlops-test": "lost-worker"}, **FAST_POD, **TRAIN,
     )  # fmt: skip
     lost_worker_pod() >> train
 

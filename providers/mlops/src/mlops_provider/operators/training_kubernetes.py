@@ -1,20 +1,19 @@
-"""The trainer as a GPU pod: a KubernetesPodOperator that runs ``python -m include.trainer.train``.
+"""The trainer in a (GPU) pod: a KubernetesPodOperator that runs ``python -m include.trainer``.
 
-Imported lazily by :class:`~mlops_provider.operators.training.XGBoostTrainOperator` (backend
-``kubernetes``): the cncf-kubernetes provider pulls in the Kubernetes client, which DAG files must not
-import at parse time. Use it directly for a pod-only task.
+Chosen by :func:`~mlops_provider.operators.training.training_operator_class` for the ``kubernetes``
+backend and imported only then: the cncf-kubernetes provider pulls in the Kubernetes client, which DAG
+files on other backends must not import at parse time.
 
 What the pod gets: the trainer image, ``nvidia.com/gpu`` limits with a GPU node selector and toleration,
 CPU/memory requests and limits, a service account without an API token, a non-root read-only-root
 security context, MLflow credentials from a Kubernetes Secret (``envFrom.secretRef``; never plain text in
-the spec), and the Airflow try's ids as CLI arguments. The result is read back from MLflow by the pod's
-idempotency key after the pod finished, so no XCom sidecar (and no ``pods/exec`` permission) is needed.
+the spec), and the launch arguments of :mod:`mlops_provider.training.launch`. The result is read back
+from MLflow by the pod's idempotency key after the pod finished, so no XCom sidecar (and no
+``pods/exec`` permission) is needed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,82 +21,24 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk.exceptions import AirflowSkipException
 
 from mlops_provider.exceptions import TrainingFailedError
+from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink
+from mlops_provider.operators.training_base import DEFAULT_PARAMS_FILE, TRAINING_TEMPLATE_FIELDS, XGBoostTrainMixin
+from mlops_provider.payloads import TrainingResult
+from mlops_provider.settings import get_settings
+from mlops_provider.training.launch import RESULT_PATH, argument_value, label_value
+from mlops_provider.training.manifests import TRAINER_SERVICE_ACCOUNT, trainer_rbac
+from mlops_provider.utils.deferrable import default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from kubernetes.client import models as k8s
 
-TRAINER_MODULE = "include.trainer.train"
-RESULT_PATH = "/tmp/mlops/result.json"
+    from mlops_provider.settings import MlopsSettings
+
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 DEFAULT_GPU_TOLERATIONS = ({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},)
 TRAINER_UID = 10001
-
-
-def idempotency_key_from_context(context: Context) -> str:
-    """``dag_id/run_id/task_id/map_index/try_number`` of the running try."""
-    ti = context["ti"]
-    map_index = ti.map_index if ti.map_index is not None else -1
-    return f"{ti.dag_id}/{context['run_id']}/{ti.task_id}/{map_index}/{ti.try_number}"
-
-
-def trainer_arguments(
-    *,
-    training_set_uri: str,
-    params_file: str,
-    model_name: str,
-    output_json: str,
-    run_name: str | None = None,
-    idempotency_key: str | None = None,
-    airflow_ids: dict[str, Any] | None = None,
-    params_sha256: str | None = None,
-    experiment_name: str | None = None,
-) -> list[str]:
-    """The trainer's command-line arguments (identical for the local, Kubernetes and Vertex backends)."""
-    args = [
-        "--training-set-uri", training_set_uri,
-        "--params-file", params_file,
-        "--model-name", model_name,
-        "--output-json", output_json,
-    ]  # fmt: skip
-    if run_name:
-        args += ["--run-name", run_name]
-    if experiment_name:
-        args += ["--experiment-name", experiment_name]
-    if idempotency_key:
-        args += ["--idempotency-key", idempotency_key]
-    if params_sha256:
-        args += ["--expect-params-sha256", params_sha256]
-    ids = airflow_ids or {}
-    for flag, key in (("--dag-id", "dag_id"), ("--dag-run-id", "run_id"), ("--task-id", "task_id"),
-                      ("--try-number", "try_number"), ("--map-index", "map_index")):  # fmt: skip
-        if ids.get(key) not in (None, ""):
-            args += [flag, str(ids[key])]
-    return args
-
-
-def airflow_ids_from_context(context: Context | None) -> dict[str, Any]:
-    """The ids the trainer records as lineage tags."""
-    if not context:
-        return {}
-    ti = context["ti"]
-    return {
-        "dag_id": ti.dag_id,
-        "run_id": context["run_id"],
-        "task_id": ti.task_id,
-        "try_number": ti.try_number,
-        "map_index": ti.map_index if ti.map_index is not None else -1,
-    }
-
-
-def argument_value(arguments: Sequence[str] | None, flag: str) -> str | None:
-    """Return the value that follows ``flag`` in a pod's argument list."""
-    args = list(arguments or [])
-    for i, arg in enumerate(args[:-1]):
-        if arg == flag:
-            return args[i + 1]
-    return None
 
 
 def describe_pod_failure(pod: Any) -> str | None:
@@ -135,47 +76,58 @@ def was_oom_killed(pod: Any, container: str = "base") -> bool:
     return False
 
 
-class XGBoostTrainPodOperator(KubernetesPodOperator):
+class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
     """Run the XGBoost trainer in a (GPU) pod and return the registered model version.
 
     :param model_name: registered model name. (templated)
-    :param training_set_uri: the training-set snapshot (folder or ``data.parquet``). (templated)
-    :param params_file: parameter file path inside the image (relative to its working dir). (templated)
-    :param mlflow_tracking_uri: tracking server the pod reaches (http/https). (templated)
-    :param mlflow_registry_uri: a separate registry, if any. (templated)
+    :param training_set: the training-set manifest (``FeastTrainingSetOperator``'s XCom) or its URI. (templated)
+    :param params_file: parameter file path inside the image (relative to its working dir); the worker's copy
+        (relative to the project root) gives the digest the trainer checks. (templated)
+    :param run_name: MLflow run name; default the model name. (templated)
+    :param mlflow_conn_id: MLflow connection the pod logs to and the result is read from. (templated)
+    :param render_only: write the pod to ``<local_root>/render/`` and return it, submit nothing.
+    :param code_version: code identity in the idempotency key; default the image reference.
+    :param mlflow_tracking_uri: tracking server the pod reaches; default the connection's. (templated)
+    :param mlflow_registry_uri: a separate registry, if any; default the connection's. (templated)
     :param mlflow_credentials_secret: Kubernetes Secret with ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``
         (or ``TOKEN``) mounted with ``envFrom``; None for a server without auth. (templated)
     :param extra_secrets: more Secret names mounted with ``envFrom`` (e.g. storage credentials).
     :param gpus: ``nvidia.com/gpu`` limit; 0 trains on CPU (no GPU selector/toleration then).
-    :param cpu: CPU request and limit. :param memory: memory request and limit.
+    :param cpu: CPU request and limit.
+    :param memory: memory request and limit.
     :param gpu_node_selector: node selector for GPU nodes (default ``nvidia.com/gpu.present=true``).
     :param gpu_tolerations: tolerations for GPU node taints (default ``nvidia.com/gpu`` NoSchedule, Exists).
-    :param params_sha256: digest of the DAG bundle's params file; the trainer refuses a different file.
-    :param mlflow_conn_id: connection the operator reads the result from after the pod finished.
-    :param run_name: MLflow run name. (templated)
-    Every other keyword is the KubernetesPodOperator's (``image``, ``namespace``, ``kubernetes_conn_id``,
-    ``service_account_name``, ``deferrable``, ``startup_timeout_seconds``, ...).
+    :param image: trainer image; default ``[mlops] trainer_image``. (templated)
+    :param namespace: default ``[mlops] namespace``. (templated)
+    :param kubernetes_conn_id: default ``[mlops] kubernetes_conn_id``. (templated)
+
+    Every other keyword is the KubernetesPodOperator's (``service_account_name``, ``deferrable``,
+    ``startup_timeout_seconds``, ``poll_interval``, ``labels``, ``affinity``, ...).
     """
 
+    backend = "kubernetes"
     template_fields: Sequence[str] = (
         *KubernetesPodOperator.template_fields,
-        "model_name",
-        "training_set_uri",
-        "params_file",
+        *TRAINING_TEMPLATE_FIELDS,
         "mlflow_tracking_uri",
         "mlflow_registry_uri",
         "mlflow_credentials_secret",
-        "mlflow_conn_id",
-        "run_name",
     )
+    template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "training_set": "json"}
+    operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
+    ui_color = "#c7e9c0"
 
     def __init__(
         self,
         *,
         model_name: str,
-        training_set_uri: str,
-        params_file: str = "include/trainer/params.yaml",
-        mlflow_tracking_uri: str,
+        training_set: dict[str, Any] | str,
+        params_file: str = DEFAULT_PARAMS_FILE,
+        run_name: str | None = None,
+        mlflow_conn_id: str | None = None,
+        render_only: bool = False,
+        code_version: str | None = None,
+        mlflow_tracking_uri: str | None = None,
         mlflow_registry_uri: str | None = None,
         mlflow_credentials_secret: str | None = "mlflow-credentials",
         extra_secrets: Sequence[str] = (),
@@ -184,14 +136,13 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
         memory: str = "16Gi",
         gpu_node_selector: dict[str, str] | None = None,
         gpu_tolerations: Sequence[dict[str, Any]] | None = None,
-        params_sha256: str | None = None,
-        mlflow_conn_id: str | None = None,
-        run_name: str | None = None,
+        image: str | None = None,
+        namespace: str | None = None,
+        kubernetes_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.model_name = model_name
-        self.training_set_uri = training_set_uri
-        self.params_file = params_file
+        from kubernetes.client import models as k8s  # the cncf provider imported the client already
+
         self.mlflow_tracking_uri = mlflow_tracking_uri
         self.mlflow_registry_uri = mlflow_registry_uri
         self.mlflow_credentials_secret = mlflow_credentials_secret
@@ -199,15 +150,8 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
         self.gpus = int(gpus)
         self.cpu = cpu
         self.memory = memory
-        self.params_sha256 = params_sha256
-        self.mlflow_conn_id = mlflow_conn_id
-        self.run_name = run_name
         self.final_pod: k8s.V1Pod | None = None
-        from kubernetes.client import models as k8s  # the provider imported the client already
 
-        limits = {"cpu": cpu, "memory": memory}
-        if self.gpus > 0:
-            limits[GPU_RESOURCE] = str(self.gpus)
         node_selector = dict(gpu_node_selector if gpu_node_selector is not None else DEFAULT_GPU_NODE_SELECTOR)
         tolerations = [dict(t) for t in (gpu_tolerations if gpu_tolerations is not None else DEFAULT_GPU_TOLERATIONS)]
         if self.gpus == 0:
@@ -216,15 +160,12 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
             k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=name, optional=False))
             for name in ([mlflow_credentials_secret] if mlflow_credentials_secret else []) + self.extra_secrets
         ]
-        kwargs.setdefault("name", f"{model_name}-train".replace("_", "-"))
-        kwargs.setdefault("labels", {})
         kwargs["labels"] = {
             "app.kubernetes.io/name": "mlops-trainer",
             "app.kubernetes.io/component": "training",
-            "mlops/model": model_name.replace("_", "-"),
-            **kwargs["labels"],
+            **(kwargs.get("labels") or {}),
         }
-        kwargs.setdefault("service_account_name", "mlops-trainer")
+        kwargs.setdefault("service_account_name", TRAINER_SERVICE_ACCOUNT)
         kwargs.setdefault("automount_service_account_token", False)
         kwargs.setdefault("reattach_on_restart", True)
         kwargs.setdefault("on_finish_action", "delete_pod")
@@ -232,10 +173,13 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
         kwargs.setdefault("get_logs", True)
         kwargs.setdefault("log_events_on_failure", True)
         kwargs.setdefault("startup_timeout_seconds", 900)
+        kwargs.setdefault("schedule_timeout_seconds", kwargs["startup_timeout_seconds"])
         kwargs.setdefault("image_pull_policy", "IfNotPresent")
         kwargs.setdefault("termination_grace_period", 30)
+        kwargs.setdefault("deferrable", default_deferrable())
         # The trainer writes its error to /dev/termination-log; without one, the log's tail becomes the reason.
         kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
+        # No XCom sidecar: the result comes from MLflow. execute() pushes its return value itself (_push_result).
         kwargs["do_xcom_push"] = False
         kwargs.setdefault(
             "security_context",
@@ -257,7 +201,10 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
             },
         )
         super().__init__(
-            container_resources=k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits=limits),
+            image=image,
+            namespace=namespace,
+            kubernetes_conn_id=kubernetes_conn_id,
+            container_resources=self._resources(),
             node_selector=node_selector,
             tolerations=[k8s.V1Toleration(**t) for t in tolerations],
             env_from=env_from,
@@ -265,28 +212,64 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
             volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
             **kwargs,
         )
+        self._init_training(
+            model_name=model_name,
+            training_set=training_set,
+            params_file=params_file,
+            run_name=run_name,
+            mlflow_conn_id=mlflow_conn_id,
+            render_only=render_only,
+            code_version=code_version,
+        )
 
-    # ------------------------------------------------------------------ pod spec
-    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
-        """Fill in the trainer's arguments and environment for this try, then build the pod like the parent."""
+    # ------------------------------------------------------------------ settings and pod spec
+    def _resources(self) -> k8s.V1ResourceRequirements:
+        """Requests and limits as Kubernetes quantity strings."""
         from kubernetes.client import models as k8s
 
-        key = idempotency_key_from_context(context) if context else None
-        self.arguments = trainer_arguments(
-            training_set_uri=self.training_set_uri,
-            params_file=self.params_file,
-            model_name=self.model_name,
-            output_json=RESULT_PATH,
-            run_name=self.run_name,
-            idempotency_key=key,
-            airflow_ids=airflow_ids_from_context(context),
-            params_sha256=self.params_sha256,
-        )
-        env = {"MLFLOW_TRACKING_URI": self.mlflow_tracking_uri, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
-        if self.mlflow_registry_uri:
-            env["MLFLOW_REGISTRY_URI"] = self.mlflow_registry_uri
+        limits = {"cpu": self.cpu, "memory": self.memory}
+        if self.gpus > 0:
+            limits[GPU_RESOURCE] = str(self.gpus)
+        return k8s.V1ResourceRequirements(requests={"cpu": self.cpu, "memory": self.memory}, limits=limits)
+
+    def _resolve_defaults(self) -> None:
+        """Fill image, namespace and connection from ``[mlops]`` at run time (never at DAG parse time)."""
+        settings = get_settings()
+        self.image = self.image or settings.trainer_image
+        self.namespace = self.namespace or settings.namespace
+        self.kubernetes_conn_id = self.kubernetes_conn_id or settings.kubernetes_conn_id
+
+    def resolved_code_version(self) -> str:
+        """``code_version``, else the trainer image reference (what the pod runs)."""
+        return self.code_version or str(self.image or get_settings().trainer_image)
+
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        """Fill in the trainer's arguments and environment for this task instance, then build the pod as the parent."""
+        from kubernetes.client import models as k8s
+
+        self._resolve_defaults()
+        # Derived here, not in __init__: model_name may be a template that is only rendered now.
+        if not self.name:
+            self.name = self._set_name(f"{self.model_name}-train".replace("_", "-"))
+        self.labels = {**self.labels, "mlops/model": label_value(self.model_name)}
+        self.arguments = self.trainer_launch(context).arguments(RESULT_PATH, check_params=True)
+        # Rebuilt, not rendered: a DAG with render_template_as_native_obj would turn "4" or "1" into integers.
+        self.container_resources = self._resources()
+        env = {"MLFLOW_TRACKING_URI": self._tracking_uri(), "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
+        registry = self._registry_uri()
+        if registry:
+            env["MLFLOW_REGISTRY_URI"] = registry
         self.env_vars = [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
         return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    def _tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or self.mlflow_hook.tracking_uri
+
+    def _registry_uri(self) -> str | None:
+        if self.mlflow_registry_uri or self.mlflow_tracking_uri:
+            return self.mlflow_registry_uri
+        hook = self.mlflow_hook
+        return hook.registry_uri if hook.registry_uri != hook.tracking_uri else None
 
     def render_pod(self, context: Context | None = None) -> dict[str, Any]:
         """Return the exact pod object this operator submits, as a Kubernetes API dict."""
@@ -309,38 +292,65 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
         self.final_pod = latest
         super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrainingResult | dict[str, Any]:
         """Run the pod (or defer on it), then return the version the trainer registered."""
+        self._resolve_defaults()
+        if self.render_only:
+            return self._push_result(context, self.write_render(context, "pod", self.render_pod(context)))
+        if self.mlflow_tracking_uri is None:
+            self.require_remote_mlflow()
+        uri, _ = self.training_set_identity()
+        if uri.startswith("file://") or "://" not in uri:
+            self.log.warning(
+                "Training set %s is a local path: the pod can only read it if the same path is mounted there. "
+                "Set [mlops] data_root to an s3:// or gs:// bucket for the kubernetes backend.",
+                uri,
+            )
         try:
             super().execute(context)  # TaskDeferred is a BaseException: deferral passes through
         except (TrainingFailedError, AirflowSkipException):
             raise
         except Exception as exc:
             raise self._failure(exc) from exc
-        return self._finish(context)
+        return self._complete(context)
 
-    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> TrainingResult:
         """Resume after the trigger, clean the pod up, then return the registered version."""
+        self._resolve_defaults()
         try:
             super().trigger_reentry(context, event)
         except (TrainingFailedError, AirflowSkipException):
             raise
         except Exception as exc:
             raise self._failure(exc, event=event) from exc
-        return self._finish(context)
+        return self._complete(context)
+
+    def on_kill(self) -> None:
+        """Delete the training pod."""
+        self._resolve_defaults()
+        super().on_kill()
+
+    def _push_result(self, context: Context, result: Any) -> Any:
+        # do_xcom_push is False (it would add KPO's sidecar), so the runner does not push the return value.
+        context["ti"].xcom_push(key="return_value", value=result)
+        return result
+
+    def _pod(self) -> Any:
+        return self.final_pod or getattr(self, "remote_pod", None) or self.pod
 
     def _failure(self, exc: BaseException, event: dict[str, Any] | None = None) -> TrainingFailedError:
-        pod = self.final_pod or getattr(self, "remote_pod", None) or self.pod
+        pod = self._pod()
         reason = describe_pod_failure(pod)
         name = pod.metadata.name if pod is not None and pod.metadata else self.name
-        detail = reason or (event or {}).get("message") or str(exc).splitlines()[0]
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        detail = reason or (event or {}).get("message") or first_line
         return TrainingFailedError(
             f"Training pod {self.namespace}/{name} for model {self.model_name} failed: {detail}. "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"({type(exc).__name__}: {first_line})"
         )
 
-    def _finish(self, context: Context) -> dict[str, Any]:
-        pod = self.final_pod or getattr(self, "remote_pod", None) or self.pod
+    def _complete(self, context: Context) -> TrainingResult:
+        pod = self._pod()
         name = pod.metadata.name if pod is not None and pod.metadata else self.name
         if was_oom_killed(pod, self.base_container_name):
             raise TrainingFailedError(
@@ -348,27 +358,36 @@ class XGBoostTrainPodOperator(KubernetesPodOperator):
                 f"{describe_pod_failure(pod)}); raise memory (now {self.memory}) or lower the data size."
             )
         args = pod.spec.containers[0].args if pod is not None and pod.spec and pod.spec.containers else self.arguments
-        key = argument_value(args, "--idempotency-key") or idempotency_key_from_context(context)
-        from mlops_provider.operators.training import training_result_from_mlflow
-
-        result = training_result_from_mlflow(self.mlflow_conn_id, self.model_name, key)
-        if result is None:
-            raise TrainingFailedError(
-                f"Training pod {self.namespace}/{name} succeeded but MLflow has no model version of {self.model_name} "
-                f"with idempotency key {key!r}: check the pod's log and that it reached {self.mlflow_tracking_uri}."
-            )
-        result["backend"] = "kubernetes"
-        result["pod_name"] = name
-        return result
+        # The pod's own key: a reattached pod may come from an earlier start of this task.
+        key = argument_value(args, "--idempotency-key") or self.trainer_launch(context).idempotency_key
+        if not key:
+            raise TrainingFailedError(f"Training pod {self.namespace}/{name} carried no idempotency key")
+        result = self.registered_result(key, f"Training pod {self.namespace}/{name}")
+        final = self.finish_training(context, result, pod_name=name)
+        return self._push_result(context, final)
 
 
-def params_digest(text: bytes) -> str:
-    """SHA-256 of a params file's bytes (the trainer checks it)."""
-    return hashlib.sha256(text).hexdigest()
+def render_training_manifests(
+    settings: MlopsSettings | None = None, *, model_name: str | None = None, dataset: str = "<dataset>"
+) -> list[dict[str, Any]]:
+    """Return the training RBAC and the trainer pod for the current settings (``make render``; no cluster needed).
 
-
-def pod_to_dict(pod: k8s.V1Pod) -> dict[str, Any]:
-    """A pod model as the JSON the API server receives."""
-    from kubernetes.client import ApiClient
-
-    return json.loads(json.dumps(ApiClient().sanitize_for_serialization(pod)))
+    The pod is the one :class:`XGBoostTrainKubernetesOperator` submits, with placeholders for what only a
+    DAG run knows (the dataset and the snapshot's content hash).
+    """
+    settings = settings or get_settings()
+    namespace = settings.namespace
+    operator = XGBoostTrainKubernetesOperator(
+        task_id="train",
+        model_name=model_name or settings.model_name or "model",
+        training_set=f"{settings.zone_uri('training_sets', dataset)}/<content_hash>/data.parquet",
+        mlflow_tracking_uri="https://mlflow.example.com",
+        image=settings.trainer_image,
+        namespace=namespace,
+        kubernetes_conn_id=settings.kubernetes_conn_id,
+        service_account_name=TRAINER_SERVICE_ACCOUNT,
+        random_name_suffix=False,
+    )
+    pod = operator.render_pod(None)
+    pod["metadata"]["namespace"] = namespace
+    return [*trainer_rbac(namespace), pod]

@@ -1,7 +1,9 @@
-"""How a training run and its model version are found in MLflow by the Airflow try that made them.
+"""How a training run and its model version are found in MLflow by the attempt's idempotency key.
 
-Shared by the trainer (which registers) and the training operator (which reads the result back after a
-pod or a Vertex AI job finished), so both agree on tag names and on the result's shape.
+Shared by the trainer (which registers) and the training operators (which read the result back after a
+pod or a Vertex AI job finished), so both agree on tag names (:mod:`mlops_provider.lineage`) and on the
+result's shape (:class:`~mlops_provider.payloads.TrainingResult`). Functions take an ``MlflowClient``:
+the trainer has no Airflow hook.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mlops_provider.lineage import (
     TRAINING_SET_HASH_TAG,
     TRAINING_SET_URI_TAG,
 )
+from mlops_provider.payloads import TrainingResult
 
 __all__ = ["DEVICE_TAG", "IDEMPOTENCY_TAG", "MODEL_ID_TAG", "MODEL_URI_TAG", "THRESHOLD_TAG"]
 
@@ -40,8 +43,8 @@ def version_of_run(client: Any, model_name: str, run_id: str):
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def result_from_run(client: Any, model_name: str, run: Any, version: Any, *, reused: bool) -> dict[str, Any]:
-    """The training result (the XGBoostTrainOperator's XCom) for a finished run and its version."""
+def result_from_run(client: Any, model_name: str, run: Any, version: Any, *, reused: bool) -> TrainingResult:
+    """The training result (the training operators' XCom) for a finished run and its version."""
     metrics = {k: float(v) for k, v in run.data.metrics.items()}
     tags = run.data.tags
     return {
@@ -61,8 +64,10 @@ def result_from_run(client: Any, model_name: str, run: Any, version: Any, *, reu
     }
 
 
-def find_training_result(client: Any, model_name: str, key: str, experiment_name: str | None = None) -> dict | None:
-    """The result registered under idempotency ``key``, or None when that try registered nothing."""
+def find_training_result(
+    client: Any, model_name: str, key: str, experiment_name: str | None = None
+) -> TrainingResult | None:
+    """The result registered under idempotency ``key``, or None when that attempt registered nothing."""
     experiment = client.get_experiment_by_name(experiment_name or model_name)
     if experiment is None:
         return None

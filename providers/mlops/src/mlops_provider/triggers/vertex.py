@@ -1,71 +1,15 @@
-"""Wait for a Vertex AI CustomJob in the triggerer, and build the aiplatform client the operator uses."""
+"""Wait for a Vertex AI CustomJob in the triggerer (through :class:`~mlops_provider.hooks.vertex.VertexTrainingHook`)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-_TERMINAL = {
-    "JOB_STATE_SUCCEEDED": "success",
-    "JOB_STATE_FAILED": "failed",
-    "JOB_STATE_CANCELLED": "cancelled",
-    "JOB_STATE_EXPIRED": "failed",
-    "JOB_STATE_PARTIALLY_SUCCEEDED": "failed",
-}
-
-
-def job_outcome(job: Any) -> tuple[str, str]:
-    """Map a CustomJob to ``(status, message)``: ``running``, ``success``, ``failed`` or ``cancelled``."""
-    state = getattr(job.state, "name", str(job.state))
-    status = _TERMINAL.get(state, "running")
-    error = getattr(job, "error", None)
-    message = (getattr(error, "message", "") or "") if error is not None else ""
-    return status, message or state
-
-
-def vertex_job_client(gcp_conn_id: str | None, region: str) -> Any:
-    """An ``aiplatform_v1.JobServiceClient`` for ``region`` with the connection's (or default) credentials.
-
-    The ``google_cloud_platform`` connection may carry ``key_path`` or ``keyfile_dict`` (service-account
-    JSON) in its extras, with or without the ``extra__google_cloud_platform__`` prefix; without them (or
-    without the connection) Application Default Credentials are used (workload identity, gcloud login).
-    """
-    from google.cloud import aiplatform_v1
-
-    credentials = _credentials(gcp_conn_id)
-    return aiplatform_v1.JobServiceClient(
-        credentials=credentials, client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"}
-    )
-
-
-def _credentials(gcp_conn_id: str | None) -> Any:
-    import google.auth
-    from google.oauth2 import service_account
-
-    scopes = ["https://www.googleapis.com/auth/cloud-platform"]
-    extras: dict[str, Any] = {}
-    if gcp_conn_id:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowNotFoundException
-
-        try:
-            extras = BaseHook.get_connection(gcp_conn_id).extra_dejson or {}
-        except AirflowNotFoundException:
-            extras = {}
-    extras = {k.removeprefix("extra__google_cloud_platform__"): v for k, v in extras.items()}
-    if extras.get("keyfile_dict"):
-        info = extras["keyfile_dict"]
-        info = json.loads(info) if isinstance(info, str) else info
-        return service_account.Credentials.from_service_account_info(info, scopes=scopes)
-    if extras.get("key_path"):
-        return service_account.Credentials.from_service_account_file(extras["key_path"], scopes=scopes)
-    credentials, _ = google.auth.default(scopes=scopes)
-    return credentials
+from mlops_provider.hooks.vertex import VertexTrainingHook
 
 
 class VertexCustomJobTrigger(BaseTrigger):
@@ -114,10 +58,9 @@ class VertexCustomJobTrigger(BaseTrigger):
         """Poll without blocking the event loop (the SDK call runs in an executor)."""
         loop = asyncio.get_running_loop()
         try:
-            client = await loop.run_in_executor(None, vertex_job_client, self.gcp_conn_id, self.region)
+            hook = VertexTrainingHook(self.gcp_conn_id, self.region)
             while True:
-                job = await loop.run_in_executor(None, lambda: client.get_custom_job(name=self.job_name))
-                status, message = job_outcome(job)
+                status, message = await loop.run_in_executor(None, hook.get_job_outcome, self.job_name)
                 if status != "running":
                     yield TriggerEvent({"status": status, "job_name": self.job_name, "message": message})
                     return

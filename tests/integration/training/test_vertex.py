@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops_provider.hooks.vertex import VertexTrainingHook
+from mlops_provider.training.launch import idempotency_key
 from tests.airflow_helpers import run_dag, task_states, task_xcom
 from tests.fixtures.training_snapshot import make_training_snapshot
 
@@ -33,12 +35,12 @@ class FakeVertex:
     def list_custom_jobs(self, request):
         self.list_requests.append(request)
         label = request["filter"].split("=", 1)[1]
-        return [job for job in self.jobs.values() if job.labels.get("mlops-try") == label]
+        return [job for job in self.jobs.values() if job.labels.get("mlops-key") == label]
 
     def create_custom_job(self, parent, custom_job):
         from google.cloud import aiplatform_v1
 
-        from include.trainer import train
+        from include.trainer.__main__ import main
 
         self.created.append((parent, custom_job))
         job = aiplatform_v1.CustomJob.from_json(aiplatform_v1.CustomJob.to_json(custom_job))
@@ -49,7 +51,7 @@ class FakeVertex:
             args[args.index("--output-json") + 1] = str(self.workdir / f"job-{len(self.created)}.json")
             env = {e.name: e.value for e in container.env}
             assert env["MLFLOW_TRACKING_URI"] == self.tracking_uri
-            code = train.main(args, env=env)
+            code = main(args, env=env)
             job.state = (
                 aiplatform_v1.JobState.JOB_STATE_SUCCEEDED if code == 0 else aiplatform_v1.JobState.JOB_STATE_FAILED
             )
@@ -66,7 +68,7 @@ class FakeVertex:
 @pytest.fixture
 def vertex(monkeypatch, mlflow_connection, tmp_path):
     fake = FakeVertex(tmp_path, mlflow_connection.url)
-    monkeypatch.setattr("mlops_provider.triggers.vertex.vertex_job_client", fake.client)
+    monkeypatch.setattr(VertexTrainingHook, "build_client", lambda self: fake.client(self.gcp_conn_id, self.region))
     return fake
 
 
@@ -88,11 +90,14 @@ def test_vertex_custom_job_has_the_exact_spec_and_registers(vertex, vertex_snaps
     assert vertex.regions == ["europe-west4"] and len(vertex.created) == 1
     parent, job = vertex.created[0]
     assert parent == "projects/mlops-test/locations/europe-west4"
-    key = f"training_vertex/{dag_run.run_id}/train/-1/1"
     digest = hashlib.sha256(Path(fast_params_file).read_bytes()).hexdigest()
+    key = idempotency_key(
+        dag_id="training_vertex", run_id=dag_run.run_id, task_id="train", map_index=-1,
+        training_set_hash=vertex_snapshot["hash"], params_hash=digest, code_version="ghcr.io/example/mlops-trainer:0.1.0",
+    )  # fmt: skip
     expected = {
         "displayName": f"{name}-train",
-        "labels": {"app": "mlops-trainer", "model": name, "mlops-try": hashlib.sha256(key.encode()).hexdigest()[:32]},
+        "labels": {"app": "mlops-trainer", "model": name, "mlops-key": hashlib.sha256(key.encode()).hexdigest()[:32]},
         "jobSpec": {
             "workerPoolSpecs": [
                 {
@@ -131,7 +136,7 @@ def test_vertex_deferrable_waits_in_the_trigger_and_reattaches_on_restart(vertex
     dag_run = run_dag("training_vertex_deferrable", conf=conf)
     assert task_states(dag_run) == {"train": "success"}
     assert task_xcom(dag_run, "train")["model_version"] == "1"
-    assert len(vertex.created) == 1 and vertex.list_requests[0]["filter"].startswith("labels.mlops-try=")
+    assert len(vertex.created) == 1 and vertex.list_requests[0]["filter"].startswith("labels.mlops-key=")
 
 
 def test_vertex_job_failure_fails_the_task_with_the_job_error(vertex, vertex_snapshot, fast_params_file, capfd):

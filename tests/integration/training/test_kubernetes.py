@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops_provider.lineage import AIRFLOW_DAG_ID_TAG, AIRFLOW_TASK_ID_TAG, TRAINING_SET_HASH_TAG
+from mlops_provider.training.launch import argument_value
 from tests.airflow_helpers import run_dag, task_states, task_xcom
 from tests.fixtures.training_snapshot import make_training_snapshot
 
@@ -44,7 +46,7 @@ def kubelet_running_the_trainer(cluster, workdir: Path, seen_env: list | None = 
     """A fake-kubelet workload: run the container's command line (the trainer) with the pod's environment."""
 
     def run(pod: dict) -> tuple[int, list[str]]:
-        from include.trainer import train
+        from include.trainer.__main__ import main, marker_line
 
         container = pod["spec"]["containers"][0]
         args = list(container["args"])
@@ -53,10 +55,10 @@ def kubelet_running_the_trainer(cluster, workdir: Path, seen_env: list | None = 
         env = cluster.resolved_env(pod)
         if seen_env is not None:
             seen_env.append(env)
-        code = train.main(args, env=env)
+        code = main(args, env=env)
         lines = [f"trainer started for {pod['metadata']['name']}"]
         if code == 0:
-            lines.append(train.marker_line(json.loads(Path(args[args.index("--output-json") + 1]).read_text())))
+            lines.append(marker_line(json.loads(Path(args[args.index("--output-json") + 1]).read_text())))
         return code, lines
 
     return run
@@ -94,8 +96,10 @@ def test_sync_pod_trains_registers_and_is_deleted(cluster, k8s_snapshot, fast_pa
     assert "not-in-the-spec-4711" not in json.dumps(pod) and "not-in-the-spec-4711" not in json.dumps(result)
     # Lineage: the version knows its Airflow try and its data.
     version = mlflow.MlflowClient(cluster_mlflow_url()).get_model_version(name, "1")
-    assert version.tags["airflow.dag_id"] == "training_kubernetes_sync" and version.tags["airflow.task_id"] == "train"
-    assert version.tags["mlops.training_set_hash"] == k8s_snapshot["hash"]
+    assert (
+        version.tags[AIRFLOW_DAG_ID_TAG] == "training_kubernetes_sync" and version.tags[AIRFLOW_TASK_ID_TAG] == "train"
+    )
+    assert version.tags[TRAINING_SET_HASH_TAG] == k8s_snapshot["hash"]
 
 
 def cluster_mlflow_url() -> str:
@@ -187,7 +191,10 @@ def test_restarted_try_reattaches_to_the_running_pod_instead_of_starting_another
     result = task_xcom(dag_run, "train")
     assert [p["metadata"]["name"] for p in cluster.created_pods] == [seeded], "reattached, never a second pod"
     assert result["pod_name"] == seeded and result["model_version"] == "1"
-    assert result["idempotency_key"].endswith("/train/-1/1")
+    # The key the earlier start put in the pod is the one the result was read by (no try number in it).
+    seeded_args = cluster.created_pods[0]["spec"]["containers"][0]["args"]
+    assert result["idempotency_key"] == argument_value(seeded_args, "--idempotency-key")
+    assert result["idempotency_key"].startswith(f"training_kubernetes_reattach/{dag_run.run_id}/train/-1/")
     assert cluster.pods() == []
 
 

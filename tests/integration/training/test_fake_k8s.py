@@ -83,8 +83,8 @@ def test_pod_failure_modes_are_reported_like_a_cluster(fake_k8s):
     assert failed.phase == "Failed" and failed.container_statuses[0].state.terminated.message == "boom"
     warnings = {e.reason for e in core.list_namespaced_event("default").items if e.type == "Warning"}
     assert {"FailedScheduling", "Failed", "OOMKilling"} <= warnings
-    unauthorized = fake_k8s.requests.copy()
-    assert ("POST", "/api/v1/namespaces/default/pods") in unauthorized
+    # Each pod was created by exactly one POST: a failure mode never makes the client retry the create.
+    assert fake_k8s.requests.count(("POST", "/api/v1/namespaces/default/pods")) == 4
 
 
 def test_watch_streams_pod_changes(fake_k8s):
@@ -168,12 +168,36 @@ def test_custom_objects_crud_patches_conflicts_and_controllers(fake_k8s):
 
 
 def test_requests_without_the_token_are_unauthorized(fake_k8s):
+    """No token or a wrong one: 401 with the API server's Status body, and nothing is created."""
+    import json
     import urllib.error
     import urllib.request
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     with pytest.raises(urllib.error.HTTPError) as excinfo:
         urllib.request.urlopen(f"{fake_k8s.url}/api/v1/namespaces/default/pods", timeout=5)
     assert excinfo.value.code == 401
+    status = json.loads(excinfo.value.read())
+    assert status == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": "Unauthorized", "reason": "Unauthorized", "code": 401}  # fmt: skip
+
+    # The real client with a wrong bearer token fails the same way, with the reason it reports to callers.
+    config = client.Configuration(host=fake_k8s.url)
+    config.api_key = {"authorization": "wrong-token"}
+    config.api_key_prefix = {"authorization": "Bearer"}
+    config.verify_ssl = False
+    core = client.CoreV1Api(client.ApiClient(config))
+    with pytest.raises(ApiException) as denied:
+        core.create_namespaced_pod("default", _pod("intruder"))
+    assert denied.value.status == 401 and denied.value.reason == "Unauthorized"
+    assert json.loads(denied.value.body)["reason"] == "Unauthorized"
+    assert fake_k8s.pods() == [] and fake_k8s.created_pods == []
+
+    # The same request with the fixture's token goes through: the 401 was about the credentials only.
+    allowed, _ = _api(fake_k8s)
+    assert allowed.create_namespaced_pod("default", _pod("allowed")).metadata.name == "allowed"
 
 
 def test_stock_kubernetes_pod_operator_runs_against_the_fake(fake_k8s):

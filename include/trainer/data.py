@@ -1,0 +1,76 @@
+"""Read a training-set snapshot and cut it into the time-ordered train, validation and holdout matrices."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from include.trainer.params import TrainingError
+from mlops_provider.training.evaluation import TimeSplit, feature_matrix, time_split
+
+REQUIRED_MANIFEST_KEYS = ("label_column", "timestamp_column", "feature_columns")
+
+
+def snapshot_paths(uri: str) -> tuple[str, str]:
+    """Return ``(data_uri, manifest_uri)`` for a snapshot folder or its ``data.parquet`` file."""
+    uri = uri.rstrip("/")
+    if "://" not in uri:
+        uri = f"file://{os.path.abspath(uri)}"
+    folder = uri.rsplit("/", 1)[0] if uri.endswith(".parquet") else uri
+    data = uri if uri.endswith(".parquet") else f"{folder}/data.parquet"
+    return data, f"{folder}/manifest.json"
+
+
+def read_training_set(uri: str) -> tuple[Any, dict[str, Any]]:
+    """Read the snapshot's rows and manifest (``file://``, ``s3://``, ``gs://`` through fsspec)."""
+    import fsspec
+    import pandas as pd
+
+    data_uri, manifest_uri = snapshot_paths(uri)
+    try:
+        with fsspec.open(manifest_uri, "rt") as handle:
+            manifest = json.load(handle)
+        with fsspec.open(data_uri, "rb") as handle:
+            df = pd.read_parquet(handle)
+    except FileNotFoundError as exc:
+        raise TrainingError(f"training set snapshot not found at {uri}: {exc}") from exc
+    missing = [key for key in REQUIRED_MANIFEST_KEYS if not manifest.get(key)]
+    if missing:
+        raise TrainingError(f"manifest {manifest_uri} lacks {missing}")
+    return df, manifest
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The split snapshot: feature frames and label arrays of each part."""
+
+    split: TimeSplit
+    features: list[str]
+    label: str
+    rows: int
+    x_train: Any
+    x_val: Any
+    x_hold: Any
+    y_train: Any
+    y_val: Any
+    y_hold: Any
+
+
+def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any]) -> TrainingData:
+    """Split ``df`` by time (``split`` holds the fractions) into numeric matrices and labels."""
+    import numpy as np
+
+    label, ts_col = manifest["label_column"], manifest["timestamp_column"]
+    features: list[str] = list(manifest["feature_columns"])
+    if label not in df.columns:
+        raise TrainingError(f"label column {label!r} is not in the training set")
+    parts = time_split(df, ts_col, **split)
+    frames = (parts.train, parts.validation, parts.holdout)
+    x_train, x_val, x_hold = (feature_matrix(part, features) for part in frames)
+    y_train, y_val, y_hold = (part[label].astype("int32").to_numpy() for part in frames)
+    for name, y in (("train", y_train), ("validation", y_val)):
+        if len(np.unique(y)) < 2:
+            raise TrainingError(f"the {name} part has a single label value; use a longer training window")
+    return TrainingData(parts, features, label, len(df), x_train, x_val, x_hold, y_train, y_val, y_hold)
