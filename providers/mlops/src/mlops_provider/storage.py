@@ -64,7 +64,9 @@ def write_bytes_atomic(data: bytes, uri: str | ObjectStoragePath, conn_id: str |
     return target
 
 
-def write_parquet_atomic(df: pd.DataFrame, uri: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStoragePath:
+def write_parquet_atomic(
+    df: pd.DataFrame, uri: str | ObjectStoragePath, conn_id: str | None = None
+) -> ObjectStoragePath:
     """Write ``df`` as Parquet to ``uri`` atomically (write a temporary file, then rename)."""
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)

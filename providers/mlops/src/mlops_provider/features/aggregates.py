@@ -2,11 +2,11 @@
 
 A feature view opts in with tags::
 
-    tags={"mlops.aggregate.source": "transactions",      # dataset in the validated zone
-          "mlops.aggregate.key": "customer_id",          # entity join key (a column of the dataset)
-          "mlops.aggregate.timestamp": "event_timestamp"}  # event time column
+    tags={"mlops.aggregate.source": "<dataset>",       # dataset in the validated zone
+          "mlops.aggregate.key": "<entity_key>",        # entity join key (a column of the dataset)
+          "mlops.aggregate.timestamp": "<event_time>"}  # event time column
 
-and each aggregate field carries ``tags={"aggregation": "count"|"sum"|"mean", "column": "amount",
+and each aggregate field carries ``tags={"aggregation": "count"|"sum"|"mean", "column": "<value_column>",
 "window": "7d"}``. The view's ``FileSource`` path is where the aggregate rows are written, one Parquet
 file per day (``<path>/YYYY-MM-DD.parquet``).
 
@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.exceptions import MlopsError
-from mlops_provider.validation.partitions import day_bounds
+from mlops_provider.partitions import day_bounds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -190,6 +190,8 @@ def compute_change_points(events: pd.DataFrame, spec: AggregateSpec, start: date
         if f.function == "count":
             result[f.name] = count.astype("int64")[by_time]
             continue
+        if f.column is None:  # spec_from_view rejects this; guards specs built by hand
+            raise MlopsError(f"Aggregate {f.name!r} ({f.function}) needs a column.")
         total = csum[f.column][hi] - csum[f.column][lo]
         if f.function == "sum":
             value = np.round(total, 6)

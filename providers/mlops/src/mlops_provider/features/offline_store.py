@@ -120,12 +120,21 @@ class AsOfFileOfflineStore(DaskOfflineStore):
         registry: Any,
         project: str,
         full_feature_names: bool = False,
+        filter_by_created_timestamp: bool = False,
         **kwargs: Any,
     ) -> Any:
         """As-of join of ``entity_df`` with the requested features; see the module docstring."""
         if not isinstance(entity_df, pd.DataFrame):
             return DaskOfflineStore.get_historical_features(
-                config, feature_views, feature_refs, entity_df, registry, project, full_feature_names, **kwargs
+                config,
+                feature_views,
+                feature_refs,
+                entity_df,
+                registry,
+                project,
+                full_feature_names,
+                filter_by_created_timestamp,
+                **kwargs,
             )
         ts_col = _ENTITY_TS
         if ts_col not in entity_df.columns:

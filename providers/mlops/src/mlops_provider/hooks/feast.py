@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,14 +44,14 @@ _REDACTED = "${FEAST_SECRET_REDACTED}"
 AS_OF_FILE_STORE = "mlops_provider.features.offline_store.AsOfFileOfflineStore"
 
 
-def expand_env(text: str, env: dict[str, str] | None = None) -> str:
+def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
     """Expand ``${VAR}`` and ``${VAR:-default}``; an unset variable without default stays as written."""
-    env = os.environ if env is None else env
+    values: Mapping[str, str] = os.environ if env is None else env
 
-    def repl(match: re.Match) -> str:
+    def repl(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env and env[name] != "":
-            return env[name]
+        if values.get(name):
+            return values[name]
         return default if default is not None else match.group(0)
 
     return _VAR.sub(repl, text)
@@ -109,7 +110,7 @@ class FeastHook(BaseHook):
             "placeholders": {
                 "extra": json.dumps(
                     {
-                        "project": "fraud",
+                        "project": "my_project",
                         "registry": "s3://my-bucket/feast/registry.db",
                         "online_store": {"type": "redis"},
                         "offline_store": {"type": "file"},

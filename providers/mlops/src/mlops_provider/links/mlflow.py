@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mlops_provider.links.base import MlopsBaseLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlops_provider.hooks.mlflow import MlflowHook
 
 
 class MlflowRunLink(MlopsBaseLink):
@@ -25,8 +32,8 @@ class MlflowModelVersionLink(MlopsBaseLink):
 
 
 def persist_mlflow_links(
-    context,
-    hook,
+    context: Context,
+    hook: MlflowHook,
     *,
     experiment_id: str | None,
     run_id: str | None,

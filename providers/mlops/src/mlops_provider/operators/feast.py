@@ -15,8 +15,12 @@ from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import MlopsError, SourceDataMissingError
 from mlops_provider.hooks.feast import FeastHook
+from mlops_provider.partitions import day_bounds, partition_uri, resolve_dates
+from mlops_provider.payloads import TrainingSetManifest
 from mlops_provider.settings import get_settings
-from mlops_provider.validation.partitions import day_bounds, partition_uri, resolve_dates
+
+#: The entity-frame column Feast's ``get_historical_features`` takes each row's as-of time from.
+FEAST_ENTITY_TIMESTAMP = "event_timestamp"
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -212,11 +216,12 @@ class FeastTrainingSetOperator(_FeastOperator):
     the outlet asset event.
 
     :param dataset: dataset whose validated rows hold the labels. (templated)
-    :param feature_service: Feast feature service, e.g. ``fraud_model_v1``. (templated)
+    :param feature_service: Feast feature service, e.g. ``<model>_v1``. (templated)
     :param label_column: label column. (templated)
     :param partition_start: first day; empty means the run's date. (templated)
     :param partition_end: last day (inclusive). (templated)
-    :param timestamp_column: event-time column of the dataset. (templated)
+    :param timestamp_column: event-time column of the dataset; the training set keeps it under this name
+        and the manifest records it. (templated)
     :param build_features: rebuild the interval's aggregate files first (idempotent).
     :param feast_conn_id: Feast connection. (templated)
     :param repo_path: feature repository. (templated)
@@ -257,7 +262,7 @@ class FeastTrainingSetOperator(_FeastOperator):
         self.timestamp_column = timestamp_column
         self.build_features = build_features
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrainingSetManifest:
         """Build the training set and return its manifest."""
         import pandas as pd
 
@@ -307,13 +312,13 @@ class FeastTrainingSetOperator(_FeastOperator):
             )
         if labels.empty:
             raise MlopsError(f"No validated {self.dataset} rows between {days[0]} and {days[-1]}; nothing to train on.")
+        # Feast's as-of join reads the label time from ``event_timestamp``; the snapshot keeps the dataset's name.
+        ts_col = self.timestamp_column
         entity_df = labels[needed].copy()
-        if self.timestamp_column != "event_timestamp":
-            entity_df["event_timestamp"] = entity_df[self.timestamp_column]
-        entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+        entity_df[FEAST_ENTITY_TIMESTAMP] = pd.to_datetime(entity_df[ts_col], utc=True)
 
         joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
-        ts_col = "event_timestamp"
+        joined[ts_col] = joined[FEAST_ENTITY_TIMESTAMP]
         columns = [*entity_columns, ts_col, *feature_columns, self.label_column]
         data = joined[columns].copy()
         not_numeric = [c for c in feature_columns if not pd.api.types.is_numeric_dtype(data[c])]
@@ -331,7 +336,7 @@ class FeastTrainingSetOperator(_FeastOperator):
         folder = f"{self.settings.zone_uri('training_sets', self.dataset)}/{content_hash}"
         uri = f"{folder}/data.parquet"
         write_bytes_atomic(payload, uri, self._conn_id)
-        manifest = {
+        manifest: TrainingSetManifest = {
             "uri": uri,
             "hash": content_hash,
             "sha256": digest,

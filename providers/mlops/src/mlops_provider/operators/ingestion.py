@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import SourceDataMissingError
+from mlops_provider.partitions import partition_uri, resolve_dates
 from mlops_provider.settings import get_settings
-from mlops_provider.validation.partitions import partition_uri, resolve_dates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -89,13 +89,13 @@ class IngestionOperator(BaseOperator):
 
         import pyarrow.parquet as pq
 
-        from mlops_provider.storage import storage_path, write_bytes_atomic
-        from mlops_provider.validation.sources import (
+        from mlops_provider.partitions import (
             concat_tables,
             list_source_files,
             read_source_file,
             source_uri_for,
         )
+        from mlops_provider.storage import storage_path, write_bytes_atomic
 
         dates = resolve_dates(self.partition_start, self.partition_end, context)
         tables = []

@@ -9,24 +9,32 @@ returned as XCom. Aliases only, never stages: a promoted candidate gets the ``ch
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import PromotionRejectedError
+from mlops_provider.lineage import (
+    CHALLENGER,
+    CHAMPION,
+    GATE_CHAMPION_VERSION_TAG,
+    GATE_DECIDED_AT_TAG,
+    GATE_DECISION_TAG,
+    GATE_REASONS_TAG,
+)
 from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink, persist_mlflow_links
+from mlops_provider.payloads import GateDecision, TrainingResult, TrainingSetManifest, parse_payload
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from mlflow.entities.model_registry import ModelVersion
 
     from mlops_provider.hooks.mlflow import MlflowHook
-
-CHALLENGER = "challenger"
-CHAMPION = "champion"
 
 DEFAULT_CRITERIA: dict[str, Any] = {
     # Absolute floors the candidate must reach on the evaluation window.
@@ -34,8 +42,9 @@ DEFAULT_CRITERIA: dict[str, Any] = {
     # Largest allowed worsening vs the champion on the same window (absolute; for log_loss/brier/ece an increase).
     "max_regression": {"roc_auc": 0.01, "pr_auc": 0.02, "log_loss": 0.02},
     # Per-segment checks: every segment with enough rows must hold its floor and not regress by more than this.
+    # No segment column by default (it names a column of the user's data): pass ``{"segments": {"column": ...}}``
+    # in ``criteria`` or ``[mlops] promotion_criteria`` to turn the checks on with these thresholds.
     "segments": {
-        "column": "channel",
         "min_rows": 200,
         "min_metrics": {"roc_auc": 0.55},
         "max_regression": {"roc_auc": 0.05},
@@ -45,7 +54,7 @@ DEFAULT_CRITERIA: dict[str, Any] = {
 
 def merge_criteria(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
     """Deep-merge ``override`` into ``base`` (``None`` removes a key, e.g. ``{"segments": None}``)."""
-    out = json.loads(json.dumps(base))
+    out = copy.deepcopy(base)
     for key, value in (override or {}).items():
         if value is None:
             out.pop(key, None)
@@ -107,22 +116,22 @@ def evaluate_criteria(
                 candidate=candidate[metric], champion=champion[metric], allowed=allowed,
             )  # fmt: skip
     seg = criteria.get("segments") or {}
-    for value, metrics in sorted((candidate_segments or {}).items()):
+    for segment, metrics in sorted((candidate_segments or {}).items()):
         for metric, floor in (seg.get("min_metrics") or {}).items():
             if metric in metrics:
-                check(f"segment_min_{metric}[{value}]", _meets(metric, metrics[metric], floor),
-                      f"segment {seg.get('column')}={value}: candidate {metric}={metrics[metric]:.4f} vs required {floor}",
-                      segment=value, value=metrics[metric], threshold=floor)  # fmt: skip
-        champ = (champion_segments or {}).get(value)
+                check(f"segment_min_{metric}[{segment}]", _meets(metric, metrics[metric], floor),
+                      f"segment {seg.get('column')}={segment}: candidate {metric}={metrics[metric]:.4f} vs required {floor}",
+                      segment=segment, value=metrics[metric], threshold=floor)  # fmt: skip
+        champ = (champion_segments or {}).get(segment)
         if champ is None:
             continue
         for metric, allowed in (seg.get("max_regression") or {}).items():
             if metric in metrics and metric in champ:
                 worse = _worse_by(metric, metrics[metric], champ[metric])
-                check(f"segment_regression_{metric}[{value}]", worse <= allowed,
-                      f"segment {seg.get('column')}={value}: {metric} candidate {metrics[metric]:.4f} vs champion "
+                check(f"segment_regression_{metric}[{segment}]", worse <= allowed,
+                      f"segment {seg.get('column')}={segment}: {metric} candidate {metrics[metric]:.4f} vs champion "
                       f"{champ[metric]:.4f} (worse by {worse:+.4f}, allowed {allowed})",
-                      segment=value, candidate=metrics[metric], champion=champ[metric], allowed=allowed)  # fmt: skip
+                      segment=segment, candidate=metrics[metric], champion=champ[metric], allowed=allowed)  # fmt: skip
     return failures, checks
 
 
@@ -130,9 +139,11 @@ class MlflowEvaluationGateOperator(BaseOperator):
     """Score the candidate and the current ``champion`` on the same held-out window and decide on promotion.
 
     :param model_name: registered model name. (templated)
-    :param candidate: the XGBoostTrainOperator's XCom (``model_version``, ``run_id``, ...). (templated)
-    :param training_set: the candidate's training-set manifest (or its URI); its latest time slice is the
-        evaluation window. (templated)
+    :param candidate: the training task's :class:`~mlops_provider.payloads.TrainingResult` (``model_version``,
+        ``run_id``, ...), as a dict or its JSON. (templated)
+    :param training_set: the candidate's :class:`~mlops_provider.payloads.TrainingSetManifest` (a dict, its JSON,
+        or the snapshot's URI: the manifest is then read from ``manifest.json`` beside the data); its latest
+        time slice is the evaluation window. (templated)
     :param criteria: overrides of :data:`DEFAULT_CRITERIA` (``min_metrics``, ``max_regression``, ``segments``
         with ``column``/``min_rows``/``min_metrics``/``max_regression``), merged over ``[mlops] promotion_criteria``.
         (templated)
@@ -151,9 +162,9 @@ class MlflowEvaluationGateOperator(BaseOperator):
         self,
         *,
         model_name: str,
-        candidate: dict[str, Any] | str,
-        training_set: dict[str, Any] | str,
-        criteria: dict[str, Any] | None = None,
+        candidate: TrainingResult | dict[str, Any] | str,
+        training_set: TrainingSetManifest | dict[str, Any] | str,
+        criteria: dict[str, Any] | str | None = None,
         holdout_fraction: float | None = None,
         on_reject: str = "skip",
         mlflow_conn_id: str | None = None,
@@ -179,35 +190,21 @@ class MlflowEvaluationGateOperator(BaseOperator):
 
     def resolved_criteria(self) -> dict[str, Any]:
         """Defaults, then ``[mlops] promotion_criteria``, then the ``criteria`` argument."""
-        from mlops_provider.payloads import parse_payload
         from mlops_provider.settings import get_settings
 
         base = merge_criteria(DEFAULT_CRITERIA, get_settings().promotion_criteria or None)
         return merge_criteria(base, parse_payload(self.criteria, name="criteria", required=False) or None)
 
     # ------------------------------------------------------------------ scoring
-    def _load_model(self, client: Any, version: Any) -> tuple[Any, list[str], float]:
-        """Download a version's model; return ``(booster, feature_names, threshold)``."""
-        import tempfile
-
-        import mlflow.artifacts
-        import mlflow.xgboost
-
-        uri = client.get_model_version_download_uri(self.model_name, version.version)
-        with self.hook.credentials():
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="mlops-gate-"), tracking_uri=self.hook.tracking_uri
-            )
-            booster = mlflow.xgboost.load_model(local)
+    def _load_model(self, version: ModelVersion, workdir: str) -> tuple[Any, list[str], float]:
+        """Load a version's xgboost model; return ``(booster, feature_names, threshold)``."""
+        booster = self.hook.load_xgboost_model(self.model_name, version.version, workdir=workdir)
         features = list(booster.feature_names or [])
-        threshold = version.tags.get("mlops.threshold")
-        if threshold is None and version.run_id:
-            threshold = client.get_run(version.run_id).data.tags.get("mlops.threshold")
-        return booster, features, float(threshold) if threshold is not None else 0.5
+        return booster, features, self.hook.version_threshold(self.model_name, version)
 
     def _score(
-        self, booster: Any, features: list[str], window: Any, label: str, threshold: float, segment: dict
-    ) -> tuple[dict, dict | None]:
+        self, booster: Any, features: list[str], window: Any, label: str, threshold: float, segment: dict[str, Any]
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]] | None]:
         from mlops_provider.training.evaluation import binary_metrics, feature_matrix, segment_metrics
 
         x = feature_matrix(window, features)
@@ -220,76 +217,93 @@ class MlflowEvaluationGateOperator(BaseOperator):
             segments = segment_metrics(window, y, p, column, threshold, min_rows=int(segment.get("min_rows", 1)))
         return metrics, segments
 
-    def _manifest(self) -> dict[str, Any]:
-        ts = self.training_set
-        if isinstance(ts, str):
-            ts = json.loads(ts) if ts.strip().startswith("{") else {"uri": ts}
-        if not ts.get("label_column") or not ts.get("timestamp_column"):
+    def _manifest(self) -> TrainingSetManifest:
+        """The training-set manifest: the argument, completed from ``manifest.json`` next to its data.
+
+        A bare URI (the snapshot folder or its ``data.parquet``) is accepted too.
+        """
+        value = self.training_set
+        if isinstance(value, str) and value.strip() and not value.strip().startswith("{"):
+            value = {"uri": value.strip()}
+        manifest = parse_payload(value, name="training_set")
+        if not manifest.get("label_column") or not manifest.get("timestamp_column"):
             from mlops_provider.storage import storage_path
 
-            uri = str(ts["uri"]).rstrip("/")
+            if not manifest.get("uri"):
+                raise PromotionRejectedError(
+                    f"training_set has no uri to read the manifest from (got {manifest!r})",
+                    reasons=["no training set"],
+                )
+            uri = str(manifest["uri"]).rstrip("/")
             folder = uri.rsplit("/", 1)[0] if uri.endswith(".parquet") else uri
-            ts = {**json.loads(storage_path(f"{folder}/manifest.json").read_text()), **ts}
-        return ts
+            manifest = {**json.loads(storage_path(f"{folder}/manifest.json").read_text()), **manifest}
+        return cast("TrainingSetManifest", manifest)
 
     # ------------------------------------------------------------------ execute
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> GateDecision:
         """Score, decide, record the decision in MLflow and XCom; skip (or fail) on reject."""
+        import tempfile
+
         from mlops_provider.storage import read_parquet
         from mlops_provider.training.evaluation import holdout_window
 
-        candidate = json.loads(self.candidate) if isinstance(self.candidate, str) else dict(self.candidate or {})
+        candidate = parse_payload(self.candidate, name="candidate", required=False)
         if not candidate.get("model_version"):
             raise PromotionRejectedError(
                 f"no candidate version to gate (got {candidate!r}): did the training task succeed?",
                 reasons=["no candidate version"],
             )
         criteria = self.resolved_criteria()
-        client = self.hook.get_client()
-        cand_version = client.get_model_version(self.model_name, str(candidate["model_version"]))
+        hook = self.hook
+        cand_version = hook.get_model_version(self.model_name, str(candidate["model_version"]))
         run_id = cand_version.run_id or candidate.get("run_id")
+        run = hook.get_run(run_id) if run_id else None
         manifest = self._manifest()
         label = manifest["label_column"]
+        timestamp = manifest["timestamp_column"]
         fraction = self.holdout_fraction
-        if fraction is None and run_id:
-            fraction = float(client.get_run(run_id).data.params.get("holdout_fraction", 0.15))
-        data = read_parquet(manifest.get("uri"))
-        window = holdout_window(data, manifest["timestamp_column"], fraction or 0.15)
+        if fraction is None and run is not None:
+            fraction = float(run.data.params.get("holdout_fraction", 0.15))
+        data = read_parquet(manifest["uri"])
+        window = holdout_window(data, timestamp, fraction or 0.15)
         segment_cfg = criteria.get("segments") or {}
         notes: list[str] = []
         if segment_cfg.get("column") and segment_cfg["column"] not in window.columns:
             notes.append(f"segment column {segment_cfg['column']!r} is not in the training set: no per-segment checks")
 
-        booster, features, threshold = self._load_model(client, cand_version)
-        cand_metrics, cand_segments = self._score(booster, features, window, label, threshold, segment_cfg)
+        with tempfile.TemporaryDirectory(prefix="mlops-gate-") as workdir:
+            booster, features, threshold = self._load_model(cand_version, f"{workdir}/candidate")
+            cand_metrics, cand_segments = self._score(booster, features, window, label, threshold, segment_cfg)
 
-        champion_version, champ_metrics, champ_segments = None, None, None
-        champion = self.hook.get_version_by_alias(self.model_name, CHAMPION)
-        if champion is None:
-            notes.append("no champion yet: first model, gated on the absolute criteria only")
-        elif str(champion.version) == str(cand_version.version):
-            champion_version = str(champion.version)
-            notes.append(f"candidate version {champion.version} already is the champion")
-        else:
-            champion_version = str(champion.version)
-            try:
-                champ_booster, champ_features, champ_threshold = self._load_model(client, champion)
-                champ_metrics, champ_segments = self._score(
-                    champ_booster, champ_features, window, label, champ_threshold, segment_cfg
-                )
-            except Exception as exc:  # deleted artifacts, features no longer produced, corrupt model
-                self.log.warning("Champion version %s cannot be scored: %s", champion.version, exc)
-                notes.append(
-                    f"champion version {champion.version} cannot be scored on this window "
-                    f"({type(exc).__name__}: {str(exc)[:300]}): gated on the absolute criteria only"
-                )
-                champ_metrics = None
+            champion_version: str | None = None
+            champ_metrics: dict[str, float] | None = None
+            champ_segments: dict[str, dict[str, float]] | None = None
+            champion = hook.get_version_by_alias(self.model_name, CHAMPION)
+            if champion is None:
+                notes.append("no champion yet: first model, gated on the absolute criteria only")
+            elif str(champion.version) == str(cand_version.version):
+                champion_version = str(champion.version)
+                notes.append(f"candidate version {champion.version} already is the champion")
+            else:
+                champion_version = str(champion.version)
+                try:
+                    champ_booster, champ_features, champ_threshold = self._load_model(champion, f"{workdir}/champion")
+                    champ_metrics, champ_segments = self._score(
+                        champ_booster, champ_features, window, label, champ_threshold, segment_cfg
+                    )
+                except Exception as exc:  # deleted artifacts, features no longer produced, corrupt model
+                    self.log.warning("Champion version %s cannot be scored: %s", champion.version, exc)
+                    notes.append(
+                        f"champion version {champion.version} cannot be scored on this window "
+                        f"({type(exc).__name__}: {str(exc)[:300]}): gated on the absolute criteria only"
+                    )
+                    champ_metrics = None
 
         failures, checks = evaluate_criteria(criteria, cand_metrics, champ_metrics, cand_segments, champ_segments)
         decision = "reject" if failures else "promote"
         reasons = failures if failures else [c["message"] for c in checks if c["passed"]]
         reasons = [*reasons, *notes]
-        result = {
+        result: GateDecision = {
             "decision": decision,
             "reasons": reasons,
             "model_name": self.model_name,
@@ -304,24 +318,24 @@ class MlflowEvaluationGateOperator(BaseOperator):
             "criteria": criteria,
             "evaluation_window": {
                 "rows": len(window),
-                "start": str(window[manifest["timestamp_column"]].min()),
-                "end": str(window[manifest["timestamp_column"]].max()),
+                "start": str(window[timestamp].min()),
+                "end": str(window[timestamp].max()),
                 "holdout_fraction": fraction,
                 "training_set_uri": manifest.get("uri"),
                 "training_set_hash": manifest.get("hash"),
             },
             "model_uri": f"models:/{self.model_name}/{cand_version.version}",
-            "artifact_uri": client.get_model_version_download_uri(self.model_name, cand_version.version),
+            "artifact_uri": hook.version_download_uri(self.model_name, cand_version.version),
             "run_id": run_id,
             "decided_at": datetime.now(UTC).isoformat(),
         }
-        self._record(client, result)
+        self._record(result)
         if decision == "promote":
-            self.hook.set_alias(self.model_name, CHALLENGER, cand_version.version)
+            hook.set_alias(self.model_name, CHALLENGER, cand_version.version)
         persist_mlflow_links(
             context,
-            self.hook,
-            experiment_id=client.get_run(run_id).info.experiment_id if run_id else None,
+            hook,
+            experiment_id=run.info.experiment_id if run is not None else None,
             run_id=run_id,
             model_name=self.model_name,
             version=cand_version.version,
@@ -339,20 +353,15 @@ class MlflowEvaluationGateOperator(BaseOperator):
             raise AirflowSkipException(message)
         return result
 
-    def _record(self, client: Any, result: dict[str, Any]) -> None:
+    def _record(self, result: GateDecision) -> None:
         """Tags on the version and the run, plus ``gate/decision.json`` on the run."""
-        version = result["candidate_version"]
-        summary = "; ".join(result["reasons"])[:4900]
         tags = {
-            "mlops.gate.decision": result["decision"],
-            "mlops.gate.reasons": summary,
-            "mlops.gate.champion_version": str(result["champion_version"] or ""),
-            "mlops.gate.decided_at": result["decided_at"],
+            GATE_DECISION_TAG: result["decision"],
+            GATE_REASONS_TAG: "; ".join(result["reasons"])[:4900],
+            GATE_CHAMPION_VERSION_TAG: str(result["champion_version"] or ""),
+            GATE_DECIDED_AT_TAG: result["decided_at"],
         }
-        for key, value in tags.items():
-            client.set_model_version_tag(self.model_name, version, key, value)
         run_id = result.get("run_id")
+        self.hook.set_version_tags(self.model_name, result["candidate_version"], tags, run_id=run_id)
         if run_id:
-            for key, value in tags.items():
-                client.set_tag(run_id, key, value)
-            client.log_dict(run_id, result, "gate/decision.json")
+            self.hook.log_dict(run_id, result, "gate/decision.json")

@@ -12,8 +12,8 @@ from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import DataValidationError, SchemaMismatchError, SourceDataMissingError
 from mlops_provider.links.validation import ValidationReportLink, browsable_url
+from mlops_provider.partitions import partition_uri, resolve_dates
 from mlops_provider.settings import get_settings
-from mlops_provider.validation.partitions import partition_uri, resolve_dates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -5,23 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from mlops_provider.exceptions import SourceDataMissingError
+from mlops_provider.partitions import resolve_dates
 from mlops_provider.settings import get_settings
-from mlops_provider.validation.partitions import resolve_dates
+from mlops_provider.utils.deferrable import default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-
-def _default_deferrable() -> bool:
-    from airflow.sdk.configuration import conf
-
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    from mlops_provider.settings import MlopsSettings
 
 
 class SourceDataSensor(BaseSensorOperator):
@@ -56,17 +54,22 @@ class SourceDataSensor(BaseSensorOperator):
         self.partition_date = partition_date
         self.source_uri = source_uri
         self.source_conn_id = source_conn_id
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+
+    @cached_property
+    def settings(self) -> MlopsSettings:
+        """Bundle settings, read once per task run (not once per poke)."""
+        return get_settings()
 
     def _uri(self, context: Context) -> str:
-        from mlops_provider.validation.sources import source_uri_for
+        from mlops_provider.partitions import source_uri_for
 
         day = resolve_dates(self.partition_date, self.partition_date, context)[0]
-        return source_uri_for(self.source_uri, get_settings().data_root, self.dataset, day)
+        return source_uri_for(self.source_uri, self.settings.data_root, self.dataset, day)
 
     def poke(self, context: Context) -> bool:
         """Return whether the source partition holds data files."""
-        from mlops_provider.validation.sources import has_source_data
+        from mlops_provider.partitions import has_source_data
 
         uri = self._uri(context)
         found = has_source_data(uri, self.source_conn_id)
@@ -76,7 +79,10 @@ class SourceDataSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Check once; if the data is not there yet and deferrable, hand the wait to the triggerer."""
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as err:  # Airflow's message names neither the dataset nor the place
+                raise AirflowSensorTimeout(self._timeout_message(self._uri(context))) from err
         if self.poke(context):
             return None
         from mlops_provider.triggers.ingestion import SourceDataTrigger
@@ -92,6 +98,9 @@ class SourceDataSensor(BaseSensorOperator):
             timeout=timedelta(seconds=float(self.timeout)),
         )
 
+    def _timeout_message(self, uri: str) -> str:
+        return f"No source data for {self.dataset} at {uri} within {self.timeout}s; check the upstream export."
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Map the trigger's event to success, a sensor timeout or a failure."""
         status = event.get("status")
@@ -99,7 +108,5 @@ class SourceDataSensor(BaseSensorOperator):
             self.log.info("Source data arrived at %s", event["uri"])
             return event["uri"]
         if status == "timeout":
-            raise AirflowSensorTimeout(
-                f"No source data for {self.dataset} at {event['uri']} within {self.timeout}s; check the upstream export."
-            )
+            raise AirflowSensorTimeout(self._timeout_message(event["uri"]))
         raise SourceDataMissingError(f"Waiting for {event.get('uri')} failed: {event.get('message')}")

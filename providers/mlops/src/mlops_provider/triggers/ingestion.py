@@ -37,7 +37,7 @@ class SourceDataTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Check in a worker thread (storage SDKs block), sleep between checks, yield exactly one event."""
-        from mlops_provider.validation.sources import has_source_data
+        from mlops_provider.partitions import has_source_data
 
         loop = asyncio.get_running_loop()
         try:

@@ -221,7 +221,7 @@ def create_app() -> FastAPI:
             models = collect_models(MlflowHook(), only=model)
         except Exception as err:  # show the page (with drift history) even when MLflow is down
             models, error = [], f"MLflow registry not reachable: {type(err).__name__}: {err}"
-        names = [m["name"] for m in models] or ([model] if model else [settings.model_name])
+        names = [m["name"] for m in models] or [name for name in (model or settings.model_name,) if name]
         drift = {name: collect_drift(settings.data_root, name) for name in names}
         return models, drift, error
 

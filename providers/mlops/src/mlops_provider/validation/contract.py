@@ -1,15 +1,15 @@
 """Data contracts: a declared schema plus dataset-level checks, read from YAML.
 
-A contract looks like ``include/contracts/transactions.yaml``::
+A contract looks like this (one YAML file per dataset)::
 
-    dataset: transactions
-    timestamp_column: event_timestamp
+    dataset: <dataset>
+    timestamp_column: event_time
     extra_columns: fail            # fail | drop | keep
     max_invalid_share: 0.05
     columns:
-      amount: {type: float64, nullable: false, min: 0}
-      channel: {type: string, allowed: [online, pos, atm]}
-      event_timestamp: {type: timestamp, not_future: true, within_partition: true, tolerance: 1h}
+      price: {type: float64, nullable: false, min: 0}
+      kind: {type: string, allowed: [a, b, c]}
+      event_time: {type: timestamp, not_future: true, within_partition: true, tolerance: 1h}
     dataset_checks:
       row_count: {min: 1, max: 5000000}
       row_count_change: {max_ratio: 5.0, min_ratio: 0.2, lookback_partitions: 7}

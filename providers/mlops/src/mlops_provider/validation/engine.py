@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.exceptions import SchemaMismatchError
-from mlops_provider.validation.partitions import day_bounds
+from mlops_provider.partitions import day_bounds
 
 if TYPE_CHECKING:
     import numpy as np

@@ -106,6 +106,48 @@ def test_manifest_and_snapshot(built):
     assert events["materialize_features"]["feature_views"] == ["customer_stats", "merchant_stats"]
 
 
+def test_training_set_keeps_the_timestamp_column_it_was_given(built):
+    """A dataset whose event time has another name: the snapshot and its manifest use that name.
+
+    Runs right after the snapshot it compares with (before the reruns below add and rebuild feature files).
+    """
+    from mlops_provider.operators.feast import FeastTrainingSetOperator
+
+    _, xcoms, data = built
+    for day in DAYS[2:]:
+        frame = pd.read_parquet(data_root() / "validated" / "transactions" / f"dt={day}" / "data.parquet")
+        frame["label_time"] = frame["event_timestamp"]
+        target = data_root() / "validated" / "tx_label_time" / f"dt={day}" / "data.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(target, index=False)
+    operator = FeastTrainingSetOperator(
+        task_id="label_time_training_set",
+        dataset="tx_label_time",
+        feature_service="fraud_model_v1",
+        label_column="is_fraud",
+        timestamp_column="label_time",
+        partition_start=f"{TRAIN_START}",
+        partition_end=f"{TRAIN_END}",
+        build_features=False,
+    )
+    manifest = operator.execute({})
+    assert manifest["timestamp_column"] == "label_time"
+    on_disk = json.loads(Path(manifest["uri"].removeprefix("file://")).with_name("manifest.json").read_text())
+    assert on_disk["timestamp_column"] == "label_time"
+    snapshot = pd.read_parquet(manifest["uri"].removeprefix("file://"))
+    assert list(snapshot.columns) == [
+        "customer_id",
+        "merchant_id",
+        "label_time",
+        *manifest["feature_columns"],
+        "is_fraud",
+    ]
+    # Same labels, same as-of features as the snapshot built on ``event_timestamp``.
+    expected = data.rename(columns={"event_timestamp": "label_time"})
+    pd.testing.assert_frame_equal(snapshot, expected)
+    assert manifest["feature_columns"] == xcoms["build_training_set"]["feature_columns"]
+
+
 def test_no_feature_value_from_after_the_label(built, world):
     """Each aggregate equals the brute-force aggregate over events strictly before the label's timestamp."""
     _, _, data = built
@@ -129,10 +171,36 @@ def test_no_feature_value_from_after_the_label(built, world):
             assert value == pytest.approx(expected, abs=1e-4), (column, row[key], at)
             compared += 1
     assert compared > 1000
-    # The labelled transaction itself never counts: a customer's first event of the window has no 1-day history
-    # from itself, and amount ratios use the mean of earlier events only.
-    first = data.sort_values("event_timestamp").groupby("customer_id").head(1)
-    assert (first["customer_txn_count_1d"].fillna(0) <= first["customer_txn_count_7d"].fillna(0)).all()
+
+
+def test_an_event_never_counts_in_its_own_aggregates(built, world):
+    """Every label row's own event is in the world, yet its counts and sums cover only earlier events."""
+    _, _, data = built
+    day = timedelta(days=1)
+    pairs = data[["customer_id", "event_timestamp", "customer_txn_count_1d", "customer_amount_sum_1d"]].merge(
+        world[["customer_id", "event_timestamp", "amount"]].rename(
+            columns={"event_timestamp": "other_ts", "amount": "other_amount"}
+        ),
+        on="customer_id",
+    )
+    in_window = pairs[
+        (pairs["other_ts"] >= pairs["event_timestamp"] - day) & (pairs["other_ts"] <= pairs["event_timestamp"])
+    ]
+    keys = ["customer_id", "event_timestamp"]
+    inclusive = in_window.groupby(keys).size()
+    earlier = in_window[in_window["other_ts"] < in_window["event_timestamp"]]
+    strict_count = earlier.groupby(keys).size().reindex(inclusive.index, fill_value=0)
+    strict_sum = earlier.groupby(keys)["other_amount"].sum().reindex(inclusive.index, fill_value=0.0)
+    served = data.set_index(keys).loc[inclusive.index]
+    assert len(served) == len(data)  # every label row found its own event in the world
+    assert (inclusive >= strict_count + 1).all()  # ... so a count that included it would be at least one more
+    assert (served["customer_txn_count_1d"].to_numpy() == strict_count.to_numpy()).all()
+    assert np.allclose(served["customer_amount_sum_1d"].to_numpy(), strict_sum.to_numpy(), atol=1e-4)
+    # A customer's first event has nothing before it: zero, not one (itself) and not its own amount.
+    firsts = strict_count == 0
+    assert firsts.any()
+    assert (served.loc[firsts.to_numpy(), "customer_txn_count_1d"] == 0).all()
+    assert (served.loc[firsts.to_numpy(), "customer_amount_sum_1d"] == 0).all()
 
 
 def test_request_features_match_the_transaction(built, world):

@@ -78,7 +78,7 @@ def test_bad_rows_cover_every_kind():
 
 
 def test_cli(tmp_path):
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     help_text = subprocess.run(
         [sys.executable, "-m", "include.data_generator", "--help"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout

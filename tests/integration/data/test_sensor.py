@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import threading
 import time
 from datetime import date
@@ -25,6 +27,14 @@ def landing(dataset: str) -> Path:
     return Path(get_settings().data_root.removeprefix("file://")) / "landing" / dataset / f"dt={DAY}"
 
 
+def failure(dag_run, task_id: str) -> dict:
+    """The exception a failed task of this run raised (written by ``record_failure`` in the test DAG file)."""
+    path = Path(os.environ["AIRFLOW_HOME"]) / "test-failures" / "data_source_sensor" / f"{task_id}.json"
+    record = json.loads(path.read_text())
+    assert record["run_id"] == dag_run.run_id, "no failure recorded for this run"
+    return record
+
+
 def test_sensor_passes_when_data_is_there():
     folder = landing("tx_sensor_present")
     folder.mkdir(parents=True)
@@ -38,6 +48,12 @@ def test_sensor_times_out_when_data_is_missing():
     states = task_states(dag_run)
     assert states["wait_poke"] == "failed"
     assert states["wait_deferred"] == "failed"
+    # Both modes fail for the same reason, and say which data is missing where.
+    for task_id in ("wait_poke", "wait_deferred"):
+        record = failure(dag_run, task_id)
+        assert record["type"] == "AirflowSensorTimeout", record
+        assert record["message"].startswith("No source data for tx_sensor_absent at "), record
+        assert f"landing/tx_sensor_absent/dt={DAY}" in record["message"], record
 
 
 def test_trigger_serializes_every_argument():

@@ -20,7 +20,7 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 def contract(request):
     from pathlib import Path
 
-    return load_contract("include/contracts/transactions.yaml", Path(__file__).resolve().parents[2])
+    return load_contract("include/contracts/transactions.yaml", Path(__file__).resolve().parents[3])
 
 
 def test_clean_data_is_typed_and_passes(contract):
