@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
 export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup venv venv-serving airflow-db browser test lint demo demo-drift render bench up serve lock clean
+.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift render bench up serve lock clean
 
 help:
 	@echo "make demo    set everything up, run the training pipeline and the drift DAG, print a summary"
@@ -30,9 +30,11 @@ $(UV):
 	VIRTUAL_ENV=$(ROOT)/.venv $(UV) pip sync --quiet requirements.lock
 	touch $@
 
-.venv-serving/.synced: kserve/requirements.lock | $(UV)
+.venv-serving/.synced: kserve/requirements.lock providers/mlops/pyproject.toml | $(UV)
 	test -x $(SERVING_PY) || $(UV) venv --quiet --python 3.11 .venv-serving
 	VIRTUAL_ENV=$(ROOT)/.venv-serving $(UV) pip sync --quiet kserve/requirements.lock
+	# The model server imports the provider's lineage contract only (stdlib): no Airflow in this environment.
+	VIRTUAL_ENV=$(ROOT)/.venv-serving $(UV) pip install --quiet --no-deps -e ./providers/mlops
 	touch $@
 
 venv: .venv/.synced
@@ -52,13 +54,16 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-test: venv venv-serving browser
-	$(PY) -m ruff check providers dags plugins include kserve tests benchmarks
+test: venv venv-serving browser lint typecheck
 	$(PY) -m pytest
 
 lint: venv
 	$(PY) -m ruff check providers dags plugins include kserve tests benchmarks
 	$(PY) -m ruff format --check providers dags plugins include kserve tests benchmarks
+
+# mypy on the provider and the model server (configuration in pyproject.toml).
+typecheck: venv
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) -m include.demo

@@ -34,7 +34,7 @@ from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.kserve import ModelDeployOperator, ModelEndpointSmokeTestOperator
 from mlops_provider.operators.mlflow import MlflowEvaluationGateOperator
 from mlops_provider.operators.retraining import RetrainingCooldownOperator
-from mlops_provider.operators.training import XGBoostTrainOperator
+from mlops_provider.operators.training import training_operator_class
 from mlops_provider.operators.validation import DataValidationOperator
 
 WINDOW_START = "{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}"
@@ -88,7 +88,8 @@ def ml_training_pipeline():
         partition_end=WINDOW_END,
         outlets=[TRANSACTIONS_TRAINING_SET],
     )
-    train = XGBoostTrainOperator(
+    # The backend ([mlops] training_backend) picks the operator class when the DAG is parsed.
+    train = training_operator_class()(
         task_id="train",
         model_name=MODEL_NAME,
         training_set=training_set.output,

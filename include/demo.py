@@ -15,8 +15,10 @@ intervals; training registers a new version that the gate compares with the cham
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 import time
 import urllib.request
@@ -36,24 +38,65 @@ class DemoError(RuntimeError):
     """A demo step failed; the message names the DAG run and the failed tasks."""
 
 
-def _run(dag_id: str, *, conf: dict | None = None, logical_date=None) -> object:
-    from include.airflow_runner import run_dag, task_states
+@contextlib.contextmanager
+def _output_to(log_file: Path):
+    """Send everything Airflow and its task subprocesses print to ``log_file`` (file descriptors 1 and 2)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _task_lines(dag_run) -> list[tuple[str, str, float | None]]:
+    """``(task_id, state, seconds)`` of each task of ``dag_run``, in the order they started."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        rows = []
+        for ti in sorted(tis, key=lambda t: (t.start_date is None, t.start_date or 0, t.task_id)):
+            state = ti.state.value if hasattr(ti.state, "value") else str(ti.state)
+            seconds = (ti.end_date - ti.start_date).total_seconds() if ti.start_date and ti.end_date else None
+            rows.append((ti.task_id, state, seconds))
+        return rows
+
+
+def _run(dag_id: str, log_file: Path, *, conf: dict | None = None, logical_date=None) -> object:
+    """Run ``dag_id`` through ``dag.test()``: one line per task here, Airflow's own logs in ``log_file``."""
+    from include.airflow_runner import run_dag
 
     started = time.perf_counter()
-    dag_run = run_dag(dag_id, DAG_FOLDERS, conf=conf, logical_date=logical_date)
-    states = task_states(dag_run)
-    failed = {task: state for task, state in states.items() if state not in ("success", "skipped")}
-    print(f"  {dag_id}: {dag_run.state} in {time.perf_counter() - started:.1f} s ({len(states)} tasks)")
-    if failed or str(dag_run.state) not in ("success", "DagRunState.SUCCESS"):
+    with _output_to(log_file):
+        dag_run = run_dag(dag_id, DAG_FOLDERS, conf=conf, logical_date=logical_date)
+    rows = _task_lines(dag_run)
+    for task_id, state, seconds in rows:
+        took = f"{seconds:6.1f} s" if seconds is not None else "      -"
+        print(f"    {task_id:<28} {state:<10} {took}")
+    failed = {task_id: state for task_id, state, _ in rows if state not in ("success", "skipped")}
+    state = dag_run.state.value if hasattr(dag_run.state, "value") else str(dag_run.state)
+    print(f"  {dag_id}: {state} in {time.perf_counter() - started:.1f} s")
+    if failed or state != "success":
         raise DemoError(
-            f"{dag_id} run {dag_run.run_id} ended {dag_run.state}; tasks not successful: {failed}. "
-            f"Task logs are under {ROOT / '.airflow' / 'logs'}."
+            f"{dag_id} run {dag_run.run_id} ended {state}; tasks not successful: {failed}. "
+            f"Airflow's logs of this run are in {log_file}."
         )
     return dag_run
 
 
 def _predict(endpoint_url: str, model_name: str, row: list[float]) -> float:
-    from mlops_provider.operators.kserve import v2_request
+    from mlops_provider.serving.analysis import v2_request
 
     request = urllib.request.Request(
         f"{endpoint_url}/v2/models/{model_name}/infer",
@@ -73,6 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     logging.getLogger("airflow").setLevel(logging.WARNING)
     started = time.perf_counter()
+    log_file = args.out.parent / "airflow.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text("")
+    print(f"Airflow's logs of every run go to {log_file}")
 
     from include.airflow_runner import asset_triggered_runs, scheduler_pass, set_paused, task_xcom
     from include.data_generator import generate_days
@@ -97,18 +144,22 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     print("2/4 training pipeline")
-    training = _run("ml_training_pipeline", conf={"as_of": TRAIN_END.isoformat(), "window_days": TRAIN_DAYS})
+    training = _run("ml_training_pipeline", log_file, conf={"as_of": TRAIN_END.isoformat(), "window_days": TRAIN_DAYS})
     print("3/4 daily feature materialization for the monitored days")
     import pendulum
 
     for offset in range(1, MONITOR_DAYS + 1):
         day = TRAIN_END + timedelta(days=offset)
-        _run("feature_materialization", logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
+        _run(
+            "feature_materialization", log_file, logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC")
+        )
     print("4/4 drift monitoring")
     # As `make up` would have it: the training pipeline is unpaused, so asset events queue its runs.
     set_paused("ml_training_pipeline", False)
     runs_before = asset_triggered_runs("ml_training_pipeline")
-    monitoring = _run("drift_monitoring", conf={"as_of": monitor_end.isoformat(), "window_days": MONITOR_DAYS})
+    monitoring = _run(
+        "drift_monitoring", log_file, conf={"as_of": monitor_end.isoformat(), "window_days": MONITOR_DAYS}
+    )
     scheduler_pass()
     retraining = [run for run in asset_triggered_runs("ml_training_pipeline") if run not in runs_before]
 
@@ -134,9 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
         "champion_version": str(champion.version),
         "gate_decision": gate.get("decision"),
         "endpoint_url": endpoint_url,
-        "sample_prediction": prediction,
+        "sample_prediction": round(prediction, 6),
         "drift_detected": bool(drift.get("drift_detected")),
-        "drift_share": drift.get("drift_share"),
+        "drift_share": None if drift.get("drift_share") is None else round(float(drift["drift_share"]), 4),
         # One scheduler pass after the drift check: the runs it created for the training pipeline
         # and the asset events each consumed (daily validated data also schedules training).
         "retraining_runs_queued": [{"run_id": run_id, "triggered_by": names} for run_id, names in retraining],
@@ -157,7 +208,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(f"alias          champion -> version {summary['champion_version']}")
     print(f"endpoint       {endpoint_url}/v2/models/{EXAMPLE_MODEL}/infer  (prediction for one row: {prediction:.4f})")
-    print(f"drift          {'DETECTED' if summary['drift_detected'] else 'none'} (share {summary['drift_share']})")
+    share = summary["drift_share"]
+    share_text = f"{share:.2f}" if isinstance(share, int | float) else "n/a"
+    print(
+        f"drift          {'DETECTED' if summary['drift_detected'] else 'none'} (share of drifted features {share_text})"
+    )
     for run in summary["retraining_runs_queued"]:
         events = Counter(run["triggered_by"])
         triggers = ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(events.items()))

@@ -14,12 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def render_all() -> list[dict]:
     """Return the training pod (and its RBAC) and the InferenceService objects for the current settings."""
-    from mlops_provider.operators.kserve import render_serving_manifests
-    from mlops_provider.operators.training import render_training_manifests
+    from include.fraud_example import DATASET, FEATURE_SERVICE, MODEL_NAME
+    from mlops_provider.operators.training_kubernetes import render_training_manifests
+    from mlops_provider.serving.manifests import render_serving_manifests
     from mlops_provider.settings import get_settings
 
     settings = get_settings()
-    return [*render_training_manifests(settings), *render_serving_manifests(settings)]
+    # The shipped example unless [mlops] model_name names another model.
+    model_name = settings.model_name or MODEL_NAME
+    feature_service = None if settings.model_name else FEATURE_SERVICE
+    return [
+        *render_training_manifests(settings, model_name=model_name, dataset=DATASET),
+        *render_serving_manifests(settings, model_name=model_name, feature_service=feature_service),
+    ]
 
 
 def write_manifests(objects: list[dict], out: Path) -> list[Path]:

@@ -23,6 +23,7 @@ def demo_env(monkeypatch, tmp_path):
 
 def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env):
     from include.demo import main
+    from include.fraud_example import MODEL_NAME
     from mlops_provider.settings import get_settings
     from mlops_provider.storage import storage_path
 
@@ -39,7 +40,7 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env):
         "drift_detected",
         "reports",
     }
-    assert first["model_name"] == "fraud_detector"
+    assert first["model_name"] == MODEL_NAME
     assert first["champion_version"] == first["model_version"] == "1", "the first model ever is promoted and served"
     assert first["endpoint_url"].endswith(f":{get_settings().local_serving_port}")
     assert 0.0 <= first["sample_prediction"] <= 1.0
@@ -51,8 +52,22 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env):
     assert second["drift_detected"] is True, "injected covariate drift is detected"
     assert 0.0 <= second["sample_prediction"] <= 1.0
 
-    raw = storage_path(get_settings().zone_uri("raw", "transactions"))
-    partitions = sorted(p.name for p in raw.iterdir())
-    assert len(partitions) == 24 and len(set(partitions)) == 24
-    for partition in raw.iterdir():
-        assert [f.name for f in partition.iterdir()] == ["data.parquet"], "reruns replace partitions, never duplicate"
+    # Every demo day is one raw partition holding exactly that day's landed rows: reruns replaced, never appended.
+    from datetime import timedelta
+
+    import pyarrow.parquet as pq
+
+    from include.demo import MONITOR_DAYS, TRAIN_DAYS, TRAIN_END
+    from include.fraud_example import DATASET
+
+    first_day = TRAIN_END - timedelta(days=TRAIN_DAYS - 1)
+    expected_days = {f"dt={first_day + timedelta(days=n)}" for n in range(TRAIN_DAYS + MONITOR_DAYS)}
+    raw = storage_path(get_settings().zone_uri("raw", DATASET))
+    landing = storage_path(get_settings().zone_uri("landing", DATASET))
+    assert {p.name for p in raw.iterdir()} == expected_days
+    for day in sorted(expected_days):
+        assert [f.name for f in (raw / day).iterdir()] == ["data.parquet"], "reruns replace partitions"
+        landed = sum(pq.ParquetFile(str(f)).metadata.num_rows for f in (landing / day).iterdir())
+        ingested = pq.ParquetFile(str(raw / day / "data.parquet")).metadata.num_rows
+        assert ingested == landed > 0, f"{day}: {ingested} raw rows for {landed} landed rows"
+    assert (out.parent / "airflow.log").stat().st_size > 0, "Airflow's own logs go to the file the demo names"

@@ -39,4 +39,3 @@ def model_asset(model_name: str) -> Asset:
 def drift_asset(model_name: str) -> Asset:
     """Drift verdicts for ``model_name`` that call for retraining."""
     return Asset(name=f"drift.{model_name}", uri=f"x-mlops://drift/{model_name}", group=GROUP)
-

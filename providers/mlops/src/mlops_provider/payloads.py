@@ -80,6 +80,9 @@ class TrainingResult(TypedDict, total=False):
     idempotency_key: str
     device: str
     reused: bool
+    backend: str  # "local" | "kubernetes" | "vertex"
+    pod_name: str  # kubernetes backend
+    vertex_job_name: str  # vertex backend
 
 
 class GateDecision(TypedDict, total=False):
@@ -91,16 +94,18 @@ class GateDecision(TypedDict, total=False):
     candidate_version: str
     champion_version: str | None
     candidate_metrics: dict[str, float]
-    champion_metrics: dict[str, float]
-    candidate_segments: dict[str, Any]
-    champion_segments: dict[str, Any]
+    #: None when there is no champion or it cannot be scored on the window.
+    champion_metrics: dict[str, float] | None
+    #: Per-segment metrics (segment value -> metrics); None without a segment column.
+    candidate_segments: dict[str, Any] | None
+    champion_segments: dict[str, Any] | None
     feature_columns: list[str]
     checks: list[dict[str, Any]]
     criteria: dict[str, Any]
     evaluation_window: dict[str, Any]
     model_uri: str
     artifact_uri: str
-    run_id: str
+    run_id: str | None
     decided_at: str
 
 
@@ -109,12 +114,18 @@ class DeployResult(TypedDict, total=False):
 
     backend: str  # "local" | "kserve"
     model_name: str
-    version: str
-    storage_uri: str
+    model_version: str
     endpoint_url: str
-    promoted: bool
+    status: str  # "promoted" | "rolled_back"
+    strategy: str  # "create" | "canary" | "rolling" | "unchanged" | "blue_green"
+    revision: str | None  # the serving revision (KServe) or colour (local) after the rollout
+    protocol: str  # "v2"
+    deployment_mode: str  # KServe's mode (Serverless, RawDeployment); absent for local
+    traffic: dict[str, int]  # revision or colour -> percent
     previous_version: str | None
-    analysis: dict[str, Any]
+    analysis: dict[str, Any] | None
+    reason: str  # why it was rolled back
+    message: str
 
 
 class DriftVerdict(TypedDict, total=False):
@@ -132,3 +143,10 @@ class DriftVerdict(TypedDict, total=False):
     summary_uri: str
     target_drifted: bool
     prediction_drifted: bool
+    dataset_drift: bool
+    performance_drop: float | None
+    champion_version: str  # the version checked (same as model_version; the asset event's name for it)
+    window: list[str]  # [current_start, current_end]
+    reference_uri: str
+    mlflow_run_id: str
+    run_ts: str

@@ -98,7 +98,7 @@ OPTIONS: dict[str, Option] = {
         "Drift policy as JSON: drift_share, critical_features, max_performance_drop, performance_metric, "
         "prediction_drift_triggers. Empty means share of drifted features >= 0.5.",
         "json",
-        '{"drift_share": 0.3, "critical_features": ["amount"], "max_performance_drop": 0.05}',
+        '{"drift_share": 0.3, "critical_features": ["feature_a"], "max_performance_drop": 0.05}',
     ),
     "drift_tests": Option(
         "",
@@ -106,7 +106,7 @@ OPTIONS: dict[str, Option] = {
         "cat_method, per_column_method, threshold, num_threshold, cat_threshold, per_column_threshold, "
         "column_types). Empty means Evidently's defaults.",
         "json",
-        '{"per_column_method": {"amount": "psi"}, "per_column_threshold": {"amount": 0.2}}',
+        '{"per_column_method": {"feature_a": "psi"}, "per_column_threshold": {"feature_a": 0.2}}',
     ),
     "drift_report_sample_rows": Option(
         "10000", "Rows sampled from each dataset for the Evidently HTML report (the decision uses all rows).", "integer"
