@@ -40,18 +40,35 @@ class DemoError(RuntimeError):
 
 @contextlib.contextmanager
 def _output_to(log_file: Path):
-    """Send everything Airflow and its task subprocesses print to ``log_file`` (file descriptors 1 and 2)."""
+    """Send everything Airflow, its loggers and task subprocesses print to ``log_file``.
+
+    Both levels are redirected: file descriptors 1 and 2 (subprocesses, C extensions) and Python's
+    ``sys.stdout``/``sys.stderr`` plus the logging handlers that hold them (which may not be fd-backed).
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with log_file.open("ab") as sink:
+    originals = (sys.stdout, sys.stderr)
+    with log_file.open("a", buffering=1) as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        handlers = [
+            h
+            for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+            if isinstance(logger, logging.Logger)
+            for h in logger.handlers
+            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in originals
+        ]
+        streams = [(h, h.stream) for h in handlers]
+        for handler in handlers:
+            handler.setStream(sink)
         try:
-            yield
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for handler, stream in streams:
+                handler.setStream(stream)
+            sink.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
