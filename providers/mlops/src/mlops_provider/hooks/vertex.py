@@ -12,6 +12,8 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from mlops_provider.payloads import parse_payload
+
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 _EXTRA_PREFIX = "extra__google_cloud_platform__"
 #: Vertex job states mapped to the outcome the operator acts on; anything else is still ``running``.
@@ -74,8 +76,7 @@ class VertexTrainingHook(BaseHook):
 
         extras = self._extras()
         if extras.get("keyfile_dict"):
-            info = extras["keyfile_dict"]
-            info = json.loads(info) if isinstance(info, str) else info
+            info = parse_payload(extras["keyfile_dict"], name=f"connection {self.gcp_conn_id!r} keyfile_dict")
             return service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
         if extras.get("key_path"):
             return service_account.Credentials.from_service_account_file(extras["key_path"], scopes=SCOPES)
