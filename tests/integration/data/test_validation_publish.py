@@ -56,3 +56,23 @@ def test_failed_revalidation_removes_the_stale_validated_partition():
     assert states["validate"] == "success"
     assert len(pd.read_parquet(zone("validated", dataset))) == 180
     assert len(pd.read_parquet(zone("quarantine", dataset))) == 0
+
+
+def test_a_dataset_name_that_leaves_its_zone_fails_before_any_io():
+    from mlops_provider.exceptions import InvalidNameError
+    from mlops_provider.operators.feast import FeastTrainingSetOperator
+    from mlops_provider.operators.validation import DataValidationOperator
+    from tests.integration.data.test_ingest_validate import data_root
+
+    dag_run, states = run("../../escaped")
+    assert states["ingest"] == "failed"
+    record = failure(dag_run, "ingest")
+    assert record["type"] == "InvalidNameError" and "'../../escaped'" in record["message"]
+    assert not (data_root().parent / "escaped").exists() and not (data_root() / "escaped").exists()
+    # The other operators that build zone paths from a dataset name refuse it the same way.
+    validate = DataValidationOperator(task_id="v", dataset="../x", contract="c.yaml")
+    with pytest.raises(InvalidNameError, match="'../x'"):
+        validate._zone("validated")
+    training_set = FeastTrainingSetOperator(task_id="t", dataset="a/b", feature_service="s_v1", label_column="y")
+    with pytest.raises(InvalidNameError, match="'a/b'"):
+        training_set._read_validated("a/b", DAY)

@@ -9,6 +9,14 @@ class MlopsError(AirflowException):
     """Base class of the bundle's domain failures."""
 
 
+class InvalidNameError(MlopsError, AirflowFailException):
+    """A user-supplied name (dataset, model, zone) is not a safe path segment; the message names the value.
+
+    Not retried: the same name fails the same check. Names must match ``^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$``
+    (no ``/``, no ``..``), so no name can reach outside its zone.
+    """
+
+
 class SourceDataMissingError(MlopsError):
     """The source data for a data interval does not exist (or is empty)."""
 

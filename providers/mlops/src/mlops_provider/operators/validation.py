@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import DataValidationError, SchemaMismatchError, SourceDataMissingError
 from mlops_provider.links.validation import ValidationReportLink, browsable_url
-from mlops_provider.partitions import partition_uri, resolve_dates
+from mlops_provider.partitions import partition_uri, resolve_dates, zone_uri
 from mlops_provider.settings import get_settings
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class DataValidationOperator(BaseOperator):
         return get_settings()
 
     def _zone(self, zone: str) -> str:
-        return self.settings.zone_uri(zone, self.dataset)
+        return zone_uri(self.settings.data_root, zone, self.dataset)
 
     def _history(self, contract: Contract, first: date) -> dict[date, int]:
         """Input row counts of the partitions before ``first``, from their validation reports."""
