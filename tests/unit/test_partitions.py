@@ -59,3 +59,44 @@ def test_source_partition_lists_data_files_only_and_reads_csv(tmp_path):
     assert [f.name for f in files or []] == ["b.csv"]
     assert read_source_file(files[0]).to_pydict() == {"x": [1], "y": [2]}  # type: ignore[index]
     assert list_source_files(ObjectStoragePath(f"file://{tmp_path}/missing")) is None
+
+
+def test_source_uri_template_fills_only_the_named_placeholders():
+    day = dt.date(2031, 3, 1)
+    uri = source_uri_for("s3://b/{dataset}/{ds}/{ds_nodash}/{{literal}}", "file:///d", "sales", day)
+    assert uri == "s3://b/sales/2031-03-01/20310301/{literal}"
+    # str.format would evaluate attribute and index access, conversions and format specs of a user template.
+    for template in ("s3://b/{ds.__class__}", "s3://b/{ds[0]}", "s3://b/{ds!r}", "s3://b/{ds:>20}"):
+        with pytest.raises(MlopsError, match="placeholder"):
+            source_uri_for(template, "file:///d", "sales", day)
+    with pytest.raises(MlopsError, match=r"\{bucket\}.*\{ds\}, \{ds_nodash\}, \{dataset\}"):
+        source_uri_for("s3://{bucket}/{ds}", "file:///d", "sales", day)
+    with pytest.raises(MlopsError, match="unbalanced"):
+        source_uri_for("s3://b/{ds", "file:///d", "sales", day)
+
+
+@pytest.mark.parametrize("name", ["..", "../etc", "a/b", "a\\b", "", ".hidden", "x" * 129, "a b", "sales/../../x"])
+def test_path_segments_are_checked_everywhere_a_zone_path_is_built(name):
+    from mlops_provider.exceptions import InvalidNameError
+    from mlops_provider.partitions import safe_segment, zone_uri
+
+    with pytest.raises(InvalidNameError, match="dataset name") as err:
+        safe_segment(name, "dataset name")
+    assert repr(name)[:40] in str(err.value)
+    with pytest.raises(InvalidNameError):
+        zone_uri("file:///d", "raw", name)
+    with pytest.raises(InvalidNameError):
+        source_uri_for(None, "file:///d", name, dt.date(2031, 3, 1))
+    with pytest.raises(InvalidNameError):
+        source_uri_for("s3://b/{dataset}/{ds}", "file:///d", name, dt.date(2031, 3, 1))
+
+
+def test_valid_names_pass_and_zones_nest():
+    from mlops_provider.exceptions import InvalidNameError
+    from mlops_provider.partitions import safe_segment, zone_uri
+
+    for name in ("sales", "Sales_2031.v1", "a-b", "0" * 128):
+        assert safe_segment(name) == name
+    assert zone_uri("file:///d/", "reports/validation", "sales") == "file:///d/reports/validation/sales"
+    with pytest.raises(InvalidNameError, match="zone"):
+        zone_uri("file:///d", "raw/../../etc", "sales")

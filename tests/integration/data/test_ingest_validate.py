@@ -60,14 +60,16 @@ def failure(dag_run, task_id: str) -> dict:
 
 def assert_nothing_lost(dataset: str, day: date = DAY) -> tuple[pd.DataFrame, pd.DataFrame]:
     raw = pd.read_parquet(zone("raw", dataset, day))
-    valid = pd.read_parquet(zone("validated", dataset, day))
+    report = json.loads(zone("reports/validation", dataset, day, "report.json").read_text())
+    # A failed partition publishes nothing: its validated file must not exist (I3).
+    assert zone("validated", dataset, day).exists() == report["published"]
+    valid = pd.read_parquet(zone("validated", dataset, day)) if report["published"] else raw.iloc[0:0]
     quarantine = pd.read_parquet(zone("quarantine", dataset, day))
     assert len(valid) + len(quarantine) == len(raw)
     # Every raw row is in exactly one zone: the ids of both zones together are the raw ids, each as often.
     ids = Counter(map(str, valid["transaction_id"])) + Counter(map(str, quarantine["transaction_id"]))
     assert ids == Counter(map(str, raw["transaction_id"]))
     assert valid["transaction_id"].is_unique  # the contract declares the id unique
-    report = json.loads(zone("reports/validation", dataset, day, "report.json").read_text())
     assert report["valid_rows"] == len(valid) and report["invalid_rows"] == len(quarantine)
     assert report["input_rows"] == len(raw)
     if len(quarantine):
@@ -258,11 +260,13 @@ def test_duplicate_keys_are_quarantined_and_fail_over_threshold():
     record = failure(dag_run, "validate")
     assert "transaction_id:unique=30" in record["message"] and "13.0% invalid > max 5.0%" in record["message"]
     valid, quarantine = assert_nothing_lost(dataset)
-    assert len(valid) == 200 and valid["transaction_id"].is_unique
-    assert set(quarantine["_failed_checks"]) == {"transaction_id:unique"}
+    assert len(valid) == 0 and len(quarantine) == 230  # failed: the whole partition is held back
+    assert set(quarantine["_failed_checks"]) == {"transaction_id:unique", "partition:max_invalid_share"}
     # A higher threshold accepts the partition; the duplicates stay in quarantine.
     dag_run, states = run(dataset, max_invalid_share="0.2")
     assert states["validate"] == "success" and task_xcom(dag_run, "validate")["invalid_rows"] == 30
+    valid, quarantine = assert_nothing_lost(dataset)
+    assert len(valid) == 200 and set(quarantine["_failed_checks"]) == {"transaction_id:unique"}
 
 
 def test_future_timestamps_are_quarantined():
@@ -276,7 +280,9 @@ def test_future_timestamps_are_quarantined():
     message = failure(dag_run, "validate")["message"]
     assert "event_timestamp:not_future=20" in message
     valid, quarantine = assert_nothing_lost(dataset, today)
-    assert len(quarantine) == 20 and (valid["event_timestamp"] <= pd.Timestamp.now(tz="UTC")).all()
+    assert len(valid) == 0 and len(quarantine) == 100
+    future = quarantine["_failed_checks"].str.contains("event_timestamp:not_future")
+    assert future.sum() == 20 and (quarantine.loc[~future, "_failed_checks"] == "partition:max_invalid_share").all()
 
 
 def test_row_count_spike_quarantines_the_partition():

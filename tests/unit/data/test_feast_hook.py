@@ -87,3 +87,54 @@ def test_test_connection_on_local_stores(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_ROOT", str(tmp_path))
     ok, message = FeastHook().test_connection()
     assert ok and "Feast project fraud" in message
+
+
+def test_each_secret_gets_its_own_placeholder():
+    from mlops_provider.hooks.feast import secret_environment
+
+    config = {
+        "registry": {"path": "postgresql://feast:reg-pw@db:5432/feast"},
+        "online_store": {"type": "postgres", "user": "feast", "password": "online-pw"},
+        "offline_store": {"type": "postgres", "password": "offline-pw", "aws_secret_access_key": "aws-key"},
+        "batch_engine": {"type": "x", "connection_string": "redis:6379,password=redis-pw"},
+    }
+    redacted = redact(config)
+    text = json.dumps(redacted)
+    for secret in ("reg-pw", "online-pw", "offline-pw", "aws-key", "redis-pw"):
+        assert secret not in text
+    assert redacted["registry"]["path"] == "postgresql://feast:${FEAST_REGISTRY_PASSWORD}@db:5432/feast"
+    assert redacted["online_store"]["password"] == "${FEAST_ONLINE_STORE_PASSWORD}"
+    assert redacted["offline_store"]["password"] == "${FEAST_OFFLINE_STORE_PASSWORD}"
+    assert redacted["offline_store"]["aws_secret_access_key"] == "${FEAST_OFFLINE_STORE_AWS_SECRET_ACCESS_KEY}"
+    assert redacted["batch_engine"]["connection_string"] == "redis:6379,password=${FEAST_BATCH_ENGINE_PASSWORD}"
+    # The values each placeholder stands for, to fill a Secret or the environment of a Feast client.
+    assert secret_environment(config) == {
+        "FEAST_REGISTRY_PASSWORD": "reg-pw",
+        "FEAST_ONLINE_STORE_PASSWORD": "online-pw",
+        "FEAST_OFFLINE_STORE_PASSWORD": "offline-pw",
+        "FEAST_OFFLINE_STORE_AWS_SECRET_ACCESS_KEY": "aws-key",
+        "FEAST_BATCH_ENGINE_PASSWORD": "redis-pw",
+    }
+    # Rendering the placeholders back through the environment gives the original configuration.
+    assert yaml.safe_load(expand_env(yaml.safe_dump(redacted), secret_environment(config))) == config
+
+
+def test_written_config_names_each_connection_secret_and_logs_none(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_ROOT", str(tmp_path))
+    connection = {
+        "conn_type": "feast",
+        "host": "pg.internal",
+        "login": "feast",
+        "password": "s3cr3t-online",
+        "extra": {
+            "online_store": {"type": "postgres"},
+            "offline_store": {"type": "postgres", "password": "s3cr3t-offline"},
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_FEAST_TWO", json.dumps(connection))
+    caplog.set_level("DEBUG")
+    hook = FeastHook(feast_conn_id="feast_two")
+    written = yaml.safe_load(hook.write_resolved_config(tmp_path / "out.yaml").read_text())
+    assert written["online_store"]["password"] == "${FEAST_ONLINE_STORE_PASSWORD}"
+    assert written["offline_store"]["password"] == "${FEAST_OFFLINE_STORE_PASSWORD}"
+    assert "s3cr3t" not in (tmp_path / "out.yaml").read_text() and "s3cr3t" not in caplog.text

@@ -63,3 +63,44 @@ def test_operator_through_airflow_skips_a_second_run_inside_the_cooldown(clean_l
     forced = run_dag("drift_training_consumer", conf={"as_of": "2026-11-20"})
     assert task_states(forced) == {"retraining_cooldown": "success", "train": "success"}
     assert task_xcom(forced, "retraining_cooldown")["reason"] == "manual run with as_of: always proceeds"
+
+
+def retry_task(dag_run, task_id: str):
+    """Run ``task_id`` of ``dag_run`` again as Airflow's retry does: same run, next try_number."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    from tests.airflow_helpers import load_dag
+
+    task = load_dag(dag_run.dag_id).get_task(task_id)
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id).one()
+        ti.try_number += 1
+        ti.state = TaskInstanceState.SCHEDULED
+        session.commit()
+        try_number = ti.try_number
+        session.expunge(ti)
+    _run_task(ti=ti, task=task)
+    return try_number
+
+
+def test_a_retry_of_the_cooldown_task_recognises_its_own_launch(clean_launches):
+    import json
+
+    from airflow.models.variable import Variable
+
+    first = run_dag("drift_training_consumer")
+    assert task_xcom(first, "retraining_cooldown")["decision"] == "proceed"
+    recorded = json.loads(Variable.get(clean_launches))
+    assert retry_task(first, "retraining_cooldown") == 2
+    assert task_states(first)["retraining_cooldown"] == "success"
+    verdict = task_xcom(first, "retraining_cooldown")
+    assert verdict["decision"] == "proceed" and "already recorded" in verdict["reason"], verdict
+    # The retry neither counts as a second launch nor moves the recorded one.
+    assert json.loads(Variable.get(clean_launches)) == recorded
+    assert verdict["launches_today"] == 1
+    # Another run inside the cooldown still skips.
+    second = run_dag("drift_training_consumer")
+    assert task_states(second)["retraining_cooldown"] == "skipped"

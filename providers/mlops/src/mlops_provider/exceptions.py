@@ -6,17 +6,33 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class MlopsError(AirflowException):
-    """Base class of the bundle's domain failures."""
+    """Base class of the bundle's domain failures.
+
+    Retried (per the task's ``retries``) unless a subclass is also an ``AirflowFailException``: each
+    subclass's docstring says which it is and why.
+    """
+
+
+class InvalidNameError(MlopsError, AirflowFailException):
+    """A user-supplied name (dataset, model, zone) is not a safe path segment; the message names the value.
+
+    Not retried: the same name fails the same check. Names must match ``^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$``
+    (no ``/``, no ``..``), so no name can reach outside its zone.
+    """
 
 
 class SourceDataMissingError(MlopsError):
-    """The source data for a data interval does not exist (or is empty)."""
+    """The source data for a data interval does not exist (or is empty); nothing was written.
+
+    Retried: an upstream export may still be on its way, so a later try can find it.
+    """
 
 
 class DataValidationError(MlopsError, AirflowFailException):
     """Data failed validation; ``report`` holds the failed checks with counts, ``report_uri`` the JSON report.
 
-    Fails the task without retries: the same data gives the same verdict until someone fixes it.
+    Not retried: the same data gives the same verdict until someone fixes it. The failed partitions
+    published nothing to the validated zone (invariant I3).
     """
 
     def __init__(self, message: str, *, report: dict | None = None, report_uri: str | None = None) -> None:
@@ -26,15 +42,25 @@ class DataValidationError(MlopsError, AirflowFailException):
 
 
 class SchemaMismatchError(DataValidationError):
-    """Columns are missing, renamed, or of the wrong type; nothing was written."""
+    """Columns are missing, renamed, or of the wrong type; nothing was written.
+
+    Not retried: the schema of the same data does not change between tries.
+    """
 
 
 class TrainingFailedError(MlopsError):
-    """A training job failed; the message names the backend, the job and the reason it reported."""
+    """A training job failed; the message names the backend, the job and the reason it reported.
+
+    Retried: pods are evicted and jobs preempted; a retry reuses the run's try-independent idempotency
+    key, so it cannot register a second version (invariant I2).
+    """
 
 
-class PromotionRejectedError(MlopsError):
-    """The evaluation gate refused to promote a model version; ``reasons`` lists every failed criterion."""
+class PromotionRejectedError(MlopsError, AirflowFailException):
+    """The evaluation gate refused to promote a model version; ``reasons`` lists every failed criterion.
+
+    Not retried: the same candidate scored on the same holdout gets the same verdict.
+    """
 
     def __init__(self, message: str, *, reasons: list[str] | None = None) -> None:
         super().__init__(message)
@@ -42,7 +68,12 @@ class PromotionRejectedError(MlopsError):
 
 
 class RolloutFailedError(MlopsError):
-    """A rollout did not become healthy or failed its analysis; traffic was returned to the previous revision."""
+    """A rollout did not become healthy or failed its analysis; traffic was returned to the previous revision.
+
+    Retried: readiness can fail for transient reasons (image pulls, scheduling); the retry recovers the
+    rollout's state from the system of record, not from XCom. When the verdict is final the subclass
+    :class:`RolloutRolledBackError` is raised instead.
+    """
 
     def __init__(self, message: str, *, reason: str | None = None, rolled_back: bool = False) -> None:
         super().__init__(message)
@@ -51,13 +82,18 @@ class RolloutFailedError(MlopsError):
 
 
 class SourceDataFormatError(MlopsError, AirflowFailException):
-    """A source file cannot be read as declared (corrupt Parquet, wrong CSV delimiter); nothing was written."""
+    """A source file cannot be read as declared (corrupt Parquet, wrong CSV delimiter); nothing was written.
+
+    Not retried: the same bytes fail the same way until the source or the settings change.
+    """
 
 
-class DriftReferenceMissingError(MlopsError):
+class DriftReferenceMissingError(MlopsError, AirflowFailException):
     """The champion's training-set snapshot (the drift reference) cannot be found from its MLflow lineage.
 
     ``model_name``/``version``/``run_id`` name the champion; the message says which tag or artifact is missing.
+
+    Not retried: a missing lineage tag or a deleted training set does not come back by itself.
     """
 
     def __init__(self, message: str, *, model_name: str, version: str | None = None, run_id: str | None = None) -> None:
@@ -70,5 +106,5 @@ class DriftReferenceMissingError(MlopsError):
 class RolloutRolledBackError(RolloutFailedError, AirflowFailException):
     """A rollout failed its readiness wait or analysis and traffic went back to the previous version.
 
-    Fails the task without retries: repeating the same rollout would repeat the same verdict.
+    Not retried: repeating the same rollout would repeat the same verdict.
     """

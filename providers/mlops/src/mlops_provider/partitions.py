@@ -5,7 +5,9 @@ Every zone (``landing``, ``raw``, ``validated``, ``predictions``, ...) is laid o
 
 - dates: :func:`resolve_dates` (a templated start/end, defaulting to the run's date), :func:`context_date`,
   :func:`day_bounds`;
-- locations: :func:`partition_uri`, :func:`source_uri_for` (the landing zone or a user template);
+- locations: :func:`zone_uri` and :func:`safe_segment` (every user-supplied name is checked before it
+  becomes part of a path), :func:`partition_uri`, :func:`source_uri_for` (the landing zone or a user
+  template with a fixed set of ``{name}`` placeholders);
 - reading: :func:`list_source_files` / :func:`read_source_file` / :func:`concat_tables` for one source
   partition (Parquet or CSV, as Arrow), and :func:`read_window` for the Parquet partitions of a window
   of days (as one DataFrame).
@@ -17,10 +19,11 @@ are imported inside the reading functions.
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mlops_provider.exceptions import MlopsError, SourceDataFormatError
+from mlops_provider.exceptions import InvalidNameError, MlopsError, SourceDataFormatError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,6 +93,35 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 # ------------------------------------------------------------------------------------------ locations
 
 
+#: A name that may become one path segment: no separators, no ``..``, not hidden, at most 128 characters.
+SAFE_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: The placeholders a ``source_uri`` template may use, and nothing else.
+SOURCE_URI_PLACEHOLDERS = ("ds", "ds_nodash", "dataset")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+def safe_segment(value: Any, what: str = "name") -> str:
+    """Return ``value`` when it is safe as one path segment, else raise :class:`InvalidNameError` naming it.
+
+    Dataset, model and other user-supplied names go through here before they are joined into a zone
+    path, so ``..``, ``/`` or an absolute path can never point a write outside its zone.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if not SAFE_SEGMENT.fullmatch(text) or ".." in text:
+        raise InvalidNameError(
+            f"Invalid {what} {text[:200]!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit, without '..' or '/' (it becomes a folder name in the data zones)."
+        )
+    return text
+
+
+def zone_uri(data_root: str, zone: str, name: str) -> str:
+    """Return ``<data_root>/<zone>/<name>`` after checking ``name`` and each part of ``zone``."""
+    for part in zone.split("/"):
+        safe_segment(part, "zone")
+    return f"{data_root.rstrip('/')}/{zone}/{safe_segment(name, 'dataset name')}"
+
+
 def partition_uri(zone_uri: str, day: date, filename: str = "data.parquet") -> str:
     """Return ``<zone_uri>/dt=YYYY-MM-DD/<filename>``."""
     return f"{zone_uri.rstrip('/')}/dt={day:%Y-%m-%d}/{filename}"
@@ -100,11 +132,46 @@ def partition_folder(zone_uri: str, day: date) -> str:
     return f"{zone_uri.rstrip('/')}/dt={day:%Y-%m-%d}"
 
 
+def fill_placeholders(template: str, values: dict[str, str]) -> str:
+    """Replace each ``{name}`` of ``template`` by ``values[name]``; ``{{``/``}}`` are literal braces.
+
+    Unlike ``str.format`` nothing is evaluated: ``{ds.__class__}``, ``{ds[0]}``, ``{ds!r}`` or ``{ds:>9}``
+    are unknown placeholders and raise :class:`MlopsError`, as do names outside ``values`` and stray braces.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        name = match.group(1)
+        if name not in values:
+            allowed = ", ".join(f"{{{k}}}" for k in values)
+            raise MlopsError(
+                f"Unknown placeholder {token!r} in source_uri {template!r}; the only placeholders are {allowed} "
+                "(write '{{' and '}}' for literal braces)."
+            )
+        return values[name]
+
+    out: list[str] = []
+    pos = 0
+    for match in _PLACEHOLDER.finditer(template):
+        literal = template[pos : match.start()]
+        if "{" in literal or "}" in literal:
+            break
+        out.append(literal + fill(match))
+        pos = match.end()
+    rest = template[pos:]
+    if "{" in rest or "}" in rest:
+        raise MlopsError(f"source_uri {template!r} has unbalanced braces; write '{{{{' and '}}}}' for literal ones.")
+    return "".join(out) + rest
+
+
 def source_uri_for(template: str | None, data_root: str, dataset: str, day: date) -> str:
-    """Return the source URI of ``day``: ``template`` with ``{ds}``/``{dataset}`` filled, or the landing zone."""
+    """Return the source URI of ``day``: ``template`` with ``{ds}``/``{ds_nodash}``/``{dataset}`` filled, or the landing zone."""
+    dataset = safe_segment(dataset, "dataset name")
     if not template:
-        return partition_folder(f"{data_root.rstrip('/')}/landing/{dataset}", day)
-    return template.format(ds=f"{day:%Y-%m-%d}", ds_nodash=f"{day:%Y%m%d}", dataset=dataset)
+        return partition_folder(zone_uri(data_root, "landing", dataset), day)
+    return fill_placeholders(template, {"ds": f"{day:%Y-%m-%d}", "ds_nodash": f"{day:%Y%m%d}", "dataset": dataset})
 
 
 # ------------------------------------------------------------------------------------------ one source partition

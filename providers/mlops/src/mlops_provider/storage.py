@@ -71,3 +71,12 @@ def write_parquet_atomic(
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
     return write_bytes_atomic(buffer.getvalue(), uri, conn_id)
+
+
+def remove_file(uri: str | ObjectStoragePath, conn_id: str | None = None) -> bool:
+    """Delete the file at ``uri`` if it exists; return whether there was one."""
+    target = uri if not isinstance(uri, str) else storage_path(uri, conn_id)
+    if not target.exists():
+        return False
+    target.unlink()
+    return True

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = ("password", "secret", "token", "access_key", "private_key")
-_REDACTED = "${FEAST_SECRET_REDACTED}"
 AS_OF_FILE_STORE = "mlops_provider.features.offline_store.AsOfFileOfflineStore"
 
 
@@ -57,23 +56,67 @@ def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
     return _VAR.sub(repl, text)
 
 
-def redact(config: Any) -> Any:
-    """Return ``config`` with secret values replaced by a placeholder (for files and logs)."""
+def _placeholder_name(path: tuple[str, ...]) -> str:
+    """``("online_store", "password")`` -> ``FEAST_ONLINE_STORE_PASSWORD``."""
+    return "FEAST_" + "_".join(re.sub(r"[^A-Za-z0-9]+", "_", str(p)).strip("_").upper() for p in path if str(p))
+
+
+def _redact(config: Any, path: tuple[str, ...], found: dict[str, str]) -> Any:
+    def placeholder(name_path: tuple[str, ...], value: str) -> str:
+        name = _placeholder_name(name_path)
+        if found.get(name, value) != value:  # two different secrets would share a name: number the later ones
+            n = 2
+            while f"{name}_{n}" in found and found[f"{name}_{n}"] != value:
+                n += 1
+            name = f"{name}_{n}"
+        found[name] = value
+        return "${" + name + "}"
+
     if isinstance(config, dict):
         out = {}
         for key, value in config.items():
             if any(s in str(key).lower() for s in _SECRET_KEYS) and isinstance(value, str) and value:
-                out[key] = _REDACTED
+                out[key] = value if _VAR.fullmatch(value) else placeholder((*path, str(key)), value)
             else:
-                out[key] = redact(value)
+                out[key] = _redact(value, (*path, str(key)), found)
         return out
     if isinstance(config, list):
-        return [redact(v) for v in config]
+        return [_redact(v, (*path, str(i)), found) for i, v in enumerate(config)]
     if isinstance(config, str):
-        # Inline credentials: redis "host:port,password=..." and "scheme://user:pass@host" URLs.
-        config = re.sub(r"(password=)[^,]+", r"\1" + _REDACTED, config)
-        return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1" + _REDACTED + "@", config)
+        # Inline credentials: redis "host:port,password=..." and "scheme://user:pass@host" URLs. The
+        # placeholder is named after the section holding the string (e.g. FEAST_REGISTRY_PASSWORD).
+        section = path[:-1] if len(path) > 1 else path
+
+        def inline(match: re.Match[str]) -> str:
+            value = match.group(2)
+            if _VAR.fullmatch(value):
+                return match.group(0)
+            return match.group(1) + placeholder((*section, "password"), value) + match.group(3)
+
+        config = re.sub(r"(password=)([^,]+)()", inline, config)
+        return re.sub(r"(://[^:/@]+:)([^@]+)(@)", inline, config)
     return config
+
+
+def redact(config: Any) -> Any:
+    """Return ``config`` with each secret value replaced by its own ``${VAR}`` placeholder (for files and logs).
+
+    The variable is named after where the secret sits: ``online_store.password`` becomes
+    ``${FEAST_ONLINE_STORE_PASSWORD}``, ``offline_store.password`` ``${FEAST_OFFLINE_STORE_PASSWORD}``, the
+    password inside ``registry.path``'s URL ``${FEAST_REGISTRY_PASSWORD}``. Values that already are a
+    ``${VAR}`` stay as written. :func:`secret_environment` returns the value each name stands for.
+    """
+    return _redact(config, (), {})
+
+
+def secret_environment(config: Any) -> dict[str, str]:
+    """Return ``{placeholder variable: secret value}`` for the placeholders :func:`redact` puts in ``config``.
+
+    The mapping to put in a Kubernetes Secret or a Feast client's environment; never log it.
+    """
+    found: dict[str, str] = {}
+    _redact(config, (), found)
+    return found
 
 
 class FeastHook(BaseHook):

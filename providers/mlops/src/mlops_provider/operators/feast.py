@@ -15,7 +15,7 @@ from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import MlopsError, SourceDataMissingError
 from mlops_provider.hooks.feast import FeastHook
-from mlops_provider.partitions import day_bounds, partition_uri, resolve_dates
+from mlops_provider.partitions import day_bounds, partition_uri, resolve_dates, safe_segment, zone_uri
 from mlops_provider.payloads import TrainingSetManifest
 from mlops_provider.settings import get_settings
 
@@ -63,7 +63,7 @@ class _FeastOperator(BaseOperator):
     def _read_validated(self, dataset: str, day: date) -> pd.DataFrame | None:
         from mlops_provider.storage import read_parquet, storage_path
 
-        uri = partition_uri(self.settings.zone_uri("validated", dataset), day)
+        uri = partition_uri(zone_uri(self.settings.data_root, "validated", dataset), day)
         if not storage_path(uri, self._conn_id).exists():
             return None
         return read_parquet(uri, self._conn_id)
@@ -266,6 +266,8 @@ class FeastTrainingSetOperator(_FeastOperator):
         """Build the training set and return its manifest."""
         import pandas as pd
 
+        safe_segment(self.dataset, "dataset name")  # before any read: it names folders in two zones
+
         from mlops_provider.storage import write_bytes_atomic
 
         days = resolve_dates(self.partition_start, self.partition_end, context)
@@ -333,7 +335,7 @@ class FeastTrainingSetOperator(_FeastOperator):
         payload = buffer.getvalue()
         digest = hashlib.sha256(payload).hexdigest()
         content_hash = digest[:16]
-        folder = f"{self.settings.zone_uri('training_sets', self.dataset)}/{content_hash}"
+        folder = f"{zone_uri(self.settings.data_root, 'training_sets', self.dataset)}/{content_hash}"
         uri = f"{folder}/data.parquet"
         write_bytes_atomic(payload, uri, self._conn_id)
         manifest: TrainingSetManifest = {

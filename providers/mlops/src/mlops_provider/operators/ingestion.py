@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import SourceDataMissingError
-from mlops_provider.partitions import partition_uri, resolve_dates
+from mlops_provider.partitions import partition_uri, resolve_dates, safe_segment, zone_uri
 from mlops_provider.settings import get_settings
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ class IngestionOperator(BaseOperator):
         )
         from mlops_provider.storage import storage_path, write_bytes_atomic
 
+        safe_segment(self.dataset, "dataset name")
         dates = resolve_dates(self.partition_start, self.partition_end, context)
         tables = []
         for day in dates:
@@ -126,7 +127,7 @@ class IngestionOperator(BaseOperator):
         conn_id = self.storage_conn_id or self.settings.storage_conn_id
         partitions = []
         for day, uri, n_files, table in tables:
-            target = partition_uri(self.settings.zone_uri("raw", self.dataset), day)
+            target = partition_uri(zone_uri(self.settings.data_root, "raw", self.dataset), day)
             buffer = io.BytesIO()
             pq.write_table(table, buffer, compression="snappy")
             write_bytes_atomic(buffer.getvalue(), target, conn_id)

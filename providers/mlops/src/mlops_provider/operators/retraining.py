@@ -7,8 +7,13 @@ and the skip propagates to every downstream task. Manual runs with ``as_of`` set
 count as launches).
 
 Launches are recorded in the Airflow Variable ``mlops_retraining_launches__<model>`` (a JSON list of
-ISO timestamps, the last day's worth), read and written through the Task SDK so it works on any
-executor. The training DAG has ``max_active_runs=1``, so runs do not race on it.
+``{"at": <ISO timestamp>, "run": "<dag_id>/<run_id>"}``, the last day's worth; plain ISO strings from
+older versions are still read), read and written through the Task SDK so it works on any executor. The
+training DAG has ``max_active_runs=1``, so runs do not race on it.
+
+Retries: a launch is keyed by its DAG run, so a retry of the task (or a re-run after a killed worker)
+finds its own run's launch already recorded and proceeds without recording a second one; it is never
+mistaken for an earlier launch inside the cooldown.
 """
 
 from __future__ import annotations
@@ -35,6 +40,27 @@ def _as_utc(value: Any) -> dt.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)
+
+
+def run_key(dag_id: str, run_id: str) -> str:
+    """Return the key a launch is recorded under: one per DAG run, the same on every try."""
+    return f"{dag_id}/{run_id}"
+
+
+def parse_launches(raw: Any) -> list[tuple[dt.datetime, str | None]]:
+    """Parse the Variable's JSON list into ``(time, run key)`` pairs; bare timestamps have no run key."""
+    import json
+
+    entries = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(entries, list):
+        raise ValueError(f"expected a JSON list, got {type(entries).__name__}")
+    out: list[tuple[dt.datetime, str | None]] = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            out.append((_as_utc(entry["at"]), entry.get("run")))
+        else:
+            out.append((_as_utc(entry), None))
+    return out
 
 
 def decide(
@@ -104,19 +130,26 @@ class RetrainingCooldownOperator(BaseOperator):
         now = _as_utc(getattr(dag_run, "run_after", None) or dt.datetime.now(dt.UTC))
 
         key = f"{VARIABLE_PREFIX}{self.model_name}"
+        this_run = run_key(getattr(dag_run, "dag_id", "") or context["ti"].dag_id, dag_run.run_id)
         raw = Variable.get(key, default="[]")
         try:
-            launches = [_as_utc(t) for t in json.loads(raw)]
-        except (ValueError, TypeError):
-            log.warning("Variable %s held %r, not a JSON list of timestamps; starting afresh.", key, raw)
-            launches = []
-        proceed, reason = decide(
-            now=now,
-            launches=launches,
-            cooldown=dt.timedelta(minutes=cooldown_minutes),
-            daily_cap=daily_cap,
-            forced=forced,
-        )
+            entries = parse_launches(raw)
+        except (ValueError, TypeError, KeyError):
+            log.warning("Variable %s held %r, not a JSON list of launches; starting afresh.", key, raw)
+            entries = []
+        own = [at for at, run in entries if run == this_run]
+        launches = [at for at, run in entries if run != this_run]
+        if own:
+            # A retry (or a re-run after a kill) of a run that already proceeded: same decision, no new launch.
+            proceed, reason = True, f"retry of {this_run}: its launch is already recorded at {own[0].isoformat()}"
+        else:
+            proceed, reason = decide(
+                now=now,
+                launches=launches,
+                cooldown=dt.timedelta(minutes=cooldown_minutes),
+                daily_cap=daily_cap,
+                forced=forced,
+            )
         events = context.get("triggering_asset_events") or {}
         triggered_by = sorted(getattr(asset, "name", None) or str(asset) for asset in events) or [run_type or "unknown"]
         today = [t for t in launches if t.date() == now.date() and t <= now]
@@ -134,8 +167,10 @@ class RetrainingCooldownOperator(BaseOperator):
             context["ti"].xcom_push(key="return_value", value=result)
             log.info("Retraining of %s skipped: %s (triggered by %s).", self.model_name, reason, triggered_by)
             raise AirflowSkipException(f"Retraining of {self.model_name} skipped: {reason}.")
-        keep_after = now - dt.timedelta(days=1, minutes=cooldown_minutes)
-        kept = [t for t in launches if t >= keep_after] + [now]
-        Variable.set(key, json.dumps(sorted(t.isoformat() for t in kept)))
+        if not own:
+            keep_after = now - dt.timedelta(days=1, minutes=cooldown_minutes)
+            kept = [(at, run) for at, run in entries if at >= keep_after] + [(now, this_run)]
+            kept.sort(key=lambda entry: entry[0])
+            Variable.set(key, json.dumps([{"at": at.isoformat(), "run": run} for at, run in kept]))
         log.info("Retraining of %s proceeds: %s (triggered by %s).", self.model_name, reason, triggered_by)
         return result

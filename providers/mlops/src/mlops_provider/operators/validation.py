@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import DataValidationError, SchemaMismatchError, SourceDataMissingError
 from mlops_provider.links.validation import ValidationReportLink, browsable_url
-from mlops_provider.partitions import partition_uri, resolve_dates
+from mlops_provider.partitions import partition_uri, resolve_dates, zone_uri
 from mlops_provider.settings import get_settings
 
 if TYPE_CHECKING:
@@ -30,11 +30,24 @@ class DataValidationOperator(BaseOperator):
     ``_failed_checks`` column). A JSON report per partition goes to
     ``reports/validation/<dataset>/dt=.../report.json`` and is linked from the task.
 
-    A schema break (missing or undeclared columns, a column of the wrong type) raises
-    :class:`~mlops_provider.exceptions.SchemaMismatchError` before anything is written. When more
-    than ``max_invalid_share`` of a partition's rows is invalid, or an ``error`` dataset check fails,
-    the outputs are written first and then :class:`~mlops_provider.exceptions.DataValidationError`
-    names the failed checks with their counts.
+    Every partition is validated before anything is written, and each partition's verdict decides
+    what it publishes:
+
+    - **passed**: its valid rows replace ``validated/``, its invalid rows replace ``quarantine/``;
+    - **failed** (more than ``max_invalid_share`` of its rows invalid, or an ``error`` dataset check
+      failed): nothing goes to ``validated/``. The whole partition goes to ``quarantine/`` (rows that
+      passed their own checks are tagged ``partition:max_invalid_share``), and a validated file of that
+      day left by an earlier passing run is **removed**: it was validated from data that the raw zone no
+      longer holds, so keeping it would publish rows the current data does not back. Downstream readers
+      see the day as missing until a re-run passes.
+
+    So the validated zone never holds output of a failed validation, and per partition
+    ``validated rows + quarantined rows == input rows``. Writes are atomic per file (temporary file,
+    then rename); the report is written last. After the writes,
+    :class:`~mlops_provider.exceptions.DataValidationError` names the failed checks with their counts
+    (not retried: the same data gives the same verdict). A schema break (missing or undeclared columns,
+    a column of the wrong type) raises :class:`~mlops_provider.exceptions.SchemaMismatchError` before
+    anything is written. A retry or a re-run after a kill repeats the same writes with the same result.
 
     :param dataset: dataset name; selects ``raw/<dataset>`` and the output zones. (templated)
     :param contract: contract YAML, relative to ``[mlops] project_root`` or absolute. (templated)
@@ -84,7 +97,7 @@ class DataValidationOperator(BaseOperator):
         return get_settings()
 
     def _zone(self, zone: str) -> str:
-        return self.settings.zone_uri(zone, self.dataset)
+        return zone_uri(self.settings.data_root, zone, self.dataset)
 
     def _history(self, contract: Contract, first: date) -> dict[date, int]:
         """Input row counts of the partitions before ``first``, from their validation reports."""
@@ -111,9 +124,15 @@ class DataValidationOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate every partition, write the outputs, then fail if any partition breaks its contract."""
-        from mlops_provider.storage import read_parquet, storage_path, write_bytes_atomic, write_parquet_atomic
+        from mlops_provider.storage import (
+            read_parquet,
+            remove_file,
+            storage_path,
+            write_bytes_atomic,
+            write_parquet_atomic,
+        )
         from mlops_provider.validation.contract import load_contract
-        from mlops_provider.validation.engine import validate_frame
+        from mlops_provider.validation.engine import quarantine_partition, validate_frame
 
         contract = load_contract(self.contract, self.settings.project_root)
         dates = resolve_dates(self.partition_start, self.partition_end, context)
@@ -143,41 +162,61 @@ class DataValidationOperator(BaseOperator):
             except SchemaMismatchError as err:
                 raise SchemaMismatchError(f"{self.dataset} dt={day} ({source}): {err}", report=err.report) from None
             history[day] = len(df)
-            results.append((day, source, result))
+            results.append((day, source, df, result))
 
+        # The verdict of every partition is known before anything is written. Per partition, in this order:
+        # a passed one writes quarantine, then validated, then its report; a failed one first removes any
+        # validated file of that day (an earlier run's, from data that no longer matches raw), then writes
+        # the whole partition to quarantine and its report. Every write is atomic (temporary file + rename).
         partitions = []
-        for day, source, result in results:
+        for day, source, df, result in results:
+            passed = bool(result.report["passed"])
             validated_uri = partition_uri(self._zone("validated"), day)
             quarantine_uri = partition_uri(self._zone("quarantine"), day)
             report_uri = partition_uri(self._zone("reports/validation"), day, "report.json")
-            write_parquet_atomic(result.valid, validated_uri, self._conn_id)
-            write_parquet_atomic(result.quarantine, quarantine_uri, self._conn_id)
-            report = {**result.report, "source_uri": source, "validated_uri": validated_uri}
-            report["quarantine_uri"] = quarantine_uri
+            report = {**result.report, "source_uri": source, "quarantine_uri": quarantine_uri}
+            report["rows_passing_row_checks"] = result.report["valid_rows"]
+            if passed:
+                write_parquet_atomic(result.quarantine, quarantine_uri, self._conn_id)
+                write_parquet_atomic(result.valid, validated_uri, self._conn_id)
+            else:
+                if remove_file(validated_uri, self._conn_id):
+                    self.log.warning(
+                        "%s dt=%s failed validation: removed the validated partition %s left by an earlier run "
+                        "(it no longer matches the raw data).",
+                        self.dataset,
+                        day,
+                        validated_uri,
+                    )
+                write_parquet_atomic(quarantine_partition(df, result), quarantine_uri, self._conn_id)
+                report.update(valid_rows=0, invalid_rows=len(df))
+            report["validated_uri"] = validated_uri if passed else None
+            report["published"] = passed
             write_bytes_atomic(json.dumps(report, indent=2, default=str).encode(), report_uri, self._conn_id)
             self.log.info(
-                "%s dt=%s: %d valid, %d quarantined (%.2f%%); report %s",
+                "%s dt=%s: %s; %d valid, %d quarantined (%.2f%% failed row checks); report %s",
                 self.dataset,
                 day,
-                result.report["valid_rows"],
-                result.report["invalid_rows"],
+                "published" if passed else "FAILED, nothing published",
+                report["valid_rows"],
+                report["invalid_rows"],
                 100 * result.invalid_share,
                 report_uri,
             )
             partitions.append(
                 {
                     "date": day.isoformat(),
-                    "validated_uri": validated_uri,
+                    "validated_uri": validated_uri if passed else None,
                     "quarantine_uri": quarantine_uri,
                     "report_uri": report_uri,
-                    "valid_rows": result.report["valid_rows"],
-                    "invalid_rows": result.report["invalid_rows"],
-                    "passed": result.report["passed"],
+                    "valid_rows": report["valid_rows"],
+                    "invalid_rows": report["invalid_rows"],
+                    "passed": passed,
                     "failed_checks": result.report["failed_checks"],
                 }
             )
 
-        failing = [(p, r) for p, (_, _, r) in zip(partitions, results, strict=True) if not p["passed"]]
+        failing = [(p, r) for p, (_, _, _, r) in zip(partitions, results, strict=True) if not p["passed"]]
         link_uri = (failing[0][0] if failing else partitions[-1])["report_uri"]
         ValidationReportLink.persist(context, url=browsable_url(link_uri))
         valid_rows = sum(p["valid_rows"] for p in partitions)
@@ -204,7 +243,8 @@ class DataValidationOperator(BaseOperator):
                 )
             raise DataValidationError(
                 f"{self.dataset}: {len(failing)} of {len(partitions)} partitions failed validation against "
-                f"{contract.source}. Nothing was lost (valid + quarantined == input). "
+                f"{contract.source}. Failed partitions were not published: all their rows are in quarantine "
+                "(valid + quarantined == input) and any earlier validated file of those days was removed. "
                 "Fix the source and re-run, or raise max_invalid_share if this is expected.\n" + "\n".join(lines),
                 report={"partitions": partitions},
                 report_uri=failing[0][0]["report_uri"],

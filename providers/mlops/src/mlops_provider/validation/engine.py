@@ -31,6 +31,8 @@ class ValidationResult:
     valid: pd.DataFrame
     quarantine: pd.DataFrame
     report: dict[str, Any]
+    #: Per input row: whether it failed a check (the rows of ``quarantine``), in input order.
+    invalid: np.ndarray | None = None
 
     @property
     def invalid_share(self) -> float:
@@ -301,7 +303,28 @@ def validate_frame(
         },
         "validated_at": now.isoformat(),
     }
-    return ValidationResult(valid=valid, quarantine=quarantine, report=report)
+    return ValidationResult(valid=valid, quarantine=quarantine, report=report, invalid=invalid)
+
+
+#: Reason given to the rows of a failed partition that passed every row check themselves.
+PARTITION_FAILED_CHECK = "partition:max_invalid_share"
+
+
+def quarantine_partition(df: pd.DataFrame, result: ValidationResult) -> pd.DataFrame:
+    """Return all of ``df`` as quarantine rows: a failed partition publishes nothing to the validated zone.
+
+    Rows that failed a check keep their reasons; the others get :data:`PARTITION_FAILED_CHECK` (they are
+    held back only because their partition failed). Original values, input order, one row per input row.
+    """
+    import numpy as np
+
+    df = df.reset_index(drop=True)
+    invalid = result.invalid if result.invalid is not None else np.zeros(len(df), dtype=bool)
+    reasons = np.full(len(df), PARTITION_FAILED_CHECK, dtype=object)
+    reasons[invalid] = result.quarantine[FAILED_CHECKS_COLUMN].to_numpy(dtype=object)
+    out = df.copy()
+    out[FAILED_CHECKS_COLUMN] = reasons
+    return out
 
 
 def _dataset_checks(
