@@ -176,8 +176,13 @@ class MlopsSettings:
         return self.local_root / "serving"
 
     def zone_uri(self, zone: str, dataset: str) -> str:
-        """Return the URI of a data zone for a dataset, e.g. ``<data_root>/raw/<dataset>``."""
-        return f"{self.data_root.rstrip('/')}/{zone}/{dataset}"
+        """Return the URI of a data zone for a dataset, e.g. ``<data_root>/raw/<dataset>``.
+
+        The names are checked as path segments (:func:`mlops_provider.partitions.safe_segment`).
+        """
+        from mlops_provider.names import zone_uri
+
+        return zone_uri(self.data_root, zone, dataset)
 
 
 def _conf():

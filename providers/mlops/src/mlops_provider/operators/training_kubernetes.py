@@ -380,7 +380,8 @@ def render_training_manifests(
     operator = XGBoostTrainKubernetesOperator(
         task_id="train",
         model_name=model_name or settings.model_name or "model",
-        training_set=f"{settings.zone_uri('training_sets', dataset)}/<content_hash>/data.parquet",
+        # A placeholder path: only a DAG run knows the dataset's snapshot (and "<dataset>" is no valid name).
+        training_set=f"{settings.data_root.rstrip('/')}/training_sets/{dataset}/<content_hash>/data.parquet",
         mlflow_tracking_uri="https://mlflow.example.com",
         image=settings.trainer_image,
         namespace=namespace,
