@@ -329,6 +329,8 @@ class MlflowEvaluationGateOperator(BaseOperator):
             "run_id": run_id,
             "decided_at": datetime.now(UTC).isoformat(),
         }
+        if decision == "promote":
+            self._claim_promotion(context, result)
         self._record(result)
         if decision == "promote":
             hook.set_alias(self.model_name, CHALLENGER, cand_version.version)
@@ -352,6 +354,24 @@ class MlflowEvaluationGateOperator(BaseOperator):
 
             raise AirflowSkipException(message)
         return result
+
+    def _claim_promotion(self, context: Context, result: GateDecision) -> None:
+        """Take the model's promotion lock for this DAG run and check ``champion`` is still what was compared.
+
+        Held until the deploy task of the same run ends (see :mod:`mlops_provider.serving.promotion`); a run that
+        loses the race fails here with :class:`~mlops_provider.exceptions.PromotionConflictError`, before
+        ``challenger`` moves.
+        """
+        from mlops_provider.serving.promotion import Promotion
+
+        ti = context["ti"]
+        Promotion(
+            self.hook,
+            self.model_name,
+            result["candidate_version"],
+            f"{ti.dag_id}/{ti.run_id}",
+            expected_champion=result["champion_version"],
+        ).begin()
 
     def _record(self, result: GateDecision) -> None:
         """Tags on the version and the run, plus ``gate/decision.json`` on the run."""
