@@ -294,7 +294,7 @@ class ModelDeployOperator(BaseOperator):
             candidate["version"],
             f"{ti.dag_id}/{ti.run_id}",
             # Only the gate's decision says which champion it compared against.
-            expected_champion=candidate.get("champion_version") if "decision" in candidate else UNKNOWN,
+            expected_champion=candidate["champion_version"] if "champion_version" in candidate else UNKNOWN,
             lock_ttl=self.promotion_lock_ttl,
         )
         promotion.begin()
