@@ -14,7 +14,14 @@ import json
 import pytest
 
 from include.fraud_example import FEATURE_SERVICE
-from mlops_provider.lineage import CHAMPION, MODEL_VERSION_ANNOTATION
+from mlops_provider.lineage import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_VERSION_ANNOTATION,
+    PROMOTION_LOCK_TAG_PREFIX,
+    ROLLOUT_REASON_TAG,
+    ROLLOUT_STATUS_TAG,
+)
 from mlops_provider.serving.rollout import ROLLOUT_STATE_ANNOTATION
 from tests.airflow_helpers import run_dag, task_states, task_xcom
 from tests.fake_k8s.kserve import KServeController
@@ -239,6 +246,7 @@ def test_canary_failing_its_analysis_is_rolled_back(
 ):
     cluster.deploy_existing("v1")
     uri = serving_models["v2"].uri + ("-unreachable" if unreachable else "")
+    cluster.mlflow.set_registered_model_alias(MODEL_NAME, CHALLENGER, registered_versions["v2"])  # as the gate does
     dr = run_dag(dag_id, conf={"candidate": cluster.candidate("v2", uri)})
     assert task_states(dr)["deploy"] == "failed"
     result = task_xcom(dr, "deploy")
@@ -250,6 +258,21 @@ def test_canary_failing_its_analysis_is_rolled_back(
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
     assert _traffic(isvc)[f"{ISVC}-predictor-00001"] == 100
     assert cluster.champion() == registered_versions["v1"]
+    # The outcome is recorded on the version, and challenger no longer names it.
+    tags = cluster.mlflow.get_model_version(MODEL_NAME, registered_versions["v2"]).tags
+    assert (tags[ROLLOUT_STATUS_TAG], tags[ROLLOUT_REASON_TAG]) == ("rolled_back", "AnalysisFailed")
+    challenger = _alias(cluster, CHALLENGER)
+    assert challenger != registered_versions["v2"]
+    assert not any(
+        k.startswith(PROMOTION_LOCK_TAG_PREFIX) for k in cluster.mlflow.get_registered_model(MODEL_NAME).tags
+    )
+
+
+def _alias(cluster, alias: str) -> str | None:
+    try:
+        return cluster.mlflow.get_model_version_by_alias(MODEL_NAME, alias).version
+    except Exception:  # not set
+        return None
 
 
 def test_canary_ignored_by_kserve_is_not_reported_as_a_canary(cluster, registered_versions, serving_models):

@@ -108,3 +108,26 @@ class RolloutRolledBackError(RolloutFailedError, AirflowFailException):
 
     Not retried: repeating the same rollout would repeat the same verdict.
     """
+
+
+class PromotionConflictError(MlopsError, AirflowFailException):
+    """Another run is promoting the same model, or ``champion`` moved since the gate compared against it.
+
+    Fails the task without retries: the other run's promotion decides; re-run the gate to compare against the new
+    champion. ``holder`` names the run holding the promotion lock, ``expected``/``actual`` the champion versions.
+    """
+
+    def __init__(
+        self, message: str, *, holder: str | None = None, expected: str | None = None, actual: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.expected = expected
+        self.actual = actual
+
+
+class UnverifiedPromotionError(MlopsError, AirflowFailException):
+    """``champion`` was about to move to a version with no passed rollout analysis recorded; it was not moved.
+
+    Fails the task without retries: it signals a broken invariant (I1), which a retry must not paper over.
+    """

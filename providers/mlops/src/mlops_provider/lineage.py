@@ -97,3 +97,15 @@ def last_marked_line(lines: str | list[str], marker: str) -> str | None:
         if sep:
             found = tail.strip()
     return found
+
+
+# ---------------------------------------------------------------- promotion (gate -> deploy -> champion)
+#: Prefix of the registered-model tags that hold the promotion lock: one tag per contender
+#: (``<prefix><hash of owner>``) whose value is ``{"owner": "<dag_id>/<run_id>", "expires_at": <unix time>}``.
+PROMOTION_LOCK_TAG_PREFIX: Final = "mlops.promotion_lock."
+#: Outcome of the rollout of a model version: ``promoted``, ``rolled_back``, ``failed``, ``killed``.
+ROLLOUT_STATUS_TAG: Final = "mlops.rollout.status"
+#: Why the rollout ended as it did (the rollout's reason, e.g. ``AnalysisFailed``), and its message.
+ROLLOUT_REASON_TAG: Final = "mlops.rollout.reason"
+ROLLOUT_MESSAGE_TAG: Final = "mlops.rollout.message"
+ROLLOUT_UPDATED_AT_TAG: Final = "mlops.rollout.updated_at"

@@ -226,6 +226,31 @@ class MlflowHook(BaseHook):
             if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 raise
 
+    def registered_model_tags(self, model_name: str) -> dict[str, str]:
+        """Return the tags of the registered model ``model_name`` (empty when it does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(self.get_client().get_registered_model(model_name).tags or {})
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                return {}
+            raise
+
+    def set_registered_model_tag(self, model_name: str, key: str, value: str) -> None:
+        """Set one tag of the registered model ``model_name``."""
+        self.get_client().set_registered_model_tag(model_name, key, value)
+
+    def delete_registered_model_tag(self, model_name: str, key: str) -> None:
+        """Remove one tag of the registered model ``model_name`` (no error when it is not set)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.get_client().delete_registered_model_tag(model_name, key)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                raise
+
     def get_model_version(self, model_name: str, version: str | int) -> ModelVersion:
         """Return one registered version."""
         return self.get_client().get_model_version(model_name, str(version))

@@ -19,7 +19,6 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from mlops_provider.exceptions import MlopsError, RolloutFailedError, RolloutRolledBackError
-from mlops_provider.lineage import CHAMPION
 from mlops_provider.links.kserve import KServeEndpointLink
 from mlops_provider.payloads import parse_payload
 from mlops_provider.utils.deferrable import default_deferrable
@@ -31,6 +30,8 @@ if TYPE_CHECKING:
     from mlops_provider.hooks.mlflow import MlflowHook
     from mlops_provider.payloads import DeployResult
     from mlops_provider.serving.analysis import AnalysisConfig
+    from mlops_provider.serving.local import BlueGreenRollout
+    from mlops_provider.serving.promotion import Promotion
     from mlops_provider.serving.rollout import KServeRolloutManager, RolloutState
     from mlops_provider.settings import MlopsSettings
 
@@ -53,6 +54,12 @@ class ModelDeployOperator(BaseOperator):
     Returns a :class:`~mlops_provider.payloads.DeployResult`. A rollback pushes that XCom
     (``status="rolled_back"``) and fails the task with :class:`~mlops_provider.exceptions.RolloutRolledBackError`
     (no retries).
+
+    Promotion (:mod:`~mlops_provider.serving.promotion`): the task takes the registry-held promotion lock of the
+    model (the gate of the same DAG run took it first), checks that ``champion`` is still the version the gate
+    compared against, and moves ``champion`` only after a passed analysis of the version is recorded in the
+    endpoint's state. Every outcome is tagged on the version (``mlops.rollout.status``); a final failure removes
+    ``challenger`` from it. ``on_kill`` rolls an unfinished canary back (local: stops the candidate).
 
     :param model_name: registered model name. (templated)
     :param candidate: the evaluation gate's XCom (``candidate_version``, ``artifact_uri``, ``decision``) or the
@@ -86,6 +93,7 @@ class ModelDeployOperator(BaseOperator):
     :param local_transformer: start the Feast transformer locally (None: when the Feast repo exists).
     :param deferrable: wait for readiness in the triggerer.
     :param poll_interval: seconds between readiness reads.
+    :param promotion_lock_ttl: seconds the promotion lock stays valid after this task renews it.
     """
 
     template_fields: Sequence[str] = (
@@ -135,6 +143,7 @@ class ModelDeployOperator(BaseOperator):
         local_transformer: bool | None = None,
         deferrable: bool | None = None,
         poll_interval: float = 5.0,
+        promotion_lock_ttl: float = 7200.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -170,6 +179,8 @@ class ModelDeployOperator(BaseOperator):
         self.local_transformer = local_transformer
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
+        self.promotion_lock_ttl = promotion_lock_ttl
+        self._promotion: Promotion | None = None
 
     # -- collaborators -------------------------------------------------------------------------------------------------
     @cached_property
@@ -272,31 +283,77 @@ class ModelDeployOperator(BaseOperator):
                 return str(service)
         return None
 
+    def _begin_promotion(self, context: Context, candidate: dict[str, Any]) -> Promotion:
+        """Take the promotion lock and check ``champion`` against the gate's before anything changes."""
+        from mlops_provider.serving.promotion import UNKNOWN, Promotion
+
+        ti = context["ti"]
+        promotion = Promotion(
+            self.mlflow_hook,
+            self.model_name,
+            candidate["version"],
+            f"{ti.dag_id}/{ti.run_id}",
+            # Only the gate's decision says which champion it compared against.
+            expected_champion=candidate["champion_version"] if "champion_version" in candidate else UNKNOWN,
+            lock_ttl=self.promotion_lock_ttl,
+        )
+        promotion.begin()
+        self._promotion = promotion
+        return promotion
+
+    def _backend(self) -> str:
+        backend = self.backend or self.settings.serving_backend
+        if backend not in ("local", "kserve"):
+            raise MlopsError(f"backend must be 'local' or 'kserve', got {backend!r}.")
+        return backend
+
+    def _verified(self, result: DeployResult) -> bool:
+        """Whether the endpoint's own state records a passed analysis of the promoted version (I1)."""
+        if result["backend"] == "local":
+            return self._local_rollout().verified(result["model_version"])
+        state = self.rollout_manager.recover(self._isvc_name)
+        return state is not None and state.verified and state.version == result["model_version"]
+
     # -- outcome -------------------------------------------------------------------------------------------------------
-    def _finish(self, context: Context, result: DeployResult) -> DeployResult:
+    def _finish(self, context: Context, result: DeployResult, promotion: Promotion) -> DeployResult:
         KServeEndpointLink.persist(context, endpoint_url=result["endpoint_url"], model_name=result["model_name"])
         if result["status"] == "promoted":
-            self.mlflow_hook.set_alias(self.model_name, CHAMPION, result["model_version"])
+            promotion.promote(verified=self._verified(result))
             return result
         context["ti"].xcom_push(key="return_value", value=result)
-        raise RolloutRolledBackError(
+        message = (
             f"Rollout of {result['model_name']} version {result['model_version']} was rolled back "
             f"({result.get('reason')}): {result.get('message')} The previous version keeps serving at "
-            f"{result['endpoint_url']}.",
-            reason=result.get("reason"),
-            rolled_back=True,
+            f"{result['endpoint_url']}."
         )
+        promotion.failed("rolled_back", result.get("reason"), message, final=True)
+        raise RolloutRolledBackError(message, reason=result.get("reason"), rolled_back=True)
+
+    def _guarded(self, context: Context, promotion: Promotion, run: Any) -> DeployResult:
+        """Run ``run()``; record any failure on the version (a final one also drops ``challenger``)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return run()
+        except RolloutRolledBackError:
+            raise  # recorded by _finish
+        except Exception as exc:
+            final = isinstance(exc, AirflowFailException) or context["ti"].try_number > (self.retries or 0)
+            promotion.failed("failed", getattr(exc, "reason", None) or type(exc).__name__, str(exc), final=final)
+            raise
 
     # -- entry points --------------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> DeployResult:
         """Deploy the candidate with the configured backend."""
         candidate = self._candidate()
-        backend = self.backend or self.settings.serving_backend
-        if backend not in ("local", "kserve"):
-            raise MlopsError(f"backend must be 'local' or 'kserve', got {backend!r}.")
+        backend = self._backend()
+        promotion = self._begin_promotion(context, candidate)
+        return self._guarded(context, promotion, lambda: self._deploy(context, candidate, backend, promotion))
+
+    def _deploy(self, context: Context, candidate: dict[str, Any], backend: str, promotion: Promotion) -> DeployResult:
         feature_service = self._feature_service(candidate)
         if backend == "local":
-            return self._finish(context, self._deploy_local(candidate, feature_service))
+            return self._finish(context, self._deploy_local(candidate, feature_service), promotion)
         from mlops_provider.serving.rollout import canary_weights
 
         options = {**self.manifest_options}
@@ -320,15 +377,34 @@ class ModelDeployOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> DeployResult:
         """Resume after the readiness trigger: the rollout state comes from the InferenceService's annotation."""
-        name = event.get("name") or self._isvc_name
-        state = self.rollout_manager.recover(name)
-        if state is None:
-            raise RolloutFailedError(
-                f"InferenceService {self.hook.namespace}/{name} carries no rollout state after the wait "
-                f"({event.get('status')}: {event.get('reason')}); it was changed or deleted by someone else.",
-                reason="RolloutStateLost",
-            )
-        return self._drive(context, self.rollout_manager.advance(state, event))
+        promotion = self._begin_promotion(context, self._candidate())
+
+        def resume() -> DeployResult:
+            name = event.get("name") or self._isvc_name
+            state = self.rollout_manager.recover(name)
+            if state is None:
+                raise RolloutFailedError(
+                    f"InferenceService {self.hook.namespace}/{name} carries no rollout state after the wait "
+                    f"({event.get('status')}: {event.get('reason')}); it was changed or deleted by someone else.",
+                    reason="RolloutStateLost",
+                )
+            return self._drive(context, self.rollout_manager.advance(state, event))
+
+        return self._guarded(context, promotion, resume)
+
+    def on_kill(self) -> None:
+        """Take back an unfinished rollout: KServe canary to the previous model, local candidate stopped; record it."""
+        try:
+            if self._backend() == "local":
+                aborted = self._local_rollout().abort()
+                detail = f"stopped the local candidate {aborted.get('color')}" if aborted else "no local candidate"
+            else:
+                state = self.rollout_manager.abort(self._isvc_name)
+                detail = f"rollout left in phase {state.phase}" if state is not None else "no rollout recorded"
+            self.log.warning("Deploy task killed: %s.", detail)
+        finally:
+            if self._promotion is not None:
+                self._promotion.failed("killed", "TaskKilled", "The deploy task was killed.", final=False)
 
     def _drive(self, context: Context, state: RolloutState) -> DeployResult:
         """Wait for readiness (here or in the triggerer) and advance until the rollout is over."""
@@ -353,11 +429,27 @@ class ModelDeployOperator(BaseOperator):
             else:
                 event = manager.wait(state, self.poll_interval)
             state = manager.advance(state, event)
-        return self._finish(context, manager.result(state))
+        return self._finish(context, manager.result(state), self._promotion_or_fail())
+
+    def _promotion_or_fail(self) -> Promotion:
+        if self._promotion is None:
+            raise MlopsError("The promotion was not begun (no lock, no champion check): internal error.")
+        return self._promotion
+
+    def _local_rollout(self) -> BlueGreenRollout:
+        from mlops_provider.hooks.local_serving import LocalServingHook
+        from mlops_provider.serving.local import BlueGreenRollout
+
+        return BlueGreenRollout(
+            LocalServingHook(settings=self.settings),
+            model_name=self.model_name,
+            analysis=self._analysis_config(),
+            progress_deadline=self.progress_deadline,
+            training_set=self.training_set,
+        )
 
     def _deploy_local(self, candidate: dict[str, Any], feature_service: str | None) -> DeployResult:
-        from mlops_provider.hooks.local_serving import LocalServingHook
-        from mlops_provider.serving.local import BlueGreenRollout, feast_config_for_serving, mlflow_env
+        from mlops_provider.serving.local import feast_config_for_serving, mlflow_env
 
         feast_config = feast_config_for_serving(self.local_transformer)
         if feast_config and not feature_service:
@@ -370,14 +462,7 @@ class ModelDeployOperator(BaseOperator):
                 "No feature_service known for %s: serving the predictor without the transformer.", self.model_name
             )
             feast_config = None
-        rollout = BlueGreenRollout(
-            LocalServingHook(settings=self.settings),
-            model_name=self.model_name,
-            analysis=self._analysis_config(),
-            progress_deadline=self.progress_deadline,
-            training_set=self.training_set,
-        )
-        return rollout.deploy(
+        return self._local_rollout().deploy(
             candidate["version"],
             candidate["storage_uri"],
             feast_config=feast_config,

@@ -151,6 +151,11 @@ class MlflowEvaluationGateOperator(BaseOperator):
     :param on_reject: ``skip`` (push the XCom, then skip: deploy and smoke test are skipped) or ``fail``
         (raise :class:`~mlops_provider.exceptions.PromotionRejectedError`).
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id``. (templated)
+    :param hold_promotion_lock: on ``promote``, keep the model's promotion lock for the deploy task of this DAG run
+        (it releases it when it ends). Default: when a :class:`~mlops_provider.operators.kserve.ModelDeployOperator`
+        is downstream; otherwise the lock is only checked, and released when the gate ends.
+    :param promotion_lock_ttl: seconds the promotion lock stays valid (bounds how long a run that died holding it
+        blocks others).
     """
 
     template_fields: Sequence[str] = ("model_name", "candidate", "training_set", "criteria", "mlflow_conn_id")
@@ -168,6 +173,8 @@ class MlflowEvaluationGateOperator(BaseOperator):
         holdout_fraction: float | None = None,
         on_reject: str = "skip",
         mlflow_conn_id: str | None = None,
+        hold_promotion_lock: bool | None = None,
+        promotion_lock_ttl: float = 7200.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,6 +187,8 @@ class MlflowEvaluationGateOperator(BaseOperator):
         self.holdout_fraction = holdout_fraction
         self.on_reject = on_reject
         self.mlflow_conn_id = mlflow_conn_id
+        self.hold_promotion_lock = hold_promotion_lock
+        self.promotion_lock_ttl = promotion_lock_ttl
 
     @cached_property
     def hook(self) -> MlflowHook:
@@ -329,6 +338,8 @@ class MlflowEvaluationGateOperator(BaseOperator):
             "run_id": run_id,
             "decided_at": datetime.now(UTC).isoformat(),
         }
+        if decision == "promote":
+            self._claim_promotion(context, result)
         self._record(result)
         if decision == "promote":
             hook.set_alias(self.model_name, CHALLENGER, cand_version.version)
@@ -352,6 +363,40 @@ class MlflowEvaluationGateOperator(BaseOperator):
 
             raise AirflowSkipException(message)
         return result
+
+    def _claim_promotion(self, context: Context, result: GateDecision) -> None:
+        """Take the model's promotion lock for this DAG run and check ``champion`` is still what was compared.
+
+        Held until the deploy task of the same run ends (see :mod:`mlops_provider.serving.promotion`); a run that
+        loses the race fails here with :class:`~mlops_provider.exceptions.PromotionConflictError`, before
+        ``challenger`` moves.
+        """
+        from mlops_provider.serving.promotion import Promotion
+
+        ti = context["ti"]
+        promotion = Promotion(
+            self.hook,
+            self.model_name,
+            result["candidate_version"],
+            f"{ti.dag_id}/{ti.run_id}",
+            expected_champion=result["champion_version"],
+            lock_ttl=self.promotion_lock_ttl,
+        )
+        promotion.begin()
+        if not self._deploy_follows():
+            promotion.lock.release()
+
+    def _deploy_follows(self) -> bool:
+        """Whether the deploy task that releases the promotion lock runs after this gate."""
+        if self.hold_promotion_lock is not None:
+            return self.hold_promotion_lock
+        from mlops_provider.operators.kserve import ModelDeployOperator
+
+        try:
+            relatives = self.get_flat_relatives(upstream=False)
+        except Exception:  # not in a DAG (called directly): nobody would release it
+            return False
+        return any(isinstance(task, ModelDeployOperator) for task in relatives)
 
     def _record(self, result: GateDecision) -> None:
         """Tags on the version and the run, plus ``gate/decision.json`` on the run."""

@@ -137,13 +137,20 @@ def smoke_check(
     max_latency_ms: float = 500.0,
     prediction_range: tuple[float, float] = (0.0, 1.0),
     timeout: float = 10.0,
+    expected_version: str | None = None,
 ) -> dict:
-    """Send ``requests`` single-row V2 requests and judge error rate, p99 latency and prediction sanity."""
+    """Send ``requests`` single-row V2 requests and judge error rate, p99 latency and prediction sanity.
+
+    :param expected_version: the model version that must answer (the V2 response's ``model_version``); a response
+        from any other version, or one that does not say, fails the check: a canary URL that falls back to the
+        main route, or a stale revision, must not pass for the new version.
+    """
     url = f"{endpoint_url.rstrip('/')}/v2/models/{model_name}/infer"
     latencies: list[float] = []
     errors: list[str] = []
     insane: list[list[float]] = []
     predictions: list[float] = []
+    wrong_versions: list[str] = []
     for i in range(requests):
         row = rows[i % len(rows)]
         started = time.perf_counter()
@@ -161,6 +168,8 @@ def smoke_check(
         if len(values) != 1 or not all(in_range(v, prediction_range) for v in values):
             insane.append(values)
         predictions.extend(values)
+        if expected_version is not None and str(body.get("model_version")) != str(expected_version):
+            wrong_versions.append(str(body.get("model_version")))
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)] if latencies else float("inf")
     error_rate = len(errors) / max(1, requests)
@@ -169,6 +178,11 @@ def smoke_check(
         failures.append(f"error rate {error_rate:.0%} > {max_error_rate:.0%} ({errors[0]})")
     if p99 > max_latency_ms:
         failures.append(f"p99 latency {p99:.1f} ms > {max_latency_ms:.0f} ms")
+    if wrong_versions:
+        failures.append(
+            f"{len(wrong_versions)} response(s) answered by model version {sorted(set(wrong_versions))}, "
+            f"not {expected_version}"
+        )
     if insane:
         failures.append(
             f"{len(insane)} prediction(s) outside {list(prediction_range)} or not one per row: {insane[:3]}"
@@ -193,12 +207,14 @@ def run_analysis(
     label: str,
     training_set: dict | str | None = None,
     progress_deadline: float | None = None,
+    expected_version: str | None = None,
 ) -> dict[str, Any]:
     """Run checks every ``config.interval`` until ``config.iterations`` pass or ``config.failure_threshold`` fail.
 
     :param deadline: UNIX time after which the analysis fails with ``ProgressDeadlineExceeded``.
     :param label: what is analysed, for logs and messages (e.g. ``canary at 10% (version 7)``).
     :param progress_deadline: the rollout's deadline in seconds, for the message.
+    :param expected_version: the model version every response must come from (see :func:`smoke_check`).
     :return: ``{"passed", "checks", "reason", "message"}``; ``reason`` is ``Passed``, ``AnalysisFailed`` or
         ``ProgressDeadlineExceeded``.
     """
@@ -230,6 +246,7 @@ def run_analysis(
                 max_latency_ms=config.max_latency_ms,
                 prediction_range=config.prediction_range,
                 timeout=config.timeout,
+                expected_version=expected_version,
             )
         checks.append(check)
         if check["ok"]:

@@ -368,6 +368,20 @@ class LocalEndpoint:
         self.stop_slot(slot)
         self._update_state(candidate=None)
 
+    def abort_candidate(self) -> dict | None:
+        """Stop the candidate slot, if any, and record it as ``aborted``; the live slot is not touched."""
+        candidate = self._read_state().get("candidate")
+        if not candidate:
+            return None
+        self.stop_slot(candidate)
+        self._update_state(candidate=None, aborted={**candidate, "aborted_at": datetime.now(UTC).isoformat()})
+        log.warning(
+            "Stopped the %s candidate (version %s) of an interrupted rollout.",
+            candidate.get("color"),
+            candidate.get("model_version"),
+        )
+        return candidate
+
     def stop_slot(self, slot: dict) -> None:
         """Stop the processes of ``slot`` (transformer first)."""
         for component in reversed(COMPONENTS):
@@ -414,6 +428,35 @@ class BlueGreenRollout:
         self.progress_deadline = progress_deadline
         self.training_set = training_set
 
+    def _analyze(self, url: str, version: str, deadline: float, label: str) -> dict[str, Any]:
+        return run_analysis(
+            url,
+            self.model_name,
+            self.analysis,
+            deadline=deadline,
+            label=label,
+            training_set=self.training_set,
+            progress_deadline=self.progress_deadline,
+            expected_version=version,
+        )
+
+    def verified(self, version: str) -> bool:
+        """Whether the live slot serves ``version`` of this model with a passed analysis recorded (invariant I1)."""
+        live = self.endpoint.active()
+        return bool(
+            live
+            and live.get("model_name") == self.model_name
+            and live.get("model_version") == str(version)
+            and live.get("verified_version") == str(version)
+        )
+
+    def abort(self) -> dict | None:
+        """Stop the candidate slot of an interrupted rollout (the task was killed); the live slot keeps serving.
+
+        Records the stopped candidate as ``aborted`` in ``deployment.json``; returns it (None when there was none).
+        """
+        return self.endpoint.abort_candidate()
+
     def deploy(
         self,
         version: str,
@@ -435,27 +478,42 @@ class BlueGreenRollout:
         }
         endpoint.ensure_proxy()
         live = endpoint.active()
+        deadline = time.time() + self.progress_deadline
         if (
             live
             and live["model_name"] == self.model_name
             and live["model_version"] == version
             and live["storage_uri"] == storage_uri
         ):
+            analysis = None
+            if live.get("verified_version") != version:
+                # Live but never analysed (started by hand, or by an older provider): serving proves nothing.
+                log.info(
+                    "Version %s is live on %s but no passed analysis is recorded: analysing it.", version, live["color"]
+                )
+                analysis = self._analyze(live["url"], version, deadline, f"live {live['color']} (version {version})")
+                if not analysis["passed"]:
+                    raise RolloutFailedError(
+                        f"Version {version} of {self.model_name} serves {base['endpoint_url']} but failed its analysis "
+                        f"({analysis['reason']}): {analysis['message']} Nothing to roll back to; the champion alias "
+                        "was not moved.",
+                        reason=analysis["reason"],
+                    )
+                live["verified_version"] = version
             log.info(
                 "Version %s is already live on %s (%s); nothing to replace.",
                 version,
                 base["endpoint_url"],
                 live["color"],
             )
-            endpoint.switch(live)  # re-assert the proxy's upstream (idempotent)
+            endpoint.switch(live)  # re-assert the proxy's upstream (idempotent), with the verification recorded
             return {
                 **base,
                 "status": "promoted",
                 "revision": live["color"],
                 "traffic": {live["color"]: 100},
-                "analysis": None,
+                "analysis": analysis,
             }
-        deadline = time.time() + self.progress_deadline
         previous = live["color"] if live else None
         try:
             slot = endpoint.start_slot(
@@ -478,15 +536,7 @@ class BlueGreenRollout:
                 "reason": exc.reason or "StartFailed",
                 "message": str(exc),
             }
-        analysis = run_analysis(
-            slot["url"],
-            self.model_name,
-            self.analysis,
-            deadline=deadline,
-            label=f"{slot['color']} (version {version})",
-            training_set=self.training_set,
-            progress_deadline=self.progress_deadline,
-        )
+        analysis = self._analyze(slot["url"], version, deadline, f"{slot['color']} (version {version})")
         if not analysis["passed"]:
             endpoint.discard(slot)
             return {
@@ -498,6 +548,7 @@ class BlueGreenRollout:
                 "reason": analysis["reason"],
                 "message": analysis["message"],
             }
+        slot["verified_version"] = version  # recorded in deployment.json with the switch
         endpoint.switch(slot)
         return {
             **base,

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: Annotation on the InferenceService holding the JSON of the current :class:`RolloutState`.
 ROLLOUT_STATE_ANNOTATION = f"{LABEL_DOMAIN}/rollout"
+#: ``reason`` of a rollback made because the deploy task was killed: the retry starts the rollout again.
+KILLED_REASON = "TaskKilled"
 
 
 class RolloutPhase(StrEnum):
@@ -70,8 +72,12 @@ class RolloutPhase(StrEnum):
     CANARY = "canary"
     #: Raw mode: a rolling update to the new version, then analysis at full traffic.
     ROLLING = "rolling"
-    #: All traffic on the new revision (after a passed canary, or an unchanged spec): Ready, then done.
+    #: All traffic on the new revision (after a passed canary, or an unchanged spec whose passed analysis is
+    #: recorded): Ready, then done.
     PROMOTE = "promote"
+    #: The InferenceService already serves the version but no passed analysis of it is recorded (a retried first
+    #: deployment, an object changed by hand): Ready, then analysis at full traffic; a failure raises.
+    VERIFY = "verify"
     #: The spec went back to the previous model: Ready, then done.
     ROLLBACK = "rollback"
     #: Terminal: the new version serves all traffic.
@@ -97,6 +103,7 @@ class RolloutStrategy(StrEnum):
 # Phases the manager may enter from each phase (the state machine, checked on every transition).
 TRANSITIONS: dict[RolloutPhase, frozenset[RolloutPhase]] = {
     RolloutPhase.FIRST: frozenset({RolloutPhase.PROMOTED}),
+    RolloutPhase.VERIFY: frozenset({RolloutPhase.PROMOTED}),
     RolloutPhase.CANARY: frozenset({RolloutPhase.CANARY, RolloutPhase.PROMOTE, RolloutPhase.ROLLBACK}),
     RolloutPhase.ROLLING: frozenset({RolloutPhase.PROMOTED, RolloutPhase.ROLLBACK}),
     RolloutPhase.PROMOTE: frozenset({RolloutPhase.PROMOTED, RolloutPhase.ROLLBACK}),
@@ -112,6 +119,8 @@ class RolloutState:
 
     ``generation`` (the spec generation the last write produced) is not persisted: it is read back from the
     object's ``metadata.generation`` on recovery, since the manager is the only writer of the spec.
+    ``verified_version`` is the version whose analysis passed in this rollout (or in the recorded rollout it
+    continues): ``champion`` may only move to a version equal to it (invariant I1).
     """
 
     name: str
@@ -133,7 +142,13 @@ class RolloutState:
     analyses: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
     message: str | None = None
+    verified_version: str | None = None
     generation: int | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Whether the rollout is promoted and a passed analysis of its own version is recorded."""
+        return self.phase == RolloutPhase.PROMOTED and self.verified_version == self.version
 
     @property
     def weight(self) -> int | None:
@@ -309,6 +324,7 @@ class KServeRolloutManager:
             and not recorded.phase.terminal
             and recorded.version == version
             and recorded.storage_uri == storage_uri
+            and not (recorded.phase == RolloutPhase.ROLLBACK and recorded.reason == KILLED_REASON)
         ):
             log.info(
                 "Resuming the rollout of version %s on %s/%s from phase %s (recorded on the InferenceService).",
@@ -351,8 +367,27 @@ class KServeRolloutManager:
             state.previous_revision = recorded.previous_revision
             state.previous_model = recorded.previous_model
         if state.previous_uri == storage_uri and predictor_spec.get("canaryTrafficPercent") in (None, 100):
-            log.info("InferenceService %s already serves %s; checking it is Ready.", name, storage_uri)
             state.generation = (existing.get("metadata") or {}).get("generation")
+            if (
+                recorded is not None
+                and recorded.verified
+                and recorded.version == version
+                and recorded.storage_uri == storage_uri
+            ):
+                log.info(
+                    "InferenceService %s already serves %s (analysis passed); checking it is Ready.", name, storage_uri
+                )
+                state.analysis, state.verified_version = recorded.analysis, recorded.verified_version
+            else:
+                # Serving the URI proves nothing: a first deployment that failed its analysis also serves it.
+                log.info(
+                    "InferenceService %s already serves %s but no passed analysis of version %s is recorded; "
+                    "analysing it at full traffic.",
+                    name,
+                    storage_uri,
+                    version,
+                )
+                state.phase = RolloutPhase.VERIFY
             self._save(state)
             return state
         if raw:
@@ -404,9 +439,9 @@ class KServeRolloutManager:
                 detail = (
                     f"not Ready within the progress deadline of {self.progress_deadline:.0f} s; last condition {detail}"
                 )
-            if state.phase == RolloutPhase.FIRST:
+            if state.phase in (RolloutPhase.FIRST, RolloutPhase.VERIFY):
                 raise RolloutFailedError(
-                    f"First deployment of {self.model_name} version {state.version} as InferenceService "
+                    f"Deployment of {self.model_name} version {state.version} as InferenceService "
                     f"{state.namespace}/{state.name} is {detail}. Nothing to roll back to; the champion alias "
                     "was not moved.",
                     reason=event.get("reason"),
@@ -432,21 +467,30 @@ class KServeRolloutManager:
                     "TrafficNotShifted",
                     f"KServe reports {share}% of traffic on the new revision after promotion, not 100%.",
                 )
-        if state.phase in (RolloutPhase.FIRST, RolloutPhase.ROLLING):
+        if state.phase in (RolloutPhase.FIRST, RolloutPhase.ROLLING, RolloutPhase.VERIFY):
             url = self.endpoint_url or endpoint_url_of(isvc)
             if not url:
-                return self._rollback(state, "NoEndpoint", "KServe reports no URL for the InferenceService.")
+                if state.phase == RolloutPhase.ROLLING:
+                    return self._rollback(state, "NoEndpoint", "KServe reports no URL for the InferenceService.")
+                raise RolloutFailedError(
+                    f"KServe reports no URL for InferenceService {state.namespace}/{state.name}; the champion alias "
+                    "was not moved.",
+                    reason="NoEndpoint",
+                )
             analysis = self._analyze(url, state, f"version {state.version}")
             state.analysis = analysis
             if not analysis["passed"]:
-                if state.phase == RolloutPhase.FIRST:
+                if state.phase in (RolloutPhase.FIRST, RolloutPhase.VERIFY):
+                    # The state stays in this phase on the object: a retry analyses again, never promotes blind.
+                    self._save(state)
                     raise RolloutFailedError(
-                        f"First deployment of {self.model_name} version {state.version} failed its analysis "
+                        f"Deployment of {self.model_name} version {state.version} failed its analysis "
                         f"({analysis['reason']}): {analysis['message']} Nothing to roll back to; the champion "
                         "alias was not moved.",
                         reason=analysis["reason"],
                     )
                 return self._rollback(state, analysis["reason"], analysis["message"])
+            state.verified_version = state.version
         return self._finish(state, RolloutPhase.PROMOTED)
 
     def _analyze(self, url: str, state: RolloutState, label: str) -> dict[str, Any]:
@@ -458,6 +502,7 @@ class KServeRolloutManager:
             label=label,
             training_set=self.training_set,
             progress_deadline=self.progress_deadline,
+            expected_version=state.version,
         )
 
     def _after_canary_ready(self, state: RolloutState, isvc: dict) -> RolloutState:
@@ -493,6 +538,8 @@ class KServeRolloutManager:
         )
         if not analysis["passed"]:
             return self._rollback(state, analysis["reason"], analysis["message"])
+        if state.step + 1 >= len(state.weights):
+            state.verified_version = state.version  # the last canary step passed: recorded with the promotion
         if state.step + 1 < len(state.weights):
             state.step += 1
             state.move_to(RolloutPhase.CANARY)
@@ -519,6 +566,23 @@ class KServeRolloutManager:
             ),
         )
         return state
+
+    def abort(self, name: str, message: str = "The deploy task was killed.") -> RolloutState | None:
+        """Take back an unfinished rollout of the InferenceService ``name`` (the task was killed); return its state.
+
+        A canary or rolling update goes back to the recorded previous model at once (no wait: the retry, or the
+        next rollout, finds the ``rollback`` phase with reason ``TaskKilled`` and starts afresh from the recorded
+        previous version). A first deployment or a verification has nothing to return to: only the reason is
+        recorded. Finished rollouts are left alone.
+        """
+        state = self.recover(name)
+        if state is None or state.phase.terminal or state.phase == RolloutPhase.ROLLBACK:
+            return state
+        if state.phase in (RolloutPhase.FIRST, RolloutPhase.VERIFY) or not state.previous_model:
+            state.reason, state.message = KILLED_REASON, f"{message} Nothing to roll back to."
+            self._save(state)
+            return state
+        return self._rollback(state, KILLED_REASON, message)
 
     def _finish(self, state: RolloutState, phase: RolloutPhase) -> RolloutState:
         state.move_to(phase)
