@@ -20,6 +20,8 @@ FINAL = {
     "DriftReferenceMissingError",
     "RolloutRolledBackError",
     "InvalidNameError",
+    "PromotionConflictError",
+    "UnverifiedPromotionError",
 }
 
 CLASSES = {

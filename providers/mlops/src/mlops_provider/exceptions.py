@@ -113,7 +113,7 @@ class RolloutRolledBackError(RolloutFailedError, AirflowFailException):
 class PromotionConflictError(MlopsError, AirflowFailException):
     """Another run is promoting the same model, or ``champion`` moved since the gate compared against it.
 
-    Fails the task without retries: the other run's promotion decides; re-run the gate to compare against the new
+    Not retried: the other run's promotion decides; re-run the gate to compare against the new
     champion. ``holder`` names the run holding the promotion lock, ``expected``/``actual`` the champion versions.
     """
 
@@ -129,5 +129,5 @@ class PromotionConflictError(MlopsError, AirflowFailException):
 class UnverifiedPromotionError(MlopsError, AirflowFailException):
     """``champion`` was about to move to a version with no passed rollout analysis recorded; it was not moved.
 
-    Fails the task without retries: it signals a broken invariant (I1), which a retry must not paper over.
+    Not retried: it signals a broken invariant (I1), which a retry must not paper over.
     """
