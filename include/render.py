@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def render_all() -> list[dict]:
-    """Return the training pod (and its RBAC) and the InferenceService objects for the current settings."""
+    """Return the training pod (and its RBAC), the KServe deployer's RBAC and the serving objects for the settings."""
     from include.fraud_example import DATASET, FEATURE_SERVICE, MODEL_NAME
     from mlops_provider.operators.training_kubernetes import render_training_manifests
-    from mlops_provider.serving.manifests import render_serving_manifests
+    from mlops_provider.serving.manifests import render_kserve_rbac, render_serving_manifests
     from mlops_provider.settings import get_settings
 
     settings = get_settings()
@@ -25,6 +25,7 @@ def render_all() -> list[dict]:
     feature_service = None if settings.model_name else FEATURE_SERVICE
     return [
         *render_training_manifests(settings, model_name=model_name, dataset=DATASET),
+        *render_kserve_rbac(settings.namespace),
         *render_serving_manifests(settings, model_name=model_name, feature_service=feature_service),
     ]
 

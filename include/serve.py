@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
+import time
 
 from mlops_provider.lineage import CHAMPION
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,41 +51,46 @@ def main(argv: list[str] | None = None) -> int:
     feature_service = mlflow.training_set_of_run(version.run_id)[1].get("feature_service") if version.run_id else None
     feast_config = None if args.no_transformer or not feature_service else feast_config_for_serving(None)
     local = LocalServingHook(settings=settings)
-    local.ensure_proxy()
-    live = local.active()
-    if live and live["model_name"] == model_name and live["model_version"] == str(version.version):
-        slot = live
-    else:
-        slot = local.start_slot(
-            model_name,
-            storage_uri,
-            str(version.version),
-            feast_config=feast_config,
-            feature_service=feature_service,
-            env=mlflow_env(storage_uri),
-        )
-        local.switch(slot)
-    components = "transformer + predictor" if slot.get("transformer") else "predictor"
-    print(f"serving   {model_name} version {version.version} ({args.alias}) — {components}")
-    print(f"port      {settings.local_serving_port}")
-    print(
-        f"endpoint  {local.endpoint_url}/v2/models/{model_name}/infer  (health: {local.endpoint_url}/v2/health/ready)"
-    )
-    print("Ctrl-C stops it.", flush=True)
-
-    stop = threading.Event()
+    # From here on every exit path stops what was started: Ctrl-C or SIGTERM while a server is still starting
+    # raises KeyboardInterrupt, and the ``finally`` stops the proxy and every model server (pid files included).
     # Explicit handlers: a shell starting us in the background makes Python ignore SIGINT otherwise.
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, _interrupt)
     try:
-        while not stop.wait(1.0):
+        local.ensure_proxy()
+        live = local.active()
+        if live and live["model_name"] == model_name and live["model_version"] == str(version.version):
+            slot = live
+        else:
+            slot = local.start_slot(
+                model_name,
+                storage_uri,
+                str(version.version),
+                feast_config=feast_config,
+                feature_service=feature_service,
+                env=mlflow_env(storage_uri),
+            )
+            local.switch(slot)
+        components = "transformer + predictor" if slot.get("transformer") else "predictor"
+        print(f"serving   {model_name} version {version.version} ({args.alias}) — {components}")
+        print(f"port      {settings.local_serving_port}")
+        print(
+            f"endpoint  {local.endpoint_url}/v2/models/{model_name}/infer  "
+            f"(health: {local.endpoint_url}/v2/health/ready)"
+        )
+        print("Ctrl-C stops it.", flush=True)
+        while True:
+            time.sleep(1.0)
             if not local.slot_alive(slot):
                 print("The model server exited; see the logs under", local.root / "logs", file=sys.stderr)
                 return 1
+    except KeyboardInterrupt:
+        return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         local.stop_all()
-        print("stopped")
-    return 0
+        print("stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 The argument parser extends ``kserve.model_server.parser``, so every KServe server flag (``--http_port``,
 ``--grpc_port``, ``--workers``, ``--enable_grpc``, ``--predictor_host``, ``--predictor_protocol``...) works as in
 KServe's own servers; KServe's controller appends ``--model_name``/``--predictor_host``/``--http_port`` itself.
+
+``--bind_host`` (or ``MLOPS_SERVING_BIND_HOST``) sets the address the REST and gRPC servers listen on. KServe
+listens on every interface, which a pod needs; the local serving backend passes ``127.0.0.1`` so a model server
+on a workstation or Airflow worker is never reachable from the network.
 """
 
 from __future__ import annotations
@@ -39,6 +43,41 @@ class DefaultJsonContentType:
         await self.app(scope, receive, send)
 
 
+def bind_servers_to(host: str) -> None:
+    """Make KServe's REST (uvicorn) and gRPC servers listen on ``host`` instead of every interface."""
+    from grpc import aio
+    from kserve.protocol.grpc import server as grpc_server
+    from kserve.protocol.rest import server as rest_server
+
+    rest_init = rest_server.RESTServer.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        rest_init(self, *args, **kwargs)
+        self.config.host = host  # the uvicorn server (and the multi-process one) bind from this config
+
+    rest_server.RESTServer.__init__ = init  # type: ignore[method-assign]
+    grpc_host = f"[{host}]" if ":" in host else host
+
+    class _Aio:
+        """``grpc.aio`` as the gRPC server module sees it, with ``add_insecure_port`` bound to ``host``."""
+
+        def __getattr__(self, name: str):
+            return getattr(aio, name)
+
+        @staticmethod
+        def server(*args, **kwargs):
+            server = aio.server(*args, **kwargs)
+            add_port = server.add_insecure_port
+
+            def add_insecure_port(address: str) -> int:
+                return add_port(f"{grpc_host}:{address.rsplit(':', 1)[1]}")
+
+            server.add_insecure_port = add_insecure_port
+            return server
+
+    grpc_server.aio = _Aio()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the server's argument parser (KServe's flags plus the bundle's)."""
     parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
@@ -48,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("STORAGE_URI"),
         help="Model location: a folder (KServe's storage initializer mounts /mnt/models), file://, s3://, gs:// or "
         "models:/<name>@<alias>. The transformer reads the model's feature order from it.",
+    )
+    parser.add_argument(
+        "--bind_host",
+        default=os.environ.get("MLOPS_SERVING_BIND_HOST") or None,
+        help="Address the REST and gRPC servers listen on (default: every interface, as KServe; the local "
+        "serving backend passes 127.0.0.1).",
     )
     parser.add_argument("--model_dir", default=None, help="Alias of --storage_uri for a local folder.")
     parser.add_argument("--model_version", default=None, help="Version reported in responses and the prediction log.")
@@ -137,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
             tracking_uri=args.mlflow_tracking_uri,
             reject_unknown_entities=args.unknown_entities == "reject",
         )
+    if args.bind_host:
+        bind_servers_to(args.bind_host)
     model.load()
     # The transformer always forwards the V2 feature tensor; only the transport (REST or gRPC) is configurable.
     protocol = "grpc-v2" if args.predictor_protocol == "grpc-v2" or args.protocol == "grpc-v2" else "v2"

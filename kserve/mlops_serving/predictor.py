@@ -9,8 +9,8 @@ Requests:
 * KServe V1: ``{"instances": [[...], ...]}`` (rows in feature order) or ``{"instances": [{feature: value}, ...]}``;
   the response is ``{"predictions": [...]}``.
 
-Served rows go to the prediction log unless the request has the parameter ``"mlops_log": false`` (the rollout's
-smoke and analysis requests set it, so drift monitoring only sees real traffic).
+Every served row goes to the prediction log when the server was started with ``--prediction_log_uri``: logging is
+the server's setting, and nothing in a request (parameters, headers) can turn it off.
 
 Malformed requests raise :class:`kserve.errors.InvalidInput`, which the server answers with HTTP 400 (gRPC
 ``INVALID_ARGUMENT``) and a message that says what was expected.
@@ -49,8 +49,6 @@ NUMERIC_DATATYPES = {
     "BOOL",
 }
 INPUT_NAME = "input-0"
-# V2 request parameter that keeps a request out of the prediction log (smoke and analysis traffic).
-LOG_PARAMETER = "mlops_log"
 OUTPUT_NAME = "output-0"
 
 
@@ -241,7 +239,7 @@ class XGBoostPredictor(Model):
         else:
             raise InvalidInput(f"Unsupported request body of type {type(payload).__name__}.")
         predictions = self.predict_matrix(matrix)
-        if self.prediction_log is not None and _log_requested(payload):
+        if self.prediction_log is not None:
             self.prediction_log.log(matrix, predictions)
         if isinstance(payload, dict):
             return {"predictions": predictions.tolist()}
@@ -255,15 +253,3 @@ class XGBoostPredictor(Model):
             from_grpc=payload.from_grpc,
             use_binary_outputs=payload.use_binary_outputs,
         )
-
-
-def _log_requested(payload: dict | InferRequest) -> bool:
-    """False when the request carries the V2 parameter ``mlops_log: false`` (REST bool or gRPC InferParameter)."""
-    parameters = payload.parameters if isinstance(payload, InferRequest) else payload.get("parameters")
-    if not parameters or LOG_PARAMETER not in parameters:
-        return True
-    value = parameters[LOG_PARAMETER]
-    if hasattr(value, "WhichOneof"):  # gRPC InferParameter
-        kind = value.WhichOneof("parameter_choice")
-        value = getattr(value, kind) if kind else True
-    return str(value).strip().lower() not in ("false", "0", "no")

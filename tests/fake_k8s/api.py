@@ -2,8 +2,10 @@
 
 Paths as the real API server serves them: ``/api/v1/namespaces/{ns}/{plural}[/{name}[/status|/log]]`` for core
 objects, ``/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}[/status]]`` for custom objects,
-``/apis/{group}/{version}/{plural}`` across namespaces; every request needs the bearer token (else 401), and
-failures are ``Status`` bodies with the API server's codes and reasons.
+``/apis/{group}/{version}/{plural}`` across namespaces; every request needs a known bearer token (else 401):
+the server's own token has full access, a service account's token is authorised by the Roles and RoleBindings
+in the store (:mod:`tests.fake_k8s.rbac`, else 403); failures are ``Status`` bodies with the API server's codes
+and reasons.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aiohttp import web
 
 from tests.fake_k8s.kubelet import Kubelet
 from tests.fake_k8s.pods import rfc3339, rfc3339_nano
+from tests.fake_k8s.rbac import forbidden_message, is_allowed, request_verb
 from tests.fake_k8s.store import CORE, KINDS, ApiError, ObjectStore, merge_patch
 
 
@@ -54,21 +57,54 @@ class ApiHandler:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the recorded requests."""
+        """Forget the recorded requests and the service-account tokens."""
         self.requests: list[tuple[str, str]] = []
         self.request_log: list[dict] = []
+        #: bearer token -> (namespace, name) of the service account it authenticates as.
+        self.service_accounts: dict[str, tuple[str, str]] = {}
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         with self.store.lock:
             self.requests.append((request.method, path))
             self.request_log.append({"method": request.method, "path": path, "query": dict(request.query)})
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        auth = request.headers.get("Authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+        if token != self.token and token not in self.service_accounts:
             return status_response(401, "Unauthorized", "Unauthorized")
+        if token in self.service_accounts:
+            denied = self._authorize(request, self.service_accounts[token])
+            if denied is not None:
+                return denied
         try:
             return await self._route(request)
         except ApiError as exc:
             return status_response(exc.code, exc.reason, exc.message, exc.name, exc.kind)
+
+    def _authorize(self, request: web.Request, service_account: tuple[str, str]) -> web.Response | None:
+        """``None`` when the service account's Roles allow the request, else the 403 ``Status``."""
+        parts = [p for p in request.path.split("/") if p]
+        if parts[:2] == ["api", "v1"]:
+            group, rest = CORE, parts[2:]
+        elif parts and parts[0] == "apis" and len(parts) >= 3:
+            group, rest = parts[1], parts[3:]
+        else:  # discovery (/version, /api, /apis) is open to every authenticated user
+            return None
+        if rest and rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, plural, tail = rest[1], rest[2], rest[3:]
+        elif len(rest) == 1:
+            namespace, plural, tail = None, rest[0], []
+        else:
+            return None  # routing answers 404
+        name = tail[0] if tail else None
+        resource = f"{plural}/{tail[1]}" if len(tail) > 1 else plural
+        verb = request_verb(request.method, name, request.query.get("watch") in ("true", "1", "True"))
+        scope = {"verb": verb, "group": group, "resource": resource, "namespace": namespace, "name": name}
+        with self.store.lock:
+            if is_allowed(self.store, service_account, **scope):
+                return None
+        kind = KINDS.get(plural, plural)
+        return status_response(403, "Forbidden", forbidden_message(service_account, **scope), name, kind)
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]

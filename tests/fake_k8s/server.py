@@ -90,13 +90,13 @@ class FakeKubernetes:
             self._thread.join(10)
         self._loop = None
 
-    def kubeconfig(self, namespace: str = "default") -> dict:
-        """Return a kubeconfig dict pointing at this server with its bearer token."""
+    def kubeconfig(self, namespace: str = "default", token: str | None = None) -> dict:
+        """Return a kubeconfig dict pointing at this server with its bearer token (or ``token``)."""
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake-user", "user": {"token": self.token}}],
+            "users": [{"name": "fake-user", "user": {"token": token or self.token}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake-user", "namespace": namespace}}],
             "current-context": "fake",
         }
@@ -108,6 +108,26 @@ class FakeKubernetes:
                 "conn_type": "kubernetes",
                 "extra": {"kube_config_path": str(self.kubeconfig_path), "namespace": "default"},
             }
+        )
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A bearer token that authenticates as ServiceAccount ``namespace/name``, authorised by RBAC objects.
+
+        Until the test stores a Role and RoleBinding for it (``put_object("rbac.authorization.k8s.io", "v1",
+        namespace, "roles", ...)``), every request with it answers 403 Forbidden. Forgotten at ``reset()``.
+        """
+        token = secrets.token_hex(16)
+        with self.store.lock:
+            self.api.service_accounts[token] = (namespace, name)
+        return token
+
+    def service_account_connection_json(self, namespace: str, name: str, *, conn_namespace: str = "default") -> str:
+        """Airflow connection (JSON form) of type ``kubernetes`` authenticating as the service account."""
+        path = self.kubeconfig_path.with_name(f"kubeconfig-{namespace}-{name}-{secrets.token_hex(4)}.yaml")
+        token = self.service_account_token(namespace, name)
+        path.write_text(yaml.safe_dump(self.kubeconfig(conn_namespace, token=token)))
+        return json.dumps(
+            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(path), "namespace": conn_namespace}}
         )
 
     def reset(self) -> None:

@@ -136,9 +136,11 @@ def test_blue_green_replace_through_airflow(local_endpoint, serving_models, regi
     assert logs, "no prediction log written"
     import pandas as pd
 
-    # Only the 9 rows this test sent: the analysis and smoke requests ask not to be logged.
+    # Logging is the server's setting, not the client's: the 9 rows this test sent and the rollout's own
+    # analysis requests are all there.
     logged = pd.concat(pd.read_parquet(f) for f in logs)
-    assert len(logged) == 9 and set(logged["model_version"]) == {registered_versions["v1"], registered_versions["v2"]}
+    assert len(logged) > 9
+    assert set(logged["model_version"]) == {registered_versions["v1"], registered_versions["v2"]}
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{hook.endpoint_url}/v2/health/ready", timeout=2)
 
@@ -206,3 +208,107 @@ def test_local_endpoint_with_the_feast_transformer(
     # over gRPC) is not.
     logs = sorted((hook.settings.local_root / "data" / "predictions" / MODEL_NAME).glob("dt=*/*.parquet"))
     assert len(pd.concat(pd.read_parquet(f) for f in logs)) == 3
+
+
+def _listening_hosts(port: int) -> set[str]:
+    """Addresses with a TCP socket listening on ``port``, read from /proc/net/tcp and tcp6."""
+    import ipaddress
+
+    hosts = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
+            ip = ipaddress.ip_address(packed)
+            hosts.add(str(getattr(ip, "ipv4_mapped", None) or ip))
+    return hosts
+
+
+def test_local_servers_listen_on_loopback_only(local_endpoint, serving_models):
+    """The proxy and the predictor's REST and gRPC ports accept connections from this machine only."""
+    hook, _ = local_endpoint
+    hook.ensure_proxy()
+    slot = hook.start_slot(MODEL_NAME, serving_models["v1"].uri, "1", prediction_log=False)
+    ports = {
+        "proxy": hook.settings.local_serving_port,
+        "predictor http": slot["predictor"]["http_port"],
+        "predictor grpc": slot["predictor"]["grpc_port"],
+    }
+    for name, port in ports.items():
+        assert _listening_hosts(port) == {"127.0.0.1"}, (name, port, _listening_hosts(port))
+
+
+def _processes_with_env(marker: str) -> list[int]:
+    """Live processes (not zombies) whose environment contains ``marker``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (
+                marker.encode() in (proc / "environ").read_bytes()
+                and (proc / "stat").read_text().split(")")[-1].split()[0] != "Z"
+            ):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("when", ["serving", "starting"])
+def test_make_serve_stops_everything_on_ctrl_c(when, local_endpoint, registered_versions, repo_root):
+    """SIGINT to ``include/serve.py`` (Ctrl-C in ``make serve``), once serving or while the model server starts,
+    leaves no proxy, no model server and no listening endpoint port behind."""
+    import os
+    import signal
+    import time
+
+    from mlops_provider.utils.process import port_open, process_alive, read_pid
+
+    hook, client = local_endpoint
+    client.set_registered_model_alias(MODEL_NAME, "champion", registered_versions["v1"])
+    port = hook.settings.local_serving_port
+    marker = f"AIRFLOW__MLOPS__LOCAL_ROOT={hook.settings.local_root}"
+    process = subprocess.Popen(
+        [sys.executable, "include/serve.py", "--model-name", MODEL_NAME, "--no-transformer"],
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")])},
+    )
+    try:
+        deadline = time.time() + 180
+        if when == "serving":
+            lines = []
+            while time.time() < deadline and (line := process.stdout.readline().decode()):
+                lines.append(line)
+                if line.startswith("Ctrl-C stops it."):
+                    break
+            assert lines and lines[-1].startswith("Ctrl-C"), "".join(lines)
+            with urllib.request.urlopen(f"{hook.endpoint_url}/v2/health/ready", timeout=5) as response:
+                assert response.status == 200
+        else:  # the proxy listens, the predictor is starting
+            while time.time() < deadline and not (
+                port_open(port) and list((hook.root / "pids").glob("*predictor.pid"))
+            ):
+                assert process.poll() is None, process.stdout.read().decode()
+                time.sleep(0.05)
+            assert hook.active() is None
+        started = set(_processes_with_env(marker)) | {read_pid(f) for f in (hook.root / "pids").glob("*.pid")}
+        started.discard(None)
+        assert len(started) >= 2 and port_open(port), started  # serve.py and the servers it started
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "stopped" in output
+    assert _processes_with_env(marker) == [], output
+    assert [pid for pid in started if process_alive(pid)] == [], output
+    assert not port_open(port)

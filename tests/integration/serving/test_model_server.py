@@ -182,3 +182,35 @@ def test_models_uri_through_mlflow_and_log_flushed_on_sigterm(mlflow_server, ser
     finally:
         assert server.stop() == 0
     assert len(list(log_dir.glob("dt=*/*.parquet"))) == 1
+
+
+def test_a_client_cannot_turn_prediction_logging_off(predictor_servers, serving_models):
+    """Logging is the server's setting: a request asking ``mlops_log: false`` (REST or gRPC) is logged anyway."""
+    import pandas as pd
+    import tritonclient.grpc as grpcclient
+
+    model, server = serving_models["v2"], predictor_servers["v2"]
+    # Values no other test sends, to find these rows in the shared log folder.
+    X = np.full((3, 15), 0.0, dtype=np.float32)
+    X[:, 0] = [987654.0, 987655.0, 987656.0]
+    status, _ = post_json(
+        f"{server.url}/v2/models/{MODEL_NAME}/infer",
+        {
+            "parameters": {"mlops_log": False},
+            "inputs": [{"name": "input-0", "shape": [2, 15], "datatype": "FP32", "data": X[:2].ravel().tolist()}],
+        },
+    )
+    assert status == 200
+    client = grpcclient.InferenceServerClient(url=f"127.0.0.1:{server.grpc_port}")
+    tensor = grpcclient.InferInput("input-0", [1, 15], "FP32")
+    tensor.set_data_from_numpy(X[2:])
+    client.infer(MODEL_NAME, [tensor], parameters={"mlops_log": False})
+
+    first = model.booster.feature_names[0]
+    log_dir = server.extra["prediction_log_dir"]
+    deadline, logged = time.time() + 15, 0
+    while time.time() < deadline and logged < 3:
+        frames = [pd.read_parquet(f) for f in sorted(log_dir.glob("dt=*/*.parquet"))]
+        logged = sum(int(f[first].isin(X[:, 0]).sum()) for f in frames)
+        time.sleep(0.3)
+    assert logged == 3, f"{logged} of the 3 rows that asked not to be logged are in {log_dir}"

@@ -214,3 +214,66 @@ def test_mlops_routes_require_an_authenticated_user():
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.json() == {"detail": "Not authenticated"}
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def test_reports_are_served_sandboxed_with_nosniff_over_http(api_server, drift_history):
+    """A stored report runs in a CSP sandbox (opaque origin, no network), never with the API origin's rights."""
+    status, headers, body = _get(f"{api_server}/mlops/reports/{MODEL}/20310301T060000000000Z/report.html")
+    assert status == 200 and b"Evidently report 20310301T060000000000Z" in body
+    csp = [part.strip() for part in headers["content-security-policy"].split(";")]
+    assert csp[0].startswith("sandbox") and "allow-same-origin" not in csp[0]
+    assert "default-src 'none'" in csp and "connect-src 'none'" in csp
+    assert headers["x-content-type-options"] == "nosniff"
+    status, headers, _ = _get(f"{api_server}/mlops/?model={MODEL}")
+    assert status == 200
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "script-src" not in headers["content-security-policy"]
+
+
+def test_dot_segments_and_absolute_paths_never_leave_the_reports_folder(api_server, drift_history):
+    """``<data_root>/reports/<secret>/report.html`` sits one level above the drift reports: unreachable."""
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import write_bytes_atomic
+
+    secret = f"secret_{uuid.uuid4().hex[:8]}"
+    write_bytes_atomic(b"<h1>secret</h1>", f"{get_settings().data_root.rstrip('/')}/reports/{secret}/report.html")
+    for path in (
+        f"%2e%2e/{secret}/report.html",
+        f"%2E%2E/{secret}/report.html",
+        f"..%2F{secret}/x/report.html",
+        f"%2Fetc/{secret}/report.html",
+        f".{MODEL}/20310301T060000000000Z/report.html",
+    ):
+        status, _, body = _get(f"{api_server}/mlops/reports/{path}")
+        assert status == 404, (path, body[:200])
+        assert b"secret" not in body
+    status, _, _ = _get(f"{api_server}/mlops/?model=..")
+    assert status == 400
+
+
+def test_mlops_routes_need_the_permission_not_just_a_login():
+    """A logged-in user the auth manager grants nothing gets 403; a viewer (read access) gets the routes."""
+    from airflow.api_fastapi.app import create_app, get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app())
+    manager = get_auth_manager()
+    no_role = manager.generate_jwt(SimpleAuthManagerUser(username="nobody", role=None))
+    viewer = manager.generate_jwt(SimpleAuthManagerUser(username="val", role="viewer"))
+    missing_report = f"/mlops/reports/{MODEL}/19990101T000000000000Z/report.html"
+    for path in ("/mlops/api/models?model=none_such_model", missing_report):
+        response = client.get(path, headers={"Authorization": f"Bearer {no_role}"})
+        assert response.status_code == 403, (path, response.text)
+        assert response.json() == {"detail": "Forbidden"}
+    assert client.get(missing_report, headers={"Authorization": f"Bearer {viewer}"}).status_code == 404

@@ -25,11 +25,19 @@ class LocalServingHook(LocalEndpoint, BaseHook):
     :param settings: bundle settings (default :func:`~mlops_provider.settings.get_settings`).
     :param startup_timeout: seconds a new server may take to become ready.
     :param drain_seconds: seconds the old colour keeps running after the switch, for in-flight requests.
+    :param bind_host: address the processes listen on (loopback unless given explicitly).
     """
 
     hook_name = "Local model serving"
 
     def __init__(
-        self, *, settings: MlopsSettings | None = None, startup_timeout: float = 120.0, drain_seconds: float = 1.0
+        self,
+        *,
+        settings: MlopsSettings | None = None,
+        startup_timeout: float = 120.0,
+        drain_seconds: float = 1.0,
+        bind_host: str = "127.0.0.1",
     ) -> None:
-        super().__init__(settings=settings, startup_timeout=startup_timeout, drain_seconds=drain_seconds)
+        super().__init__(
+            settings=settings, startup_timeout=startup_timeout, drain_seconds=drain_seconds, bind_host=bind_host
+        )

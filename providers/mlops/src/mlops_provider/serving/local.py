@@ -32,6 +32,7 @@ from mlops_provider.utils.process import (
     free_port,
     port_open,
     process_alive,
+    read_pid,
     start_process,
     stop_process,
     wait_healthy,
@@ -94,13 +95,21 @@ class LocalEndpoint:
     :param settings: bundle settings (default :func:`~mlops_provider.settings.get_settings`).
     :param startup_timeout: seconds a new server may take to become ready.
     :param drain_seconds: seconds the old colour keeps running after the switch, for in-flight requests.
+    :param bind_host: address every process (proxy, predictor, transformer) listens on; loopback unless a caller
+        explicitly exposes the endpoint to the network.
     """
 
     def __init__(
-        self, *, settings: MlopsSettings | None = None, startup_timeout: float = 120.0, drain_seconds: float = 1.0
+        self,
+        *,
+        settings: MlopsSettings | None = None,
+        startup_timeout: float = 120.0,
+        drain_seconds: float = 1.0,
+        bind_host: str = "127.0.0.1",
     ) -> None:
         super().__init__()
         self._settings = settings
+        self.bind_host = bind_host
         self.startup_timeout = startup_timeout
         self.drain_seconds = drain_seconds
 
@@ -213,7 +222,7 @@ class LocalEndpoint:
                     f"Port {port} for the local endpoint is taken by another program ({exc}); stop it or set "
                     "AIRFLOW__MLOPS__LOCAL_SERVING_PORT to a free port."
                 ) from None
-        args = ["-m", PROXY_MARKER, "--port", str(port), "--state", str(self._endpoint_file)]
+        args = ["-m", PROXY_MARKER, "--host", self.bind_host, "--port", str(port), "--state", str(self._endpoint_file)]
         pid = self._spawn(args, "proxy", self._env(None))
         try:
             listening = wait_healthy(pid, lambda: port_open(port), timeout=30, marker=PROXY_MARKER, interval=0.05)
@@ -267,6 +276,7 @@ class LocalEndpoint:
             f"--model_version={model_version}",
             f"--http_port={predictor_port}",
             f"--grpc_port={predictor_grpc}",
+            f"--bind_host={self.bind_host}",
             "--enable_latency_logging=false",
             "--access_log=false",
         ]
@@ -304,6 +314,7 @@ class LocalEndpoint:
                     "--access_log=false",
                     f"--http_port={port}",
                     f"--grpc_port={grpc}",
+                    f"--bind_host={self.bind_host}",
                     "--enable_latency_logging=false",
                 ]
                 slot["transformer"]["pid"] = self._spawn(args, f"{color}-transformer", server_env)
@@ -399,6 +410,10 @@ class LocalEndpoint:
         if state.get("proxy"):
             stop_process(state["proxy"].get("pid"), marker=PROXY_MARKER)
             self._pid_file("proxy").unlink(missing_ok=True)
+        # A process interrupted before its slot reached the state file is known by its pid file only.
+        for pid_file in sorted((self.root / "pids").glob("*.pid")):
+            stop_process(read_pid(pid_file), marker=SERVER_MARKER)
+            pid_file.unlink(missing_ok=True)
         self._endpoint_file.unlink(missing_ok=True)
         self._write_json(self._deployment_file, {})
 

@@ -433,3 +433,45 @@ def render_serving_manifests(
             transformer=bool(feature_service),
         ),
     ]
+
+
+#: Role of Airflow's workers for KServe rollouts (namespaced; nothing cluster-wide).
+KSERVE_DEPLOYER_ROLE = "mlops-kserve-deployer"
+#: What the rollout manager does to InferenceServices: read and follow them, create the first one, patch the rest.
+KSERVE_ROLE_VERBS: dict[str, list[str]] = {"inferenceservices": ["get", "list", "watch", "create", "patch"]}
+
+
+def render_kserve_rbac(namespace: str, service_account: str | None = None) -> list[dict[str, Any]]:
+    """Return the Role and RoleBinding that let Airflow's workers roll out InferenceServices in ``namespace``.
+
+    ``Role/mlops-kserve-deployer``: ``serving.kserve.io`` ``inferenceservices`` get/list/watch/create/patch, bound
+    to ``service_account`` (default: the workers' ``airflow-worker``, the one the training RBAC renders). No
+    delete, no other resource, no ClusterRole.
+    """
+    from mlops_provider.training.manifests import LAUNCHER_SERVICE_ACCOUNT
+
+    labels = {"app.kubernetes.io/part-of": "mlops", "app.kubernetes.io/component": "serving"}
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": KSERVE_DEPLOYER_ROLE, "namespace": namespace, "labels": labels},
+            "rules": [
+                {"apiGroups": [GROUP], "resources": [resource], "verbs": list(verbs)}
+                for resource, verbs in KSERVE_ROLE_VERBS.items()
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": KSERVE_DEPLOYER_ROLE, "namespace": namespace, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": KSERVE_DEPLOYER_ROLE},
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": service_account or LAUNCHER_SERVICE_ACCOUNT,
+                    "namespace": namespace,
+                }
+            ],
+        },
+    ]

@@ -1,6 +1,7 @@
 """The MLOps page of the Airflow UI: a small FastAPI app mounted by the plugin under ``/mlops``.
 
-Routes (all require an authenticated Airflow user, like the rest of the API server):
+Routes (all require an Airflow user the auth manager authorises for the custom view ``MLOps`` and for reading
+assets: 401 without a login, 403 without the permission):
 
 - ``/mlops/``: per model, versions with ``champion``/``challenger``, the last gate decision and its
   reasons, the deployment state, and the drift share over time (inline SVG) with links to each
@@ -10,6 +11,9 @@ Routes (all require an authenticated Airflow user, like the rest of the API serv
   the data store (the drift operator's extra link points here).
 
 Everything rendered is escaped; links are built from ``[api] base_url`` so they work behind a prefix.
+Stored reports are served in a CSP sandbox (an opaque origin: their inline scripts run but can neither read
+the API server's cookies nor call it), every response carries ``X-Content-Type-Options: nosniff``, and names
+in report paths are checked and kept under the reports folder (:func:`~mlops_provider.ui.data.report_file_uri`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,17 @@ if TYPE_CHECKING:
 
 PREFIX = "/mlops"
 REPORT_FILES = {"report.html": "text/html; charset=utf-8", "summary.json": "application/json"}
+#: The custom view the auth manager authorises (``is_authorized_custom_view``).
+VIEW_NAME = "MLOps"
+#: Stored reports (Evidently inlines its scripts, styles and fonts): sandboxed without ``allow-same-origin``,
+#: so they run in an opaque origin, and nothing may be fetched or sent anywhere.
+REPORT_CSP = (
+    "sandbox allow-scripts allow-popups; default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+    "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; connect-src 'none'; form-action 'none'; "
+    "base-uri 'none'"
+)
+#: The page itself: no scripts at all; framed only by the Airflow UI (same origin).
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; base-uri 'none'"
 
 
 def _href(url: str | None) -> str | None:
@@ -202,15 +217,33 @@ def render_page(
 
 def create_app() -> FastAPI:
     """Build the FastAPI app (called on the first request, so the API server starts without it)."""
-    from airflow.api_fastapi.core_api.security import requires_authenticated
-    from fastapi import Depends, FastAPI, HTTPException, Query
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.responses import HTMLResponse, Response
 
     from mlops_provider.links.evidently import api_base_url
     from mlops_provider.settings import get_settings
-    from mlops_provider.ui.data import SAFE_NAME, collect_drift, collect_models
+    from mlops_provider.ui.data import SAFE_NAME, collect_drift, collect_models, report_file_uri
 
-    app = FastAPI(title="MLOps", dependencies=[Depends(requires_authenticated())], docs_url=None, redoc_url=None)
+    def requires_mlops_access(user: Any = Depends(get_user)) -> None:  # noqa: B008 (FastAPI's idiom)
+        """403 unless the auth manager lets ``user`` read the MLOps view and assets (drift reports are about data)."""
+        manager = get_auth_manager()
+        if not (
+            manager.is_authorized_custom_view(method="GET", resource_name=VIEW_NAME, user=user)
+            and manager.is_authorized_asset(method="GET", user=user)
+        ):
+            raise HTTPException(status_code=403, detail="Forbidden")
+
+    app = FastAPI(title="MLOps", dependencies=[Depends(requires_mlops_access)], docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
     def gather(model: str | None) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], str | None]:
         from mlops_provider.hooks.mlflow import MlflowHook
@@ -241,13 +274,18 @@ def create_app() -> FastAPI:
 
     @app.get("/reports/{model}/{run_ts}/{filename}")
     def report_file(model: str, run_ts: str, filename: str) -> Response:
-        if filename not in REPORT_FILES or not SAFE_NAME.match(model) or not SAFE_NAME.match(run_ts):
+        uri = report_file_uri(get_settings().data_root, model, run_ts, filename)
+        if uri is None:
             raise HTTPException(status_code=404, detail="No such report")
         from mlops_provider.storage import storage_path
 
-        path = storage_path(f"{get_settings().data_root.rstrip('/')}/reports/drift/{model}/{run_ts}/{filename}")
+        path = storage_path(uri)
         if not path.exists():
             raise HTTPException(status_code=404, detail=f"No drift report {model}/{run_ts}")
-        return Response(content=path.read_bytes(), media_type=REPORT_FILES[filename])
+        return Response(
+            content=path.read_bytes(),
+            media_type=REPORT_FILES[filename],
+            headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+        )
 
     return app

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+#: A model name or drift run id as a single path segment: no leading dot, no ``..``, no separators.
+SAFE_NAME = re.compile(r"^(?!.*\.\.)[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}$")
+#: The files of a drift check the page serves.
+REPORT_FILES = ("report.html", "summary.json")
 # Run/version tag keys shown as gate decisions or deployment state (matched case-insensitively).
 GATE_KEYS = re.compile(r"gate|decision|reason|promot|reject", re.IGNORECASE)
 DEPLOY_KEYS = re.compile(r"deploy|rollout|endpoint|serving|revision|traffic", re.IGNORECASE)
@@ -87,11 +90,42 @@ def collect_models(hook: MlflowHook, only: str | None = None) -> list[dict[str, 
     return out
 
 
+def is_safe_name(name: str) -> bool:
+    """Whether ``name`` can be used as one path segment under the reports folder."""
+    return bool(SAFE_NAME.match(name))
+
+
+def report_file_uri(data_root: str, model_name: str, run_ts: str, filename: str) -> str | None:
+    """URI of a drift check's file, or None when any part would leave ``<data_root>/reports/drift/``.
+
+    Names are checked (:data:`SAFE_NAME`) and the normalised path must stay under the reports root, so
+    ``..``, absolute paths and separators never reach the store.
+    """
+    import posixpath
+
+    if filename not in REPORT_FILES or not (is_safe_name(model_name) and is_safe_name(run_ts)):
+        return None
+    root = f"{data_root.rstrip('/')}/reports/drift"
+    scheme, sep, rest = root.partition("://")
+    if not sep:
+        scheme, rest = "", root
+    base = posixpath.normpath(rest)
+    candidate = posixpath.normpath(posixpath.join(base, model_name, run_ts, filename))
+    if posixpath.dirname(posixpath.dirname(posixpath.dirname(candidate))) != base:
+        return None
+    if scheme in ("", "file"):
+        from pathlib import Path
+
+        if not Path(candidate).resolve().is_relative_to(Path(base).resolve()):  # a symlink out of the root
+            return None
+    return f"{scheme}://{candidate}" if sep else candidate
+
+
 def collect_drift(data_root: str, model_name: str) -> list[dict[str, Any]]:
     """Drift-check summaries of ``model_name``, oldest first (at most the latest ``MAX_DRIFT_POINTS``)."""
     from mlops_provider.storage import storage_path
 
-    if not SAFE_NAME.match(model_name):
+    if not is_safe_name(model_name):
         return []
     folder = storage_path(f"{data_root.rstrip('/')}/reports/drift/{model_name}")
     if not folder.exists():

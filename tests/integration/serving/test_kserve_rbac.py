@@ -1,0 +1,114 @@
+"""The KServe deployer's rendered Role against the fake API server, which enforces RBAC for service accounts.
+
+The Airflow workers' service account is authorised only by the Role and RoleBinding that ``make render``
+writes (``render_kserve_rbac``); the fake API server answers 403 Forbidden for anything they do not grant.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlops_provider.serving.manifests import render_inference_service, render_kserve_rbac
+from mlops_provider.training.manifests import LAUNCHER_SERVICE_ACCOUNT
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "mlops-rbac"
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+RBAC = "rbac.authorization.k8s.io"
+
+
+def _apply(fake_k8s, objects: list[dict]) -> None:
+    plurals = {"Role": "roles", "RoleBinding": "rolebindings"}
+    for obj in objects:
+        fake_k8s.put_object(RBAC, "v1", obj["metadata"]["namespace"], plurals[obj["kind"]], obj)
+
+
+def _worker_hook(fake_k8s, monkeypatch, namespace: str = NAMESPACE):
+    from mlops_provider.hooks.kserve import KServeHook
+
+    conn = fake_k8s.service_account_connection_json(NAMESPACE, LAUNCHER_SERVICE_ACCOUNT, conn_namespace=namespace)
+    monkeypatch.setenv("AIRFLOW_CONN_FAKE_K8S_WORKER", conn)
+    return KServeHook(kubernetes_conn_id="fake_k8s_worker", namespace=namespace)
+
+
+def _isvc(name: str = "rbac-model") -> dict:
+    return render_inference_service(
+        "rbac_model", "gs://bucket/model", name=name, namespace=NAMESPACE, transformer=False
+    )
+
+
+def test_rendered_role_is_namespaced_and_grants_only_inference_services():
+    role, binding = render_kserve_rbac(NAMESPACE)
+    assert (role["kind"], binding["kind"]) == ("Role", "RoleBinding")
+    assert role["rules"] == [
+        {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "create", "patch"]}
+    ]
+    assert binding["roleRef"] == {"apiGroup": RBAC, "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": LAUNCHER_SERVICE_ACCOUNT, "namespace": NAMESPACE}]
+
+
+def test_make_render_writes_the_kserve_role(monkeypatch, tmp_path):
+    from include.render import render_all
+
+    monkeypatch.setenv("AIRFLOW__MLOPS__NAMESPACE", NAMESPACE)
+    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_CONN_ID", "no_such_mlflow_conn")
+    from mlops_provider.settings import reset_settings
+
+    reset_settings()
+    try:
+        objects = render_all()
+    finally:
+        reset_settings()
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("Role", "mlops-kserve-deployer") in kinds and ("RoleBinding", "mlops-kserve-deployer") in kinds
+    assert not {k for k, _ in kinds} & {"ClusterRole", "ClusterRoleBinding"}
+
+
+def test_the_workers_service_account_can_roll_out_with_the_rendered_role(fake_k8s, monkeypatch):
+    _apply(fake_k8s, render_kserve_rbac(NAMESPACE))
+    hook = _worker_hook(fake_k8s, monkeypatch)
+    created = hook.create_inference_service(_isvc())
+    assert created["metadata"]["name"] == "rbac-model"
+    assert hook.get_inference_service("rbac-model")["metadata"]["uid"] == created["metadata"]["uid"]
+    patched = hook.patch_inference_service("rbac-model", {"metadata": {"annotations": {"x": "1"}}})
+    assert patched["metadata"]["annotations"]["x"] == "1"
+    assert [i["metadata"]["name"] for i in hook.list_inference_services()] == ["rbac-model"]
+
+
+def test_a_permission_the_role_lacks_is_forbidden(fake_k8s, monkeypatch):
+    """A Role without ``patch``: the rollout's patch of an existing InferenceService fails with 403."""
+    from kubernetes.client.exceptions import ApiException
+
+    role, binding = render_kserve_rbac(NAMESPACE)
+    role["rules"][0]["verbs"] = ["get", "list", "watch", "create"]
+    _apply(fake_k8s, [role, binding])
+    hook = _worker_hook(fake_k8s, monkeypatch)
+    hook.create_inference_service(_isvc())
+    with pytest.raises(ApiException) as raised:
+        hook.patch_inference_service("rbac-model", {"metadata": {"annotations": {"x": "1"}}})
+    assert raised.value.status == 403
+    status = json.loads(raised.value.body)
+    assert status["reason"] == "Forbidden"
+    assert 'cannot patch resource "inferenceservices" in API group "serving.kserve.io"' in status["message"]
+    assert "x" not in fake_k8s.get_object(GROUP, VERSION, NAMESPACE, PLURAL, "rbac-model")["metadata"]["annotations"]
+
+
+def test_no_role_no_access_and_nothing_outside_the_namespace(fake_k8s, monkeypatch):
+    from kubernetes.client.exceptions import ApiException
+
+    hook = _worker_hook(fake_k8s, monkeypatch)
+    with pytest.raises(ApiException) as raised:  # nothing bound yet
+        hook.create_inference_service(_isvc())
+    assert raised.value.status == 403
+    _apply(fake_k8s, render_kserve_rbac(NAMESPACE))
+    other = _worker_hook(fake_k8s, monkeypatch, namespace="another-namespace")
+    body = _isvc()
+    body["metadata"]["namespace"] = "another-namespace"
+    with pytest.raises(ApiException) as raised:
+        other.create_inference_service(body, namespace="another-namespace")
+    assert raised.value.status == 403
+    # The server's own token (every other test's client) keeps full access.
+    fake_k8s.put_object(GROUP, VERSION, "another-namespace", PLURAL, body)
