@@ -75,10 +75,12 @@ def post_json(url: str, body: dict, timeout: float) -> tuple[int, Any]:
 
 
 def v2_request(rows: Sequence[Sequence[float]]) -> dict:
-    """Build a V2 infer request body with one FP32 tensor ``input-0``, kept out of the prediction log."""
+    """Build a V2 infer request body with one FP32 tensor ``input-0``.
+
+    Probe rows are logged like any request (logging is the server's setting, never the client's); they are
+    rows of the training set, so they do not move the drift verdict.
+    """
     return {
-        # Synthetic and smoke traffic must not reach drift monitoring through the served-request log.
-        "parameters": {"mlops_log": False},
         "inputs": [
             {
                 "name": "input-0",
