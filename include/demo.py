@@ -59,15 +59,19 @@ def _output_to(log_file: Path):
             for h in logger.handlers
             if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in originals
         ]
-        streams = [(h, h.stream) for h in handlers]
+        streams = []
         for handler in handlers:
-            handler.setStream(sink)
+            try:
+                streams.append((handler, handler.setStream(sink)))
+            except AttributeError:  # logging's last-resort handler reads sys.stderr itself (redirected below)
+                pass
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 yield
         finally:
             for handler, stream in streams:
-                handler.setStream(stream)
+                if stream is not None:
+                    handler.setStream(stream)
             sink.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
