@@ -213,6 +213,12 @@ class LocalEndpoint:
         port = self.settings.local_serving_port
         if proxy.get("port") == port and process_alive(proxy.get("pid"), PROXY_MARKER):
             return int(proxy["pid"])
+        # A proxy started by a try that died before recording it is known by its pid file: adopt it.
+        orphan = read_pid(self._pid_file("proxy"))
+        if orphan and process_alive(orphan, PROXY_MARKER) and port_open(port):
+            self._update_state(proxy={"pid": orphan, "port": port})
+            log.info("Adopted the running endpoint proxy on %s (pid %s)", self.endpoint_url, orphan)
+            return orphan
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -227,8 +233,10 @@ class LocalEndpoint:
         try:
             listening = wait_healthy(pid, lambda: port_open(port), timeout=30, marker=PROXY_MARKER, interval=0.05)
         except ProcessExitedError:
+            stop_process(pid)  # our own child: nothing left behind, whatever the cause
             raise RolloutFailedError(f"The endpoint proxy exited at start:\n{self._log_tail('proxy.log')}") from None
         if not listening:
+            stop_process(pid)
             raise RolloutFailedError(f"The endpoint proxy did not listen on port {port} within 30 s.")
         self._update_state(proxy={"pid": pid, "port": port})
         log.info("Started the endpoint proxy on %s (pid %s)", self.endpoint_url, pid)

@@ -116,7 +116,9 @@ def wait_healthy(
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not process_alive(pid, marker):
+        # The marker guards against pid reuse for long-lived processes; a child we are starting is ours, and
+        # its command line may not show the marker yet, so here only "has it exited" counts.
+        if not process_alive(pid, None if pid in _CHILDREN else marker):
             raise ProcessExitedError(f"process {pid} exited")
         if healthy():
             return True
