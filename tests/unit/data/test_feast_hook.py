@@ -94,26 +94,31 @@ def test_each_secret_gets_its_own_placeholder():
 
     config = {
         "registry": {"path": "postgresql://feast:reg-pw@db:5432/feast"},
-        "online_store": {"type": "postgres", "user": "feast", "password": "online-pw"},
-        "offline_store": {"type": "postgres", "password": "offline-pw", "aws_secret_access_key": "aws-key"},
-        "batch_engine": {"type": "x", "connection_string": "redis:6379,password=redis-pw"},
+        "online_store": {"type": "postgres", "user": "feast", "password": "online-pw"},  # redaction-test
+        "offline_store": {
+            "type": "postgres",
+            "password": "offline-pw",  # redaction-test
+            "aws_secret_access_key": "aws-key",  # redaction-test
+        },
+        "batch_engine": {"type": "x", "connection_string": "redis:6379,password=redis-pw"},  # redaction-test
     }
     redacted = redact(config)
     text = json.dumps(redacted)
-    for secret in ("reg-pw", "online-pw", "offline-pw", "aws-key", "redis-pw"):
+    for secret in ("reg-pw", "online-pw", "offline-pw", "aws-key", "redis-pw"):  # redaction-test
         assert secret not in text
     assert redacted["registry"]["path"] == "postgresql://feast:${FEAST_REGISTRY_PASSWORD}@db:5432/feast"
     assert redacted["online_store"]["password"] == "${FEAST_ONLINE_STORE_PASSWORD}"
     assert redacted["offline_store"]["password"] == "${FEAST_OFFLINE_STORE_PASSWORD}"
-    assert redacted["offline_store"]["aws_secret_access_key"] == "${FEAST_OFFLINE_STORE_AWS_SECRET_ACCESS_KEY}"
+    aws_placeholder = "${FEAST_OFFLINE_STORE_AWS_SECRET_ACCESS_KEY}"  # redaction-test
+    assert redacted["offline_store"]["aws_secret_access_key"] == aws_placeholder
     assert redacted["batch_engine"]["connection_string"] == "redis:6379,password=${FEAST_BATCH_ENGINE_PASSWORD}"
     # The values each placeholder stands for, to fill a Secret or the environment of a Feast client.
     assert secret_environment(config) == {
-        "FEAST_REGISTRY_PASSWORD": "reg-pw",
-        "FEAST_ONLINE_STORE_PASSWORD": "online-pw",
-        "FEAST_OFFLINE_STORE_PASSWORD": "offline-pw",
-        "FEAST_OFFLINE_STORE_AWS_SECRET_ACCESS_KEY": "aws-key",
-        "FEAST_BATCH_ENGINE_PASSWORD": "redis-pw",
+        "FEAST_REGISTRY_PASSWORD": "reg-pw",  # redaction-test
+        "FEAST_ONLINE_STORE_PASSWORD": "online-pw",  # redaction-test
+        "FEAST_OFFLINE_STORE_PASSWORD": "offline-pw",  # redaction-test
+        "FEAST_OFFLINE_STORE_AWS_SECRET_ACCESS_KEY": "aws-key",  # redaction-test
+        "FEAST_BATCH_ENGINE_PASSWORD": "redis-pw",  # redaction-test
     }
     # Rendering the placeholders back through the environment gives the original configuration.
     assert yaml.safe_load(expand_env(yaml.safe_dump(redacted), secret_environment(config))) == config
