@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 from mlops_provider.exceptions import SourceDataMissingError
 from mlops_provider.partitions import partition_uri, resolve_dates, safe_segment, zone_uri
 from mlops_provider.settings import get_settings
+from mlops_provider.utils.faults import fault_point
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -131,6 +132,7 @@ class IngestionOperator(BaseOperator):
             buffer = io.BytesIO()
             pq.write_table(table, buffer, compression="snappy")
             write_bytes_atomic(buffer.getvalue(), target, conn_id)
+            fault_point("ingestion.mid_write")
             self.log.info(
                 "Ingested %s dt=%s: %d rows from %d file(s) at %s -> %s",
                 self.dataset,

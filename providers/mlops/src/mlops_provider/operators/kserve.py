@@ -22,6 +22,7 @@ from mlops_provider.exceptions import MlopsError, RolloutFailedError, RolloutRol
 from mlops_provider.links.kserve import KServeEndpointLink
 from mlops_provider.payloads import parse_payload
 from mlops_provider.utils.deferrable import default_deferrable
+from mlops_provider.utils.faults import fault_point
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -318,6 +319,7 @@ class ModelDeployOperator(BaseOperator):
     def _finish(self, context: Context, result: DeployResult, promotion: Promotion) -> DeployResult:
         KServeEndpointLink.persist(context, endpoint_url=result["endpoint_url"], model_name=result["model_name"])
         if result["status"] == "promoted":
+            fault_point("deploy.before_promote")
             promotion.promote(verified=self._verified(result))
             return result
         context["ti"].xcom_push(key="return_value", value=result)

@@ -29,6 +29,7 @@ from mlops_provider.lineage import (
 )
 from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink, persist_mlflow_links
 from mlops_provider.payloads import GateDecision, TrainingResult, TrainingSetManifest, parse_payload
+from mlops_provider.utils.faults import fault_point
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -343,6 +344,7 @@ class MlflowEvaluationGateOperator(BaseOperator):
         self._record(result)
         if decision == "promote":
             hook.set_alias(self.model_name, CHALLENGER, cand_version.version)
+            fault_point("gate.after_decision")
         persist_mlflow_links(
             context,
             hook,

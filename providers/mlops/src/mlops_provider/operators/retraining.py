@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
+from mlops_provider.utils.faults import fault_point
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -172,5 +174,6 @@ class RetrainingCooldownOperator(BaseOperator):
             kept = [(at, run) for at, run in entries if at >= keep_after] + [(now, this_run)]
             kept.sort(key=lambda entry: entry[0])
             Variable.set(key, json.dumps([{"at": at.isoformat(), "run": run} for at, run in kept]))
+            fault_point("cooldown.after_launch_recorded")
         log.info("Retraining of %s proceeds: %s (triggered by %s).", self.model_name, reason, triggered_by)
         return result

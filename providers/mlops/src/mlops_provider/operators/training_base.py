@@ -16,6 +16,7 @@ from mlops_provider.links.mlflow import persist_mlflow_links
 from mlops_provider.payloads import PayloadError, TrainingResult, parse_payload
 from mlops_provider.settings import get_settings
 from mlops_provider.training.launch import AirflowIds, TrainerLaunch, file_sha256
+from mlops_provider.utils.faults import fault_point
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
@@ -144,6 +145,7 @@ class XGBoostTrainMixin(_OperatorBase):
 
     def finish_training(self, context: Context, result: TrainingResult, **extra: Any) -> TrainingResult:
         """Persist the MLflow links, log the outcome and return the result tagged with its backend."""
+        fault_point("training.after_register")
         final: TrainingResult = {**result, **extra}  # type: ignore[typeddict-item]
         final["backend"] = self.backend
         persist_mlflow_links(

@@ -28,6 +28,7 @@ from mlops_provider.settings import get_settings
 from mlops_provider.training.launch import RESULT_PATH, argument_value, label_value
 from mlops_provider.training.manifests import TRAINER_SERVICE_ACCOUNT, trainer_rbac
 from mlops_provider.utils.deferrable import default_deferrable
+from mlops_provider.utils.faults import fault_point
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -324,6 +325,12 @@ class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
         except Exception as exc:
             raise self._failure(exc, event=event) from exc
         return self._complete(context)
+
+    def get_or_create_pod(self, pod_request_obj: k8s.V1Pod, context: Context) -> k8s.V1Pod:
+        """KubernetesPodOperator's reattach-or-create (a retry adopts the pod a killed try left running)."""
+        pod = super().get_or_create_pod(pod_request_obj, context)
+        fault_point("training.after_pod_created")
+        return pod
 
     def on_kill(self) -> None:
         """Delete the training pod."""

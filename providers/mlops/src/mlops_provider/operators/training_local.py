@@ -18,6 +18,8 @@ from mlops_provider.operators.training_base import DEFAULT_PARAMS_FILE, TRAINING
 from mlops_provider.payloads import TrainingResult
 from mlops_provider.settings import get_settings
 from mlops_provider.training.launch import source_digest
+from mlops_provider.utils.faults import fault_point
+from mlops_provider.utils.process import process_alive, read_pid, stop_process, write_pid_file
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -27,6 +29,9 @@ def result_from_marker(lines: list[str]) -> TrainingResult | None:
     """Return the result JSON of the last result-marker line of a trainer log, if any."""
     payload = last_marked_line(lines, RESULT_MARKER)
     return json.loads(payload) if payload else None
+
+
+TRAINER_PID_FILE = "trainer.pid"
 
 
 class XGBoostTrainLocalOperator(XGBoostTrainMixin, BaseOperator):
@@ -127,6 +132,7 @@ class XGBoostTrainLocalOperator(XGBoostTrainMixin, BaseOperator):
         output = Path(command["output_json"])
         output.parent.mkdir(parents=True, exist_ok=True)
         output.unlink(missing_ok=True)
+        self.stop_orphan_trainer(output)
         self.log.info("Running the trainer: %s", " ".join(command["argv"]))
         lines: list[str] = []
         self._process = subprocess.Popen(
@@ -137,7 +143,10 @@ class XGBoostTrainLocalOperator(XGBoostTrainMixin, BaseOperator):
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            start_new_session=True,  # its own process group: a later try can stop it whole
         )
+        write_pid_file(output.with_name(TRAINER_PID_FILE), self._process.pid)
+        fault_point("training.after_launch")
         assert self._process.stdout is not None
         for raw in self._process.stdout:
             line = raw.rstrip("\n")
@@ -152,6 +161,18 @@ class XGBoostTrainLocalOperator(XGBoostTrainMixin, BaseOperator):
         if result is None:
             raise TrainingFailedError(f"The local trainer exited 0 but wrote no result to {output}")
         return self.finish_training(context, result)
+
+    def stop_orphan_trainer(self, output: Path) -> None:
+        """Stop a trainer an earlier try of this same key left running (its task process was killed).
+
+        Left alone it could finish and register a second version next to this try's (invariant I2), or hold
+        the GPU/CPU this try needs. The pid is trusted only while the process's command line names this key's
+        result file, so a reused pid is never stopped.
+        """
+        orphan = read_pid(output.with_name(TRAINER_PID_FILE))
+        if process_alive(orphan, marker=str(output)):
+            self.log.warning("Stopping trainer process %s left running by an earlier try of this key.", orphan)
+            stop_process(orphan, marker=str(output))
 
     def on_kill(self) -> None:
         """Stop the trainer process."""

@@ -14,6 +14,7 @@ from mlops_provider.exceptions import DataValidationError, SchemaMismatchError, 
 from mlops_provider.links.validation import ValidationReportLink, browsable_url
 from mlops_provider.partitions import partition_uri, resolve_dates, zone_uri
 from mlops_provider.settings import get_settings
+from mlops_provider.utils.faults import fault_point
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -193,6 +194,7 @@ class DataValidationOperator(BaseOperator):
             report["validated_uri"] = validated_uri if passed else None
             report["published"] = passed
             write_bytes_atomic(json.dumps(report, indent=2, default=str).encode(), report_uri, self._conn_id)
+            fault_point("validation.mid_write")
             self.log.info(
                 "%s dt=%s: %s; %d valid, %d quarantined (%.2f%% failed row checks); report %s",
                 self.dataset,

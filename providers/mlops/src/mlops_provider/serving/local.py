@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_provider.exceptions import MlopsError, RolloutFailedError
 from mlops_provider.serving.analysis import AnalysisConfig, http_get_json, run_analysis
+from mlops_provider.utils.faults import fault_point
 from mlops_provider.utils.process import (
     ProcessExitedError,
     free_port,
@@ -559,6 +560,7 @@ class BlueGreenRollout:
                 "reason": exc.reason or "StartFailed",
                 "message": str(exc),
             }
+        fault_point("deploy.after_candidate_started")
         analysis = self._analyze(slot["url"], version, deadline, f"{slot['color']} (version {version})")
         if not analysis["passed"]:
             endpoint.discard(slot)

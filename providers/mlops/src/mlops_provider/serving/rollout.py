@@ -49,6 +49,7 @@ from mlops_provider.serving.status import (
     predictor_traffic,
     storage_uri_of,
 )
+from mlops_provider.utils.faults import fault_point
 
 if TYPE_CHECKING:
     from mlops_provider.hooks.kserve import KServeHook
@@ -409,6 +410,7 @@ class KServeRolloutManager:
         self._write(
             state, manifests.new_version_patch(current_model, desired_model, version, canary_traffic_percent=canary)
         )
+        fault_point("deploy.after_patch")
         return state
 
     # ------------------------------------------------------------------ readiness
@@ -525,6 +527,7 @@ class KServeRolloutManager:
         url = self.endpoint_url or canary_url_of(isvc)
         if not url:
             return self._rollback(state, "NoEndpoint", "KServe reports no URL for the canary.")
+        fault_point("deploy.mid_canary")
         analysis = self._analyze(url, state, f"canary at {weight}% (version {state.version})")
         state.analysis = analysis
         # A summary per step: the checks of the last analysis are in ``analysis`` (annotations stay small).

@@ -87,11 +87,16 @@ def start_process(
         )
     _CHILDREN[process.pid] = process
     if pid_file is not None:
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pid_file.with_name(f".{pid_file.name}.tmp")
-        tmp.write_text(str(process.pid))
-        os.replace(tmp, pid_file)
+        write_pid_file(pid_file, process.pid)
     return process.pid
+
+
+def write_pid_file(pid_file: Path, pid: int) -> None:
+    """Record ``pid`` in ``pid_file`` atomically (temporary file, then rename)."""
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pid_file.with_name(f".{pid_file.name}.tmp")
+    tmp.write_text(str(pid))
+    os.replace(tmp, pid_file)
 
 
 def read_pid(pid_file: Path) -> int | None:

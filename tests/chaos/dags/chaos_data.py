@@ -1,0 +1,37 @@
+"""Chaos DAGs of the data plane (ingestion, validation) and the retraining cooldown."""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from mlops_provider.operators.ingestion import IngestionOperator
+from mlops_provider.operators.retraining import RetrainingCooldownOperator
+from mlops_provider.operators.validation import DataValidationOperator
+from tests.chaos.dag_defaults import COMMON, CONF
+
+
+def _ingest_validate(dag_id: str):
+    window = {"partition_start": CONF("start"), "partition_end": CONF("end")}
+
+    @dag(dag_id=dag_id, **COMMON)
+    def chaos():
+        ingest = IngestionOperator(task_id="ingest", dataset=CONF("dataset"), **window)
+        validate = DataValidationOperator(
+            task_id="validate", dataset=CONF("dataset"), contract="include/contracts/transactions.yaml", **window
+        )
+        ingest >> validate
+
+    return chaos()
+
+
+def _cooldown(dag_id: str):
+    @dag(dag_id=dag_id, **COMMON)
+    def chaos():
+        RetrainingCooldownOperator(task_id="retraining_cooldown", model_name=CONF("model_name"), cooldown_minutes=60)
+
+    return chaos()
+
+
+chaos_ingest_mid_write = _ingest_validate("chaos_ingest_mid_write")
+chaos_validation_mid_write = _ingest_validate("chaos_validation_mid_write")
+chaos_cooldown = _cooldown("chaos_cooldown")
