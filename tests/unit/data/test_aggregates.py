@@ -419,3 +419,37 @@ def test_a_range_starting_more_than_a_window_before_the_first_event():
     rows = compute_change_points(ev, spec, datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
     baseline = rows[rows["ts"] == pd.Timestamp("2026-11-02", tz="UTC")]
     assert list(baseline["n"]) == [0, 0]
+
+
+def test_range_kernels_on_long_ranges():
+    """The min/max/last/distinct kernels on ranges of thousands of rows (deep sparse-table levels)."""
+    from mlops_provider.features.aggregates import _range_distinct, _range_extreme, _range_last
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    codes = np.repeat(np.arange(3, dtype="int64"), n // 3)
+    ts = np.sort(rng.integers(0, 500, size=n)) + codes * 1000  # ties within each entity
+    values = rng.integers(0, 40, size=n).astype("float64")
+    values[rng.random(n) < 0.3] = np.nan
+    value_codes = np.where(np.isnan(values), -1, values).astype("int64")
+    entity = rng.integers(0, 3, size=400)
+    a, b = rng.integers(0, n // 3 + 1, size=(2, 400))
+    # Ranges start and end on instant boundaries, as windows do (all rows of an instant or none).
+    first_of = np.searchsorted(ts, ts, side="left")
+    edges = np.append(first_of, n)
+    lo = edges[np.minimum(a, b) + entity * (n // 3)]
+    hi = edges[np.maximum(a, b) + entity * (n // 3)]
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    assert (hi - lo).max() > 1500
+    got_min, got_max = _range_extreme(values, lo, hi, np.fmin), _range_extreme(values, lo, hi, np.fmax)
+    got_last, got_distinct = _range_last(values, codes, ts, lo, hi), _range_distinct(value_codes, codes, lo, hi)
+    for i, (start, stop) in enumerate(zip(lo, hi, strict=True)):
+        part, stamps = values[start:stop], ts[start:stop]
+        present = ~np.isnan(part)
+        if not present.any():
+            assert np.isnan(got_min[i]) and np.isnan(got_max[i]) and np.isnan(got_last[i]) and got_distinct[i] == 0
+            continue
+        assert (got_min[i], got_max[i]) == (part[present].min(), part[present].max())
+        latest = stamps[present].max()
+        assert got_last[i] == part[present & (stamps == latest)].max()
+        assert got_distinct[i] == len(set(part[present]))
