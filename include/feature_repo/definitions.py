@@ -28,8 +28,20 @@ compute every feature view tagged ``mlops.aggregate.*`` from the validated zone:
 at every instant its windowed values change (a transaction entering a window at ``ts + 1us``,
 leaving it at ``ts + window + 1us``), each row holding the aggregates over the transactions
 *strictly before* that instant. Feast's as-of join then gives every label exactly the
-history before it, and never the transaction itself. Field tags declare each aggregate:
-``{"aggregation": "count" | "sum" | "mean", "column": <source column>, "window": "1d"}``.
+history before it, and never the transaction itself. Field tags declare each aggregate::
+
+    {"aggregation": "count" | "sum" | "mean" | "std" | "min" | "max" | "last" | "distinct_count",
+     "column": <source column>,   # optional for "count" (then it counts transactions)
+     "window": "1d",              # <int><s|m|h|d|w>
+     "label_lag": "2d"}           # optional: the value is known only this long after its event
+
+Nulls are skipped as in SQL: ``count`` and ``distinct_count`` are never null, every other function is
+null over a window without values (the sum and mean before a customer's first transaction, in training
+sets and online alike); ``std`` is the sample deviation (null below two values), ``last`` the value of
+the latest transaction (the greatest among simultaneous ones). With a ``label_lag`` ``L`` a transaction
+at ``ts`` counts from ``ts + L + 1us`` (its value known strictly before the label) until it leaves the
+window at ``ts + window + 1us``, as every transaction does; ``L`` must be shorter than the window.
+The exact semantics are in :mod:`mlops_provider.features.aggregates`.
 """
 
 from __future__ import annotations
@@ -108,8 +120,8 @@ customer_stats = FeatureView(
         Field(name="customer_id", dtype=Int64),
         _agg("customer_txn_count_1d", Int64, "count", "1d", description="Transactions in the last 24 h"),
         _agg("customer_txn_count_7d", Int64, "count", "7d", description="Transactions in the last 7 days"),
-        _agg("customer_amount_sum_1d", Float64, "sum", "1d", "amount", "Spend in the last 24 h"),
-        _agg("customer_amount_mean_7d", Float64, "mean", "7d", "amount", "Mean amount over 7 days (0 if none)"),
+        _agg("customer_amount_sum_1d", Float64, "sum", "1d", "amount", "Spend in the last 24 h (null if none)"),
+        _agg("customer_amount_mean_7d", Float64, "mean", "7d", "amount", "Mean amount over 7 days (null if none)"),
     ],
     source=customer_stats_source,
     online=True,
@@ -132,7 +144,7 @@ merchant_stats = FeatureView(
         Field(name="merchant_id", dtype=Int64),
         _agg("merchant_txn_count_1d", Int64, "count", "1d", description="Transactions in the last 24 h"),
         _agg("merchant_txn_count_7d", Int64, "count", "7d", description="Transactions in the last 7 days"),
-        _agg("merchant_amount_mean_7d", Float64, "mean", "7d", "amount", "Mean amount over 7 days (0 if none)"),
+        _agg("merchant_amount_mean_7d", Float64, "mean", "7d", "amount", "Mean amount over 7 days (null if none)"),
     ],
     source=merchant_stats_source,
     online=True,

@@ -6,17 +6,39 @@ A feature view opts in with tags::
           "mlops.aggregate.key": "<entity_key>",        # entity join key (a column of the dataset)
           "mlops.aggregate.timestamp": "<event_time>"}  # event time column
 
-and each aggregate field carries ``tags={"aggregation": "count"|"sum"|"mean", "column": "<value_column>",
-"window": "7d"}``. The view's ``FileSource`` path is where the aggregate rows are written, one Parquet
-file per day (``<path>/YYYY-MM-DD.parquet``).
+and each aggregate field carries ``tags={"aggregation": <function>, "column": "<value_column>",
+"window": "7d"}``, optionally with ``"label_lag": "2d"``. Durations are ``<int><s|m|h|d|w>``. The view's
+``FileSource`` path is where the aggregate rows are written, one Parquet file per day
+(``<path>/YYYY-MM-DD.parquet``).
 
-Rows are *change points*: for every event at ``t`` an entity gets a row at ``t + 1us`` (the event
-enters its windows) and one at ``t + w + 1us`` for each window ``w`` (it leaves), plus one at the start
-of the built range for every entity with events in the range or its look-back. A row stamped ``c``
-holds the aggregates over the entity's events in ``[c - w, c)``: strictly before ``c``. Between two
-change points the true values do not change, so Feast's as-of join (latest row ``<=`` the label
-time) returns the exact window aggregates over events strictly before each label, never the labelled
-event itself, and the online store's latest row is exact too (windows decay without new events).
+Window. The value stamped at instant ``c`` covers the entity's events with event time ``t`` in
+``[c - w, c)`` and, for a field with a label lag ``L``, also ``t + L < c``: only values known strictly
+before ``c``. ``L`` is an availability delay (a label or outcome known ``L`` after its event), so such an
+event enters the window at ``t + L + 1us`` and leaves it, as any event, at ``t + w + 1us``. ``L`` must
+be smaller than ``w`` (otherwise the field is always empty and the definition is rejected).
+
+Functions (SQL's null semantics: nulls of ``column`` are skipped, never read as 0):
+
+* ``count``: without ``column``, the number of events; with ``column``, its non-null values. Never null.
+* ``sum``: sum of the non-null values; null when there are none (SQL ``SUM``).
+* ``mean``: ``sum / count`` of the non-null values; null when there are none.
+* ``std``: sample standard deviation (``ddof=1``) of the non-null values; null with fewer than two.
+* ``min``, ``max``: of the non-null values; null when there are none.
+* ``last``: the non-null value with the latest event time; among several at that same time, the
+  greatest (so the result never depends on row order); null when there are none.
+* ``distinct_count``: number of distinct non-null values (any hashable type; the other functions but
+  ``count`` need a numeric column). Never null.
+
+``count`` and ``distinct_count`` are ``int64`` columns, the others ``float64``; ``sum``, ``mean`` and
+``std`` come from running sums and are rounded to 6 decimals, the others are exact.
+
+Rows are *change points*: for every event at ``t`` an entity gets a row at ``t + L + 1us`` for each
+label lag ``L`` used by the view (``0`` for fields without one: the event enters those windows) and
+one at ``t + w + 1us`` for each window ``w`` (it leaves), plus one at the start of the built range for
+every entity with events in the range or its look-back. Between two change points the true values do
+not change, so Feast's as-of join (latest row ``<=`` the label time) returns the exact window
+aggregates over events known strictly before each label, never the labelled event itself, and the
+online store's latest row is exact too (windows decay without new events).
 """
 
 from __future__ import annotations
@@ -30,12 +52,15 @@ from mlops_provider.exceptions import MlopsError
 from mlops_provider.partitions import day_bounds
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 SOURCE_TAG = "mlops.aggregate.source"
 KEY_TAG = "mlops.aggregate.key"
 TIMESTAMP_TAG = "mlops.aggregate.timestamp"
-FUNCTIONS = ("count", "sum", "mean")
+FUNCTIONS = ("count", "sum", "mean", "std", "min", "max", "last", "distinct_count")
+#: Functions whose result is an integer count (never null).
+COUNT_FUNCTIONS = ("count", "distinct_count")
 _WINDOW = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _US = 1_000_000
@@ -47,12 +72,20 @@ class FeatureDefinitionError(MlopsError):
 
 @dataclass(frozen=True)
 class AggregateField:
-    """One windowed aggregate column."""
+    """One windowed aggregate column.
+
+    :param name: output column (the Feast field).
+    :param function: one of :data:`FUNCTIONS`.
+    :param window: events with event time in ``[c - window, c)`` count at instant ``c``.
+    :param column: source column aggregated (optional for ``count`` only).
+    :param label_lag: availability delay: an event at ``t`` counts only from ``t + label_lag + 1us``.
+    """
 
     name: str
     function: str
     window: timedelta
     column: str | None = None
+    label_lag: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -82,10 +115,10 @@ class AggregateSpec:
         return f"{base.rstrip('/')}/{day:%Y-%m-%d}.parquet"
 
 
-def _window(text: str, where: str) -> timedelta:
+def _duration(text: str, where: str, what: str = "window") -> timedelta:
     match = _WINDOW.match(str(text).strip())
     if not match:
-        raise FeatureDefinitionError(f"{where}: window {text!r} is not like '1h', '1d' or '7d'.")
+        raise FeatureDefinitionError(f"{where}: {what} {text!r} is not a duration like '1h', '1d' or '7d'.")
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
@@ -107,7 +140,16 @@ def spec_from_view(view: Any) -> AggregateSpec | None:
         column = ftags.get("column")
         if function != "count" and not column:
             raise FeatureDefinitionError(f"{where}: a {function} needs tag 'column' naming the source column.")
-        fields.append(AggregateField(feature.name, function, _window(ftags.get("window", ""), where), column))
+        window = _duration(ftags.get("window", ""), where)
+        if window <= timedelta(0):
+            raise FeatureDefinitionError(f"{where}: window {ftags.get('window')!r} must be longer than zero.")
+        lag = _duration(ftags.get("label_lag", "0s"), where, "label_lag")
+        if lag >= window:
+            raise FeatureDefinitionError(
+                f"{where}: label_lag {ftags.get('label_lag')!r} must be shorter than window {ftags.get('window')!r}; "
+                "an event known only after it has left the window never counts, so the field would always be empty."
+            )
+        fields.append(AggregateField(feature.name, function, window, column, lag))
     if not fields:
         raise FeatureDefinitionError(f"Feature view {view.name} is tagged as an aggregate but has no features.")
     return AggregateSpec(
@@ -120,11 +162,112 @@ def spec_from_view(view: Any) -> AggregateSpec | None:
     )
 
 
+def _us(delta: timedelta) -> int:
+    return int(delta / timedelta(microseconds=1))
+
+
+def _empty_rows(spec: AggregateSpec) -> pd.DataFrame:
+    import pandas as pd
+
+    columns: dict[str, Any] = {
+        spec.key: pd.Series(dtype="int64"),
+        spec.timestamp: pd.Series(dtype="datetime64[us, UTC]"),
+    }
+    for f in spec.fields:
+        columns[f.name] = pd.Series(dtype="int64" if f.function in COUNT_FUNCTIONS else "float64")
+    return pd.DataFrame(columns)
+
+
+def _range_extreme(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, reduce: Any) -> np.ndarray:
+    """``reduce`` (``np.fmin`` or ``np.fmax``) of the non-NaN ``values[lo:hi]`` per query; NaN when none.
+
+    A sparse table built one level at a time: level ``k`` holds the reduction of ``values[i:i + 2**k]``,
+    and a range of length ``n`` is the reduction of two overlapping blocks of ``2**floor(log2(n))``.
+    Only one level is kept in memory; levels stop at the longest range asked for.
+    """
+    import numpy as np
+
+    out = np.full(len(lo), np.nan)
+    length = hi - lo
+    nonempty = length > 0
+    if not nonempty.any():
+        return out
+    level = np.zeros(len(lo), dtype="int64")
+    level[nonempty] = np.floor(np.log2(length[nonempty])).astype("int64")
+    # Guard the float log2 against rounding: 2**level <= length < 2**(level + 1).
+    level -= nonempty & ((np.int64(1) << level) > length)
+    level += nonempty & ((np.int64(1) << (level + 1)) <= length)
+    table = values
+    top = int(level[nonempty].max())
+    for k in range(top + 1):
+        sel = np.flatnonzero(nonempty & (level == k))
+        if len(sel):
+            out[sel] = reduce(table[lo[sel]], table[hi[sel] - (1 << k)])
+        if k < top:
+            table = reduce(table[: -(1 << k)], table[1 << k :])
+    return out
+
+
+def _range_last(values: np.ndarray, codes: np.ndarray, ts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Latest non-NaN value of ``values[lo:hi]`` (rows sorted by entity then time); ties: the greatest."""
+    import numpy as np
+
+    n = len(values)
+    position = np.where(np.isnan(values), -1, np.arange(n))
+    latest = np.maximum.accumulate(position)  # last non-null row at or before each row
+    j = np.where(hi > 0, latest[np.maximum(hi - 1, 0)], -1)
+    found = (hi > lo) & (j >= lo)
+    # Rows of one entity at one instant are all inside a window or all outside it: take their greatest value.
+    new_run = np.concatenate(([True], (codes[1:] != codes[:-1]) | (ts[1:] != ts[:-1])))
+    run_best = np.fmax.reduceat(values, np.flatnonzero(new_run))
+    best = run_best[np.cumsum(new_run) - 1]
+    out = np.full(len(lo), np.nan)
+    out[found] = best[j[found]]
+    return out
+
+
+def _range_distinct(value_codes: np.ndarray, codes: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Number of distinct non-null values (``value_codes >= 0``) in ``value_codes[lo:hi]`` per query.
+
+    A row counts when the previous row of its entity with the same value lies before ``lo``. With
+    ``F(h, l)`` = rows before ``h`` whose previous occurrence is before ``l``, the answer is
+    ``F(hi, lo) - F(lo, lo)`` and ``F(lo, lo)`` is the number of non-null rows before ``lo``.
+    ``F`` is answered offline: ``[0, h)`` splits into aligned blocks of ``2**k`` rows (one per set bit of
+    ``h``); per level ``k``, the rows sorted by (block, previous occurrence) answer every query's block by
+    one binary search. ``O((rows + queries) log rows)``, no Python loop over rows or queries.
+    """
+    import numpy as np
+
+    n = len(value_codes)
+    valid = value_codes >= 0
+    order = np.lexsort((np.arange(n), value_codes, codes))
+    same = (codes[order][1:] == codes[order][:-1]) & (value_codes[order][1:] == value_codes[order][:-1])
+    previous = np.full(n, -1, dtype="int64")
+    previous[order[1:][same]] = order[:-1][same]
+    # prev + 1 in [0, n]; null rows get n + 1, beyond every bound, so they are never counted.
+    shifted = np.where(valid, previous + 1, n + 1).astype("int64")
+    span = n + 2
+    positions = np.arange(n, dtype="int64")
+    counted = np.zeros(len(lo), dtype="int64")
+    k = 0
+    while (1 << k) <= n:
+        has = np.flatnonzero((hi >> k) & 1)
+        if len(has):
+            keys = np.sort((positions >> k) * span + shifted)
+            block = (hi[has] >> k) - 1
+            counted[has] += np.searchsorted(keys, block * span + lo[has] + 1, side="left") - (block << k)
+        k += 1
+    non_null_before = np.concatenate(([0], np.cumsum(valid)))
+    return counted - non_null_before[lo]
+
+
 def compute_change_points(events: pd.DataFrame, spec: AggregateSpec, start: datetime, end: datetime) -> pd.DataFrame:
     """Return the aggregate rows of ``spec`` stamped in ``[start, end)``.
 
     ``events`` must cover ``[start - max_window, end)`` (earlier events cannot affect these rows).
-    Vectorised: one sort, cumulative sums and binary searches, no per-entity Python loop.
+    Vectorised: one sort, then per field cumulative sums (count, sum, mean, std), a sparse table
+    (min, max), a running last-valid index (last) or per-level binary searches (distinct_count); no
+    Python loop over entities, events or rows.
 
     :param events: source rows with the key, timestamp and aggregated columns.
     :param spec: the aggregate spec.
@@ -135,37 +278,35 @@ def compute_change_points(events: pd.DataFrame, spec: AggregateSpec, start: date
     import pandas as pd
 
     ts_name = spec.timestamp
-    out_cols = [spec.key, ts_name] + [f.name for f in spec.fields]
     start_us = int(pd.Timestamp(start).value // 1000)
     end_us = int(pd.Timestamp(end).value // 1000)
     events = events[events[spec.key].notna() & events[ts_name].notna()]
     if events.empty:
-        empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in out_cols})
-        empty[spec.key] = empty[spec.key].astype("int64")
-        empty[ts_name] = pd.Series(dtype="datetime64[us, UTC]")
-        for f in spec.fields:
-            empty[f.name] = empty[f.name].astype("int64" if f.function == "count" else "float64")
-        return empty
+        return _empty_rows(spec)
 
     ts = pd.to_datetime(events[ts_name], utc=True).to_numpy(dtype="datetime64[us]").astype("int64")
     keys = events[spec.key].to_numpy()
     codes, uniques = pd.factorize(keys, sort=True)
+    # Stable: rows of one entity at one instant keep their input order (no result depends on it).
     order = np.lexsort((ts, codes))
     codes, ts = codes[order].astype("int64"), ts[order]
-    values = {c: events[c].to_numpy(dtype="float64")[order] for c in spec.columns}
 
-    windows = sorted({int(f.window.total_seconds() * _US) for f in spec.fields})
-    base = int(ts.min()) - windows[-1] - 2
-    stride = int(ts.max()) + windows[-1] + 4 - base
+    windows = sorted({_us(f.window) for f in spec.fields})
+    lags = sorted({_us(f.label_lag) for f in spec.fields})
+    # Every instant searched (candidates, minus a window or lag) stays inside its entity's stretch of the
+    # composite index: base lies below the earliest of them, stride above the latest.
+    base = min(int(ts.min()), start_us) - windows[-1] - 2
+    stride = max(int(ts.max()) + windows[-1], end_us) + 4 - base
     if (len(uniques) + 1) * stride >= 2**62:
         raise MlopsError(f"{spec.view}: too many entities x time span for the composite index; split the interval.")
     composite = codes * stride + (ts - base)
 
-    # Candidate instants: entry (t + 1us) and, per window, exit (t + w + 1us); plus a baseline row at
-    # ``start`` for every entity, so an entity's state is known from the first instant of the range.
+    # Candidate instants: entry (t + lag + 1us, per label lag) and, per window, exit (t + w + 1us); plus a
+    # baseline row at ``start`` for every entity, so an entity's state is known from the first instant.
     all_codes = np.arange(len(uniques), dtype="int64")
-    cand_code = np.concatenate([codes] * (1 + len(windows)) + [all_codes])
-    cand_ts = np.concatenate([ts + 1] + [ts + w + 1 for w in windows] + [np.full(len(all_codes), start_us)])
+    steps = sorted({lag + 1 for lag in lags} | {w + 1 for w in windows})
+    cand_code = np.concatenate([codes] * len(steps) + [all_codes])
+    cand_ts = np.concatenate([ts + step for step in steps] + [np.full(len(all_codes), start_us)])
     inside = (cand_ts >= start_us) & (cand_ts < end_us)
     cand_code, cand_ts = cand_code[inside], cand_ts[inside]
     # Sort-based dedupe (far faster than np.unique's hashing on millions of int64).
@@ -174,29 +315,74 @@ def compute_change_points(events: pd.DataFrame, spec: AggregateSpec, start: date
         cand = cand[np.concatenate(([True], cand[1:] != cand[:-1]))]
     cand_code, cand_rel = cand // stride, cand % stride
 
-    csum = {c: np.concatenate([[0.0], np.cumsum(np.nan_to_num(v))]) for c, v in values.items()}
     # Binary searches with sorted queries (cache-friendly); permute to time order at the end.
-    hi = np.searchsorted(composite, cand, side="left")  # events strictly before the instant
-    lows = {w: np.searchsorted(composite, cand - w, side="left") for w in windows}  # events at or after instant - w
-    # Output in time order (then entity): candidates are sorted by entity, so a stable sort on time suffices.
+    highs = {lag: np.searchsorted(composite, cand - lag, side="left") for lag in lags}  # t < c - lag
+    lows = {w: np.searchsorted(composite, cand - w, side="left") for w in windows}  # t >= c - w
+
+    def column(name: str) -> pd.Series:
+        return events[name].iloc[order]
+
+    numeric: dict[str, np.ndarray] = {}
+
+    def values_of(name: str) -> np.ndarray:
+        if name not in numeric:
+            numeric[name] = pd.to_numeric(column(name)).to_numpy(dtype="float64", na_value=np.nan)
+        return numeric[name]
+
+    non_null: dict[str, np.ndarray] = {}
+
+    def non_null_prefix(name: str) -> np.ndarray:
+        if name not in non_null:
+            non_null[name] = np.concatenate(([0], np.cumsum(column(name).notna().to_numpy())))
+        return non_null[name]
+
     by_time = np.argsort(cand_rel, kind="stable")
     result: dict[str, Any] = {
         spec.key: uniques[cand_code[by_time]],
         ts_name: pd.DatetimeIndex((cand_rel[by_time] + base).astype("datetime64[us]")).tz_localize("UTC"),
     }
     for f in spec.fields:
-        lo = lows[int(f.window.total_seconds() * _US)]
-        count = hi - lo
+        lo, hi = lows[_us(f.window)], highs[_us(f.label_lag)]
+        if f.column is None:
+            if f.function != "count":  # spec_from_view rejects this; guards specs built by hand
+                raise MlopsError(f"Aggregate {f.name!r} ({f.function}) needs a column.")
+            result[f.name] = (hi - lo).astype("int64")[by_time]
+            continue
+        if f.function == "distinct_count":
+            value_codes, _ = pd.factorize(column(f.column))
+            result[f.name] = _range_distinct(value_codes.astype("int64"), codes, lo, hi)[by_time]
+            continue
+        count = non_null_prefix(f.column)[hi] - non_null_prefix(f.column)[lo]
         if f.function == "count":
             result[f.name] = count.astype("int64")[by_time]
             continue
-        if f.column is None:  # spec_from_view rejects this; guards specs built by hand
-            raise MlopsError(f"Aggregate {f.name!r} ({f.function}) needs a column.")
-        total = csum[f.column][hi] - csum[f.column][lo]
-        if f.function == "sum":
-            value = np.round(total, 6)
+        values = values_of(f.column)
+        value: np.ndarray
+        if f.function in ("sum", "mean"):
+            running = np.concatenate(([0.0], np.cumsum(np.nan_to_num(values, nan=0.0))))
+            total = running[hi] - running[lo]
+            value = total if f.function == "sum" else np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+            value = np.where(count > 0, np.round(value, 6), np.nan)
+        elif f.function == "std":
+            # Centred on the entity's mean, so the sums of squares do not cancel catastrophically.
+            valid = ~np.isnan(values)
+            per_entity = np.bincount(codes, weights=np.where(valid, values, 0.0), minlength=len(uniques))
+            n_entity = np.bincount(codes, weights=valid, minlength=len(uniques))
+            centre = np.divide(per_entity, n_entity, out=np.zeros_like(per_entity), where=n_entity > 0)
+            centred = np.where(valid, values - centre[codes], 0.0)
+            s1 = np.concatenate(([0.0], np.cumsum(centred)))
+            s2 = np.concatenate(([0.0], np.cumsum(centred * centred)))
+            sum1, sum2 = s1[hi] - s1[lo], s2[hi] - s2[lo]
+            enough = count >= 2
+            safe = np.where(enough, count, 2)
+            variance = np.maximum((sum2 - sum1 * sum1 / safe) / (safe - 1), 0.0)
+            value = np.where(enough, np.round(np.sqrt(variance), 6), np.nan)
+        elif f.function in ("min", "max"):
+            value = _range_extreme(values, lo, hi, np.fmin if f.function == "min" else np.fmax)
+        elif f.function == "last":
+            value = _range_last(values, codes, ts, lo, hi)
         else:
-            value = np.round(np.divide(total, count, out=np.zeros_like(total), where=count > 0), 6)
+            raise MlopsError(f"Aggregate {f.name!r}: unknown function {f.function!r}; use one of {FUNCTIONS}.")
         result[f.name] = value[by_time]
     return pd.DataFrame(result)
 
