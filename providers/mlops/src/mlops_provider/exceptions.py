@@ -21,6 +21,13 @@ class InvalidNameError(MlopsError, AirflowFailException):
     """
 
 
+class FeatureDefinitionError(MlopsError, AirflowFailException):
+    """A feature view's aggregate tags are incomplete or invalid; the message names the view and field.
+
+    Not retried: the definitions in the feature repository decide, and they do not change between tries.
+    """
+
+
 class SourceDataMissingError(MlopsError):
     """The source data for a data interval does not exist (or is empty); nothing was written.
 

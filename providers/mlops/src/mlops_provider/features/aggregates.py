@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlops_provider.exceptions import MlopsError
+from mlops_provider.exceptions import FeatureDefinitionError, MlopsError
 from mlops_provider.partitions import day_bounds
 
 if TYPE_CHECKING:
@@ -64,10 +64,6 @@ COUNT_FUNCTIONS = ("count", "distinct_count")
 _WINDOW = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _US = 1_000_000
-
-
-class FeatureDefinitionError(MlopsError):
-    """A feature view's aggregate tags are incomplete or invalid; the message names the view and field."""
 
 
 @dataclass(frozen=True)
