@@ -340,11 +340,12 @@ class ServingWorld:
         and its rollout annotation records the passed analysis of that version."""
         from mlops_provider.lineage import PROMOTION_LOCK_TAG_PREFIX
         from mlops_provider.serving.rollout import ROLLOUT_STATE_ANNOTATION
+        from tests.fake_k8s.kserve import model_location
 
         assert self.champion(model_name) == version
         isvc = self.isvc(model_name)
         predictor = isvc["spec"]["predictor"]
-        assert predictor["model"]["storageUri"] == storage_uri
+        assert model_location(predictor["model"]) == storage_uri
         assert "canaryTrafficPercent" not in predictor
         traffic = isvc["status"]["components"]["predictor"]["traffic"]
         assert [t["percent"] for t in traffic if t.get("latestRevision")] == [100], traffic

@@ -10,6 +10,17 @@ import time
 from collections.abc import Callable
 
 
+def model_location(model: dict) -> str:
+    """Where a predictor loads its model: ``storageUri`` (storage initializer) or the server's ``--storage_uri``
+    argument (URIs the initializer cannot fetch, e.g. ``mlflow-artifacts:/``, which the server resolves itself)."""
+    if model.get("storageUri"):
+        return model["storageUri"]
+    for arg in model.get("args") or []:
+        if arg.startswith("--storage_uri="):
+            return arg.split("=", 1)[1]
+    raise ValueError(f"predictor model has neither storageUri nor --storage_uri: {model}")
+
+
 class KServeController:
     """Reconcile InferenceServices like KServe does, on the fake API server's stored objects.
 
@@ -39,7 +50,7 @@ class KServeController:
         name = meta["name"]
         mode = (meta.get("annotations") or {}).get("serving.kserve.io/deploymentMode", "Serverless")
         predictor = spec["predictor"]
-        uri = predictor["model"].get("storageUri")
+        uri = model_location(predictor["model"])
         status["observedGeneration"] = generation
         status["deploymentMode"] = mode
         if mode in ("RawDeployment", "Standard"):

@@ -317,6 +317,7 @@ class KServeRolloutManager:
             body["metadata"]["annotations"][ROLLOUT_STATE_ANNOTATION] = state.to_annotation()
             created = self.hook.create_inference_service(body)
             state.generation = (created.get("metadata") or {}).get("generation")
+            fault_point("deploy.after_patch")
             return state
 
         recorded = RolloutState.from_inference_service(existing)
