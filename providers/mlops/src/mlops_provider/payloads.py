@@ -102,6 +102,8 @@ class GateDecision(TypedDict, total=False):
     feature_columns: list[str]
     checks: list[dict[str, Any]]
     criteria: dict[str, Any]
+    #: The candidate's learning task (``binary``, ``multiclass``, ``regression``): which metrics were compared.
+    task: str
     evaluation_window: dict[str, Any]
     model_uri: str
     artifact_uri: str
