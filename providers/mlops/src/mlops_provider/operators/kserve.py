@@ -47,9 +47,9 @@ class ModelDeployOperator(BaseOperator):
     switch the stable endpoint or discard it; see :class:`~mlops_provider.serving.local.BlueGreenRollout`.
 
     The Feast transformer in front of the model looks features up through the FeatureService the model was
-    trained on: ``feature_service``, else the one in ``training_set``, else the training-set manifest of the
-    candidate's lineage (the gate's ``evaluation_window.training_set_uri``, else the candidate run's
-    ``mlops.training_set_uri`` tag).
+    trained on: ``feature_service``, else the version's ``mlops.feature_service`` lineage tag (the registry is the
+    system of record; then its run's tag and training-set manifest), else the one in ``training_set``, else the
+    manifest beside the gate's ``evaluation_window.training_set_uri``.
 
     Returns a :class:`~mlops_provider.payloads.DeployResult`. A rollback pushes that XCom
     (``status="rolled_back"``) and fails the task with :class:`~mlops_provider.exceptions.RolloutRolledBackError`
@@ -259,9 +259,23 @@ class ModelDeployOperator(BaseOperator):
         return {**candidate, "version": str(version), "storage_uri": storage_uri}
 
     def _feature_service(self, candidate: dict[str, Any]) -> str | None:
-        """The FeatureService the candidate was trained on, from the caller or the candidate's lineage."""
+        """The FeatureService the candidate was trained on: the caller's, else the version's lineage.
+
+        The registry is the system of record: the version's ``mlops.feature_service`` tag (then its run's tag and
+        training-set manifest, see :meth:`~mlops_provider.hooks.mlflow.MlflowHook.feature_service_of_version`).
+        Without a registry answer, the ``training_set`` manifest, then the manifest beside the candidate's
+        training set.
+        """
         if self.feature_service:
             return self.feature_service
+        try:
+            version = self.mlflow_hook.get_model_version(self.model_name, candidate["version"])
+            service = self.mlflow_hook.feature_service_of_version(version)
+        except Exception as exc:  # a registry hiccup must not hide the manifests below
+            self.log.warning("No feature_service from the registry for %s: %s", self.model_name, exc)
+            service = None
+        if service:
+            return service
         manifest = parse_payload(self.training_set, name="training_set", required=False)
         if manifest.get("feature_service"):
             return str(manifest["feature_service"])
@@ -277,10 +291,6 @@ class ModelDeployOperator(BaseOperator):
                 service = json.loads(path.read_text()).get("feature_service")
                 if service:
                     return str(service)
-        if candidate.get("run_id"):
-            service = self.mlflow_hook.training_set_of_run(candidate["run_id"])[1].get("feature_service")
-            if service:
-                return str(service)
         return None
 
     def _begin_promotion(self, context: Context, candidate: dict[str, Any]) -> Promotion:
