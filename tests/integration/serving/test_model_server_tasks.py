@@ -1,0 +1,109 @@
+"""The predictor answers per task over real HTTP: multiclass class labels and probabilities, regression values."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from tests.serving_support import post_json, save_mlflow_model, start_server, wait_server
+
+pytestmark = pytest.mark.integration
+
+NAMES = ["f0", "f1", "f2"]
+CLASSES = ["high", "low", "mid"]
+
+
+def _booster(task: str):
+    import xgboost as xgb
+
+    from mlops_provider.lineage import BOOSTER_CLASSES_ATTR, BOOSTER_TASK_ATTR
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 3)).astype(np.float32)
+    if task == "multiclass":
+        y = np.digitize(X[:, 0] + 0.3 * X[:, 1], [-0.5, 0.5])
+        params = {"objective": "multi:softprob", "num_class": 3}
+    else:
+        y = 3.0 * X[:, 0] - X[:, 2]
+        params = {"objective": "reg:squarederror"}
+    booster = xgb.train({**params, "max_depth": 2, "nthread": 1}, xgb.DMatrix(X, y, feature_names=NAMES), 10)
+    booster.set_attr(**{BOOSTER_TASK_ATTR: task})
+    if task == "multiclass":
+        booster.set_attr(**{BOOSTER_CLASSES_ATTR: json.dumps(CLASSES)})
+    return booster, X
+
+
+@pytest.fixture(scope="module")
+def task_servers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("task-servers")
+    servers, models = {}, {}
+    try:
+        for task in ("multiclass", "regression"):
+            booster, X = _booster(task)
+            uri = save_mlflow_model(booster, root / task)
+            models[task] = (booster, X)
+            servers[task] = start_server(
+                [f"--storage_uri={uri}", "--model_version=1",
+                 f"--prediction_log_uri={(root / f'log-{task}').as_uri()}", "--prediction_log_flush_seconds=0.3"],
+                root / f"{task}.log",
+                f"task_{task}",
+            )  # fmt: skip
+            servers[task].extra["log_dir"] = root / f"log-{task}"
+        for server in servers.values():
+            wait_server(server)
+        yield servers, models
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def test_multiclass_answers_class_labels_and_per_class_probabilities(task_servers):
+    import pandas as pd
+    import xgboost as xgb
+
+    servers, models = task_servers
+    server, (booster, X) = servers["multiclass"], models["multiclass"]
+    expected = booster.predict(xgb.DMatrix(X[:4], feature_names=NAMES))
+    labels = [CLASSES[i] for i in expected.argmax(axis=1)]
+    url = f"{server.url}/v1/models/{server.model_name}:predict"
+    status, body = post_json(url, {"instances": X[:4].tolist()})
+    assert status == 200, body
+    assert body["predictions"] == labels
+    np.testing.assert_allclose(body["probabilities"], expected, rtol=1e-6)
+
+    tensor = {"name": "input-0", "shape": [4, 3], "datatype": "FP32", "data": X[:4].reshape(-1).tolist()}
+    status, body = post_json(f"{server.url}/v2/models/{server.model_name}/infer", {"inputs": [tensor]})
+    assert status == 200, body
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["output-0"]["shape"] == [4, 3] and outputs["class"]["datatype"] == "BYTES"
+    np.testing.assert_allclose(np.reshape(outputs["output-0"]["data"], (4, 3)), expected, rtol=1e-6)
+    assert outputs["class"]["data"] == labels
+
+    deadline = time.time() + 10
+    files: list = []
+    while not files and time.time() < deadline:
+        files = sorted(server.extra["log_dir"].rglob("*.parquet"))
+        time.sleep(0.2)
+    logged = pd.concat(pd.read_parquet(f) for f in files)
+    assert {"prediction", "prediction_class_0", "prediction_class_1", "prediction_class_2"} <= set(logged.columns)
+    np.testing.assert_allclose(logged["prediction_class_1"].to_numpy()[:4], expected[:, 1], rtol=1e-6)
+    assert list(logged["prediction"][:4]) == list(expected.argmax(axis=1).astype(float))
+
+
+def test_regression_answers_the_value(task_servers):
+    import xgboost as xgb
+
+    servers, models = task_servers
+    server, (booster, X) = servers["regression"], models["regression"]
+    expected = booster.predict(xgb.DMatrix(X[:5], feature_names=NAMES))
+    status, body = post_json(f"{server.url}/v1/models/{server.model_name}:predict", {"instances": X[:5].tolist()})
+    assert status == 200, body
+    np.testing.assert_allclose(body["predictions"], expected, rtol=1e-5)
+    tensor = {"name": "input-0", "shape": [5, 3], "datatype": "FP32", "data": X[:5].reshape(-1).tolist()}
+    status, body = post_json(f"{server.url}/v2/models/{server.model_name}/infer", {"inputs": [tensor]})
+    assert status == 200, body
+    assert [o["name"] for o in body["outputs"]] == ["output-0"] and body["outputs"][0]["shape"] == [5]
+    np.testing.assert_allclose(body["outputs"][0]["data"], expected, rtol=1e-5)
