@@ -126,3 +126,40 @@ def test_the_gate_validates_the_criteria_against_the_candidate_task(tmp_path):
     gate = _gate_on(tmp_path, "regression", {"max_regression": {"pr_auc": 0.01}})
     with pytest.raises(GateConfigurationError, match="pr_auc.*does not apply to a regression model"):
         gate.execute({})
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_the_gate_scores_each_task_with_its_own_metrics_and_segments(tmp_path, task):
+    import json
+
+    import pandas as pd
+    import xgboost
+
+    from mlops_provider.lineage import BOOSTER_CLASSES_ATTR, BOOSTER_TASK_ATTR
+    from mlops_provider.operators.mlflow import MlflowEvaluationGateOperator
+    from mlops_provider.training.evaluation import TASK_METRICS
+    from tests.fixtures.training_snapshot import FEATURES, make_training_snapshot
+
+    manifest = make_training_snapshot(tmp_path / "snapshot", rows=600, task=task)
+    df = pd.read_parquet(manifest["uri"].removeprefix("file://"))
+    label = manifest["label_column"]
+    params: dict = {"objective": "reg:squarederror"}
+    y = df[label]
+    if task == "multiclass":
+        classes = sorted(df[label].unique())
+        y = df[label].map({c: i for i, c in enumerate(classes)})
+        params = {"objective": "multi:softprob", "num_class": len(classes)}
+    booster = xgboost.train(
+        {**params, "max_depth": 3, "nthread": 1},
+        xgboost.DMatrix(df[FEATURES].astype("float32"), label=y, feature_names=FEATURES),
+        20,
+    )
+    booster.set_attr(**{BOOSTER_TASK_ATTR: task})
+    if task == "multiclass":
+        booster.set_attr(**{BOOSTER_CLASSES_ATTR: json.dumps(classes)})
+    gate = MlflowEvaluationGateOperator(task_id="gate", model_name="m", candidate={}, training_set={})
+    metrics, segments = gate._score(booster, FEATURES, df, label, 0.5, {"column": "channel", "min_rows": 50})
+    assert set(TASK_METRICS[task]) <= set(metrics)
+    assert segments and set(segments) == {"atm", "online", "pos"}
+    quality = metrics["accuracy"] if task == "multiclass" else metrics["r2"]
+    assert quality > 0.6  # scored on its own training rows: labels line up with the model's classes

@@ -110,3 +110,29 @@ def test_multiclass_and_regression_metrics():
         task_metrics("multiclass", [3], proba[:1])
     with pytest.raises(EvaluationError, match="two distinct label values"):
         task_metrics("regression", [1.0, 1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_the_trainer_cli_records_the_task_on_the_run_and_the_version(tmp_path, task):
+    """Through MLflow (a private SQLite store): the run and the registered version carry ``mlops.task``."""
+    import mlflow
+
+    from mlops_provider.lineage import TASK_TAG
+    from tests.fixtures.training_snapshot import train_in_process
+
+    manifest = make_training_snapshot(tmp_path / "snapshot", rows=800, task=task)
+    params = tmp_path / "params.yaml"
+    params.write_text(f"task: {task}\nxgboost: {{max_depth: 3, eta: 0.3, nthread: 1}}\nn_estimators: 15\n")
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    artifacts = tmp_path / "artifacts"
+    result = train_in_process(
+        manifest, f"tasks_{task}", str(params), tracking_uri, tmp_path, f"key-{task}",
+        ["--artifact-location", artifacts.as_uri()],
+    )  # fmt: skip
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    run = client.get_run(result["run_id"])
+    version = client.get_model_version(f"tasks_{task}", result["model_version"])
+    assert run.data.tags[TASK_TAG] == task and version.tags[TASK_TAG] == task
+    assert "mlops.threshold" not in run.data.tags
+    expected = {"regression": {"rmse", "mae", "r2"}, "multiclass": {"macro_f1", "accuracy", "mlogloss"}}[task]
+    assert expected <= set(result["metrics"])
