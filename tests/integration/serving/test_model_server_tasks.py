@@ -107,3 +107,35 @@ def test_regression_answers_the_value(task_servers):
     assert status == 200, body
     assert [o["name"] for o in body["outputs"]] == ["output-0"] and body["outputs"][0]["shape"] == [5]
     np.testing.assert_allclose(body["outputs"][0]["data"], expected, rtol=1e-5)
+
+
+TRANSFORMER_V1 = """
+import json
+import numpy as np
+from kserve.protocol.infer_type import InferOutput, InferResponse
+from mlops_serving import transformer
+proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+output = InferOutput(name="output-0", shape=[2, 3], datatype="FP32")
+output.set_data_from_numpy(proba, binary_data=False)
+label = InferOutput(name="class", shape=[2], datatype="BYTES")
+label.set_data_from_numpy(np.array(["high", "mid"], dtype=object), binary_data=False)
+transformer._V1_REQUEST.set(True)
+model = transformer.FeastTransformer.__new__(transformer.FeastTransformer)
+print(json.dumps(model.postprocess(InferResponse(response_id="r", model_name="m", infer_outputs=[output, label]))))
+"""
+
+
+def test_the_transformer_answers_a_v1_multiclass_request_like_the_predictor():
+    """The transformer turns the predictor's V2 multiclass outputs into the predictor's own V1 shape."""
+    import subprocess
+
+    from tests.serving_support import REPO_ROOT, SERVING_PYTHON
+
+    out = subprocess.run(
+        [str(SERVING_PYTHON), "-c", TRANSFORMER_V1],
+        env={"PYTHONPATH": str(REPO_ROOT / "kserve"), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    body = json.loads(out.stdout.strip().splitlines()[-1])
+    assert body["predictions"] == ["high", "mid"]
+    np.testing.assert_allclose(body["probabilities"], [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], rtol=1e-6)

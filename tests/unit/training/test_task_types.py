@@ -136,3 +136,14 @@ def test_the_trainer_cli_records_the_task_on_the_run_and_the_version(tmp_path, t
     assert "mlops.threshold" not in run.data.tags
     expected = {"regression": {"rmse", "mae", "r2"}, "multiclass": {"macro_f1", "accuracy", "mlogloss"}}[task]
     assert expected <= set(result["metrics"])
+
+
+def test_the_training_set_manifest_takes_text_labels():
+    """A multiclass label may be text: the manifest's label rate is then undefined, not a crash."""
+    import pandas as pd
+
+    from mlops_provider.operators.feast import label_rate
+
+    assert label_rate(pd.Series([0, 1, 1, 0])) == 0.5
+    assert label_rate(pd.Series([True, False])) == 0.5
+    assert label_rate(pd.Series(["low", "high"])) is None

@@ -60,7 +60,7 @@ class TrainingSetManifest(TypedDict, total=False):
     feature_refs: list[str]
     feature_service: str
     feast_project: str
-    label_rate: float
+    label_rate: float | None  # None for a text label
     created_at: str
 
 
