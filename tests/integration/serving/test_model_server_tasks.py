@@ -139,3 +139,18 @@ def test_the_transformer_answers_a_v1_multiclass_request_like_the_predictor():
     body = json.loads(out.stdout.strip().splitlines()[-1])
     assert body["predictions"] == ["high", "mid"]
     np.testing.assert_allclose(body["probabilities"], [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_the_rollout_analysis_passes_each_task(task_servers, task):
+    """The analysis a deploy runs accepts class probabilities and regression values (the range follows the task)."""
+    from mlops_provider.operators.kserve import prediction_range_of
+    from mlops_provider.serving.analysis import smoke_check
+
+    servers, models = task_servers
+    server, (_, X) = servers[task], models[task]
+    check = smoke_check(server.url, server.model_name, X[:5].tolist(), requests=5,
+                        prediction_range=prediction_range_of(task), expected_version="1")  # fmt: skip
+    assert check["ok"], check["failures"]
+    if task == "regression":  # values outside [0, 1] fail a probability range, as for a binary model
+        assert not smoke_check(server.url, server.model_name, X[:5].tolist(), requests=5)["ok"]

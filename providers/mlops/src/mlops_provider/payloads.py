@@ -115,6 +115,8 @@ class DeployResult(TypedDict, total=False):
     """What the deploy task rolled out and where it answers."""
 
     backend: str  # "local" | "kserve"
+    #: The deployed version's task (``binary``, ``multiclass``, ``regression``).
+    task: str
     model_name: str
     model_version: str
     endpoint_url: str
