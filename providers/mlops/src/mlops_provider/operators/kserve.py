@@ -221,12 +221,12 @@ class ModelDeployOperator(BaseOperator):
             requests=self.smoke_requests,
             max_error_rate=self.max_error_rate,
             max_latency_ms=self.max_latency_ms,
-            prediction_range=self.prediction_range or prediction_range_of(self._task),
+            prediction_range=self.prediction_range or prediction_range_of(self._candidate_task),
             n_features=self.manifest_options.get("n_features"),
         )
 
     @cached_property
-    def _task(self) -> str:
+    def _candidate_task(self) -> str:
         """The candidate's task (its version's ``mlops.task`` tag; binary when the registry does not say)."""
         try:
             version = self.mlflow_hook.get_model_version(self.model_name, self._candidate()["version"])
@@ -340,7 +340,7 @@ class ModelDeployOperator(BaseOperator):
 
     # -- outcome -------------------------------------------------------------------------------------------------------
     def _finish(self, context: Context, result: DeployResult, promotion: Promotion) -> DeployResult:
-        result = {**result, "task": self._task}
+        result = {**result, "task": self._candidate_task}
         KServeEndpointLink.persist(context, endpoint_url=result["endpoint_url"], model_name=result["model_name"])
         if result["status"] == "promoted":
             promotion.promote(verified=self._verified(result))
