@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     storage_uri = mlflow.version_download_uri(model_name, version.version)
-    # The transformer looks features up through the FeatureService the version was trained on.
-    feature_service = mlflow.training_set_of_run(version.run_id)[1].get("feature_service") if version.run_id else None
+    # The transformer looks features up through the FeatureService the version was trained on (its lineage tag).
+    feature_service = mlflow.feature_service_of_version(version)
     feast_config = None if args.no_transformer or not feature_service else feast_config_for_serving(None)
     local = LocalServingHook(settings=settings)
     # From here on every exit path stops what was started: Ctrl-C or SIGTERM while a server is still starting

@@ -7,7 +7,8 @@ it with :mod:`mlops_provider.training.launch`)::
         --output-json PATH [--run-name NAME] [--idempotency-key KEY] [--dag-id ... --dag-run-id ...
         --task-id ... --try-number N --map-index N] [--git-commit SHA] [--expect-params-sha256 SHA]
 
-* :mod:`~include.trainer.params`: defaults merged with the YAML params file.
+* :mod:`~include.trainer.params`: defaults merged with the YAML params file; its ``task`` (binary, multiclass,
+  regression) is the source of truth for the model's task, recorded as the ``mlops.task`` tag.
 * :mod:`~include.trainer.data`: the snapshot (``<uri>/data.parquet`` + ``<uri>/manifest.json``), split by
   time into train, validation (early stopping, threshold) and holdout (the reported metrics).
 * :mod:`~include.trainer.fit`: XGBoost ``hist``, ``device="cuda"`` with ``QuantileDMatrix`` on a GPU.
@@ -34,12 +35,13 @@ from typing import Any
 from include.trainer import tracking
 from include.trainer.data import prepare, read_training_set
 from include.trainer.fit import booster_params, fit, gpu_visible, training_plan
-from include.trainer.params import TrainingError, check_params_digest, load_params
+from include.trainer.params import TrainingError, check_params_digest, check_task, load_params
 from mlops_provider.lineage import (
     ERROR_MARKER,
     EXIT_TRAINING_ERROR,
     IDEMPOTENCY_TAG,
     RESULT_MARKER,
+    TASK_TAG,
     TRAINER_MODULE,
 )
 from mlops_provider.training.evaluation import EvaluationError
@@ -53,9 +55,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[
     if args.expect_params_sha256:
         check_params_digest(args.params_file, args.expect_params_sha256)
     params = load_params(args.params_file)
+    task = check_task(params, args.params_file)
     client = tracking.client(env)
     df, manifest = read_training_set(args.training_set_uri)
-    tags = tracking.lineage_tags(args, manifest, env)
+    tags = {**tracking.lineage_tags(args, manifest, env), TASK_TAG: task}
     experiment = tracking.experiment_id(
         client, args.experiment_name or args.model_name, args.artifact_location or env.get("MLOPS_MLFLOW_ARTIFACT_ROOT")
     )
@@ -63,10 +66,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[
     if reused is not None:
         return reused
 
-    data = prepare(df, manifest, params["split"])
+    data = prepare(df, manifest, params["split"], task)
     plan = training_plan(params, gpu=gpu_visible(env))
     with tracking.training_run(experiment, args.run_name, tags) as run_id:
-        tracking.log_params(params, booster_params(params, plan, data.y_train), plan, data)
+        tracking.log_params(params, booster_params(params, plan, data.y_train, data.classes), plan, data)
         fitted = fit(params, plan, data)
         model_info = tracking.log_training(params, plan, data, fitted, manifest)
     result = tracking.register_run(client, args.model_name, run_id, model_info, tags)

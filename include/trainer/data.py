@@ -56,21 +56,55 @@ class TrainingData:
     y_train: Any
     y_val: Any
     y_hold: Any
+    task: str = "binary"
+    #: Multiclass: the label values in the order of the model's class indexes (``y_*`` hold the indexes).
+    classes: list[Any] | None = None
 
 
-def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any]) -> TrainingData:
-    """Split ``df`` by time (``split`` holds the fractions) into numeric matrices and labels."""
+def label_classes(df: Any, label: str) -> list[Any]:
+    """The multiclass label values, sorted; class ``i`` of the model is ``classes[i]``."""
+    values = df[label].dropna().unique().tolist()
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types: order by their text
+        return sorted(values, key=str)
+
+
+def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any], task: str = "binary") -> TrainingData:
+    """Split ``df`` by time (``split`` holds the fractions) into numeric matrices and labels of ``task``.
+
+    Binary labels are 0/1; multiclass labels may be any values (the model predicts their index in
+    :func:`label_classes`); regression labels are numbers.
+    """
     import numpy as np
 
     label, ts_col = manifest["label_column"], manifest["timestamp_column"]
     features: list[str] = list(manifest["feature_columns"])
     if label not in df.columns:
         raise TrainingError(f"label column {label!r} is not in the training set")
+    if df[label].isna().any():
+        raise TrainingError(f"label column {label!r} has {int(df[label].isna().sum())} missing values")
     parts = time_split(df, ts_col, **split)
     frames = (parts.train, parts.validation, parts.holdout)
     x_train, x_val, x_hold = (feature_matrix(part, features) for part in frames)
-    y_train, y_val, y_hold = (part[label].astype("int32").to_numpy() for part in frames)
+    classes = None
+    if task == "multiclass":
+        classes = label_classes(df, label)
+        if len(classes) < 2:
+            raise TrainingError(f"label column {label!r} has a single class {classes}; multiclass needs at least two")
+        index = {value: i for i, value in enumerate(classes)}
+        y_train, y_val, y_hold = (part[label].map(index).astype("int32").to_numpy() for part in frames)
+    elif task == "regression":
+        import pandas as pd
+
+        if not pd.api.types.is_numeric_dtype(df[label]):
+            raise TrainingError(f"label column {label!r} is {df[label].dtype}; regression needs a numeric label")
+        y_train, y_val, y_hold = (part[label].astype("float32").to_numpy() for part in frames)
+    else:
+        y_train, y_val, y_hold = (part[label].astype("int32").to_numpy() for part in frames)
     for name, y in (("train", y_train), ("validation", y_val)):
         if len(np.unique(y)) < 2:
             raise TrainingError(f"the {name} part has a single label value; use a longer training window")
-    return TrainingData(parts, features, label, len(df), x_train, x_val, x_hold, y_train, y_val, y_hold)
+    return TrainingData(
+        parts, features, label, len(df), x_train, x_val, x_hold, y_train, y_val, y_hold, task=task, classes=classes
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from include.trainer.data import TrainingData
-from include.trainer.params import TrainingError
-from mlops_provider.training.evaluation import EvaluationError, binary_metrics, choose_threshold
+from include.trainer.params import DEFAULT_EVAL_METRICS, TrainingError, check_task
+from mlops_provider.lineage import (
+    BINARY,
+    BOOSTER_CLASSES_ATTR,
+    BOOSTER_TASK_ATTR,
+    MULTICLASS,
+    TASK_OBJECTIVES,
+)
+from mlops_provider.training.evaluation import EvaluationError, choose_threshold, task_metrics
 
 
 def gpu_visible(env: Mapping[str, str] | None = None) -> bool:
@@ -48,7 +56,10 @@ def training_plan(params: Mapping[str, Any], *, gpu: bool) -> dict[str, Any]:
     ``device: auto`` picks ``cuda`` when ``gpu`` is True. On CUDA the data goes into a ``QuantileDMatrix``
     (quantised once, on the device, so the hist sketch is not rebuilt per round); on CPU a ``DMatrix``.
     """
+    task = check_task(params)
     booster = dict(params["xgboost"])
+    booster["objective"] = booster.get("objective") or TASK_OBJECTIVES[task]
+    booster["eval_metric"] = booster.get("eval_metric") or list(DEFAULT_EVAL_METRICS[task])
     requested = str(booster.get("device", "auto"))
     if requested == "auto":
         device = "cuda" if gpu else "cpu"
@@ -59,6 +70,7 @@ def training_plan(params: Mapping[str, Any], *, gpu: bool) -> dict[str, Any]:
     booster["device"] = device
     booster["tree_method"] = booster.get("tree_method") or "hist"
     return {
+        "task": task,
         "booster": booster,
         "device": device,
         "matrix": "QuantileDMatrix" if device.startswith("cuda") else "DMatrix",
@@ -67,11 +79,15 @@ def training_plan(params: Mapping[str, Any], *, gpu: bool) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class FitResult:
-    """The early-stopped booster (set to predict on CPU), its threshold and its scores."""
+    """The early-stopped booster (set to predict on CPU), its threshold (binary) and its scores.
+
+    ``holdout_proba`` is what the model predicts on the holdout: positive-class probabilities (binary),
+    ``[n, classes]`` probabilities (multiclass) or values (regression).
+    """
 
     booster: Any
     booster_params: dict[str, Any]
-    threshold: float
+    threshold: float | None
     validation_metrics: dict[str, float]
     holdout_metrics: dict[str, float]
     holdout_proba: Any
@@ -80,9 +96,19 @@ class FitResult:
     train_seconds: float
 
 
-def booster_params(params: Mapping[str, Any], plan: Mapping[str, Any], y_train: Any) -> dict[str, Any]:
-    """The plan's booster parameters with ``scale_pos_weight`` resolved (``auto``: negatives / positives)."""
+def booster_params(
+    params: Mapping[str, Any], plan: Mapping[str, Any], y_train: Any, classes: list[Any] | None = None
+) -> dict[str, Any]:
+    """The plan's booster parameters with ``scale_pos_weight`` (binary; ``auto``: negatives / positives) or
+    ``num_class`` (multiclass: the number of ``classes``) resolved."""
     resolved = dict(plan["booster"])
+    task = plan.get("task", BINARY)
+    if task == MULTICLASS:
+        if not classes:
+            raise TrainingError("a multiclass model needs the label's classes")
+        resolved["num_class"] = len(classes)
+    if task != BINARY:
+        return resolved
     if params.get("scale_pos_weight") == "auto":
         resolved["scale_pos_weight"] = float((y_train == 0).sum() / max((y_train == 1).sum(), 1))
     elif params.get("scale_pos_weight") is not None:
@@ -94,7 +120,7 @@ def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) 
     """Train with early stopping on the validation part, then score validation and holdout."""
     import xgboost as xgb
 
-    resolved = booster_params(params, plan, data.y_train)
+    resolved = booster_params(params, plan, data.y_train, data.classes)
     if plan["matrix"] == "QuantileDMatrix":
         dtrain = xgb.QuantileDMatrix(
             data.x_train, label=data.y_train, feature_names=data.features, max_bin=resolved.get("max_bin", 256)
@@ -121,12 +147,18 @@ def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) 
     booster.set_param({"device": "cpu"})  # served on CPU; inference must not expect a GPU
     booster.feature_names = data.features
 
+    task = plan.get("task", BINARY)
+    # The model file carries its task and classes, so the model server and the gate need nothing else.
+    booster.set_attr(**{BOOSTER_TASK_ATTR: task})
+    if data.classes is not None:
+        booster.set_attr(**{BOOSTER_CLASSES_ATTR: json.dumps([_plain(c) for c in data.classes])})
+
     p_val = booster.inplace_predict(data.x_val.to_numpy())
     p_hold = booster.inplace_predict(data.x_hold.to_numpy())
-    threshold = choose_threshold(data.y_val, p_val, params["threshold"])
-    val_metrics = binary_metrics(data.y_val, p_val, threshold, what="validation window")
+    threshold = choose_threshold(data.y_val, p_val, params["threshold"]) if task == BINARY else None
     try:
-        hold_metrics = binary_metrics(data.y_hold, p_hold, threshold, what="holdout window")
+        val_metrics = task_metrics(task, data.y_val, p_val, threshold=threshold or 0.5, what="validation window")
+        hold_metrics = task_metrics(task, data.y_hold, p_hold, threshold=threshold or 0.5, what="holdout window")
     except EvaluationError as exc:
         raise TrainingError(str(exc)) from exc
     return FitResult(
@@ -140,3 +172,8 @@ def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) 
         best_iteration=best_iteration,
         train_seconds=train_seconds,
     )
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly class label (NumPy scalars become Python numbers)."""
+    return value.item() if hasattr(value, "item") else value

@@ -233,14 +233,14 @@ def log_training(
             "rows_per_second": len(data.x_train) * (fitted.best_iteration + 1) / max(fitted.train_seconds, 1e-9),
         }
     )
-    mlflow.set_tags(
-        {
-            lineage.THRESHOLD_TAG: f"{fitted.threshold:.6f}",
-            lineage.DEVICE_TAG: plan["device"],
-            lineage.MATRIX_TAG: plan["matrix"],
-        }
-    )
-    log_plots(mlflow, data.y_hold, fitted.holdout_proba, fitted.booster, data.features)
+    run_tags = {lineage.DEVICE_TAG: plan["device"], lineage.MATRIX_TAG: plan["matrix"]}
+    if fitted.threshold is not None:  # binary only
+        run_tags[lineage.THRESHOLD_TAG] = f"{fitted.threshold:.6f}"
+    mlflow.set_tags(run_tags)
+    if data.task == lineage.BINARY:
+        log_plots(mlflow, data.y_hold, fitted.holdout_proba, fitted.booster, data.features)
+    else:
+        log_importance(mlflow, fitted.booster, data.features)
     mlflow.log_dict(dict(manifest), lineage.TRAINING_SET_MANIFEST_ARTIFACT)
     mlflow.log_dict(
         {"holdout": fitted.holdout_metrics, "validation": fitted.validation_metrics,
@@ -258,7 +258,15 @@ def log_training(
         model_format="json",
         # Pinning the requirements skips MLflow's inference, which re-imports the model in a subprocess.
         pip_requirements=pip_requirements(),
-        metadata={"feature_columns": data.features, "threshold": fitted.threshold, "label_column": data.label},
+        metadata={
+            "feature_columns": data.features,
+            "threshold": fitted.threshold,
+            "label_column": data.label,
+            "task": data.task,
+            "classes": json.dumps([c.item() if hasattr(c, "item") else c for c in data.classes])
+            if data.classes is not None
+            else None,
+        },
     )
     mlflow.set_tags({lineage.MODEL_URI_TAG: model_info.model_uri, lineage.MODEL_ID_TAG: model_info.model_id or ""})
     return model_info
@@ -317,6 +325,16 @@ def log_plots(mlflow: Any, y_true: Any, proba: Any, booster: Any, feature_column
     mlflow.log_figure(fig, "plots/calibration.png")
     plt.close(fig)
 
+    return log_importance(mlflow, booster, feature_columns)
+
+
+def log_importance(mlflow: Any, booster: Any, feature_columns: list[str]) -> dict[str, float]:
+    """Log the feature-importance plot and ``feature_importance.json`` (gain per feature)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     gain = booster.get_score(importance_type="gain")
     importance = {name: float(gain.get(name, 0.0)) for name in feature_columns}
     ordered = sorted(importance.items(), key=lambda kv: kv[1])
@@ -358,7 +376,8 @@ def flat_params(
             "early_stopping_rounds": params["early_stopping_rounds"],
             "validation_fraction": params["split"]["validation_fraction"],
             "holdout_fraction": params["split"]["holdout_fraction"],
-            "threshold_policy": params["threshold"].get("policy"),
+            "task": data.task,
+            "threshold_policy": params["threshold"].get("policy") if data.task == lineage.BINARY else None,
             "matrix": plan["matrix"],
             "rows_total": data.rows,
             "rows_train": len(data.split.train),

@@ -2,6 +2,8 @@
 
 Layout (the team contract): ``<base_uri>/dt=YYYY-MM-DD/<uuid>.parquet`` with the feature columns, ``prediction``,
 ``model_version`` and ``served_at`` (UTC). ``base_uri`` is ``<data_root>/predictions/<model_name>``.
+``prediction`` is the positive-class probability (binary) or the value (regression); for a multiclass model it is
+the arg-max class index, and ``prediction_class_<k>`` holds the probability of class ``k``.
 The request path only appends NumPy arrays to a list under a lock; a background thread writes a file when
 ``flush_rows`` rows are buffered or every ``flush_seconds``, and ``close()`` writes what is left.
 """
@@ -21,6 +23,11 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMN = "prediction"
+#: Column prefix of a multiclass model's per-class probabilities (``prediction_class_0``, ...); the drift check
+#: (mlops_provider.drift.check.CLASS_PROBABILITY_PREFIX) reads the same names.
+CLASS_PROBABILITY_PREFIX = "prediction_class_"
 
 
 class PredictionLogger:
@@ -82,7 +89,9 @@ class PredictionLogger:
         import pyarrow as pa
 
         features = np.concatenate([c[0] for c in chunks]).astype(np.float64, copy=False)
-        predictions = np.concatenate([np.asarray(c[1], dtype=np.float64).reshape(-1) for c in chunks])
+        # [n] scores, or [n, classes] probabilities of a multiclass model (logged per class, plus the arg-max).
+        predictions = np.concatenate([np.asarray(c[1], dtype=np.float64).reshape(len(c[1]), -1) for c in chunks])
+        per_class = predictions.shape[1] > 1
         served_at = np.concatenate([np.full(len(c[1]), c[2]) for c in chunks])
         stamps = (served_at * 1_000_000).astype("int64").astype("datetime64[us]")
         days = stamps.astype("datetime64[D]")
@@ -90,7 +99,12 @@ class PredictionLogger:
         for day in np.unique(days):
             mask = days == day
             columns = {name: pa.array(features[mask, i]) for i, name in enumerate(self.feature_names)}
-            columns["prediction"] = pa.array(predictions[mask])
+            if per_class:
+                columns[PREDICTION_COLUMN] = pa.array(predictions[mask].argmax(axis=1).astype(np.float64))
+                for k in range(predictions.shape[1]):
+                    columns[f"{CLASS_PROBABILITY_PREFIX}{k}"] = pa.array(predictions[mask, k])
+            else:
+                columns[PREDICTION_COLUMN] = pa.array(predictions[mask, 0])
             columns["model_version"] = pa.array([self.model_version] * int(mask.sum()), pa.string())
             columns["served_at"] = pa.array(stamps[mask], pa.timestamp("us", tz="UTC"))
             uri = f"{self.base_uri}/dt={day}/{uuid.uuid4().hex}.parquet"

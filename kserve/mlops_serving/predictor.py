@@ -4,10 +4,17 @@ Requests:
 
 * Open Inference Protocol (V2, REST and gRPC): one numeric tensor ``[n, n_features]`` (named ``input-0`` by
   convention) in the model's feature order, or one ``[n]`` tensor per feature named after the feature
-  (column form). The response is one FP32 tensor ``output-0`` of shape ``[n]`` (the positive-class
-  probability for a binary classifier).
-* KServe V1: ``{"instances": [[...], ...]}`` (rows in feature order) or ``{"instances": [{feature: value}, ...]}``;
-  the response is ``{"predictions": [...]}``.
+  (column form).
+* KServe V1: ``{"instances": [[...], ...]}`` (rows in feature order) or ``{"instances": [{feature: value}, ...]}``.
+
+Responses depend on the model's task (read from the model file, see :func:`model_task`):
+
+* binary: V2 one FP32 tensor ``output-0`` ``[n]`` (the positive-class probability); V1 ``{"predictions": [p, ...]}``.
+* regression: the same shapes, holding the predicted values.
+* multiclass: V2 ``output-0`` FP32 ``[n, classes]`` (per-class probabilities, in the order of the model's
+  classes) and ``class`` ``[n]`` (the arg-max class label: INT64 for numeric labels, else BYTES); V1
+  ``{"predictions": [label, ...], "probabilities": [[p, ...], ...]}``. The class order is the model's (the
+  trainer's sorted label values, in the model file's ``mlops_classes`` attribute).
 
 Every served row goes to the prediction log when the server was started with ``--prediction_log_uri``: logging is
 the server's setting, and nothing in a request (parameters, headers) can turn it off.
@@ -50,6 +57,42 @@ NUMERIC_DATATYPES = {
 }
 INPUT_NAME = "input-0"
 OUTPUT_NAME = "output-0"
+#: V2 output with a multiclass model's arg-max class label.
+CLASS_OUTPUT_NAME = "class"
+
+# The model file's task attributes: the names of mlops_provider.lineage.BOOSTER_TASK_ATTR/BOOSTER_CLASSES_ATTR
+# (the serving image does not install the provider; tests/unit/serving/test_task_contract.py keeps them equal).
+BOOSTER_TASK_ATTR = "mlops_task"
+BOOSTER_CLASSES_ATTR = "mlops_classes"
+TASKS = ("binary", "multiclass", "regression")
+
+
+def model_task(booster: xgb.Booster) -> tuple[str, list | None]:
+    """Return ``(task, classes)`` of a booster: the trainer's attributes, else its objective.
+
+    Models trained before task types carry no attributes: ``binary:*`` objectives are binary, ``multi:*``
+    multiclass (classes ``0..k-1``), anything else regression.
+    """
+    import json
+
+    task = booster.attr(BOOSTER_TASK_ATTR)
+    classes_json = booster.attr(BOOSTER_CLASSES_ATTR)
+    if not task:
+        objective = str(json.loads(booster.save_config())["learner"]["objective"]["name"])
+        task = (
+            "binary"
+            if objective.startswith("binary:")
+            else "multiclass"
+            if objective.startswith("multi:")
+            else "regression"
+        )
+    if task not in TASKS:
+        raise ValueError(f"The model's task {task!r} is not one of {TASKS}.")
+    classes = json.loads(classes_json) if classes_json else None
+    if task == "multiclass" and classes is None:
+        config = json.loads(booster.save_config())
+        classes = list(range(int(config["learner"]["learner_model_param"]["num_class"])))
+    return task, classes
 
 
 class XGBoostPredictor(Model):
@@ -88,6 +131,8 @@ class XGBoostPredictor(Model):
         self.tracking_uri = tracking_uri
         self.booster: xgb.Booster | None = None
         self.feature_names: list[str] = []
+        self.task = "binary"
+        self.classes: list | None = None
         self.prediction_log: PredictionLogger | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -98,6 +143,7 @@ class XGBoostPredictor(Model):
         booster = xgb.Booster(model_file=str(model_file))
         booster.set_param({"nthread": self.nthread})
         self.booster = booster
+        self.task, self.classes = model_task(booster)
         n_features = booster.num_features()
         self.feature_names = list(booster.feature_names or [f"f{i}" for i in range(n_features)])
         self.model_version = (
@@ -112,7 +158,12 @@ class XGBoostPredictor(Model):
                 flush_seconds=self.prediction_log_flush_seconds,
             )
         logger.info(
-            "Loaded %s version %s from %s (%d features)", model_file, self.model_version, self.storage_uri, n_features
+            "Loaded %s version %s from %s (%d features, %s)",
+            model_file,
+            self.model_version,
+            self.storage_uri,
+            n_features,
+            self.task,
         )
         self.ready = True
         return self.ready
@@ -130,8 +181,17 @@ class XGBoostPredictor(Model):
         return [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.feature_names)]}]
 
     def get_output_types(self) -> list[dict]:
-        """V2 metadata: one FP32 tensor ``[-1]``."""
+        """V2 metadata: one FP32 tensor ``[-1]``; multiclass ``[-1, classes]`` probabilities and the class."""
+        if self.task == "multiclass":
+            return [
+                {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.classes or [])]},
+                {"name": CLASS_OUTPUT_NAME, "datatype": self._class_datatype(), "shape": [-1]},
+            ]
         return [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1]}]
+
+    def _class_datatype(self) -> str:
+        numeric = all(isinstance(c, int) and not isinstance(c, bool) for c in self.classes or [])
+        return "INT64" if numeric else "BYTES"
 
     # -- request decoding ----------------------------------------------------------------------------------------
     def _check_batch(self, rows: int) -> None:
@@ -224,11 +284,21 @@ class XGBoostPredictor(Model):
 
     # -- inference -----------------------------------------------------------------------------------------------
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Score a float32 matrix in feature order (the in-process path the server uses)."""
+        """Score a float32 matrix in feature order (the in-process path the server uses).
+
+        Returns ``[n]`` positive-class probabilities (binary) or values (regression), ``[n, classes]`` class
+        probabilities (multiclass).
+        """
         assert self.booster is not None, "load() first"
-        return np.asarray(self.booster.inplace_predict(matrix, validate_features=False), dtype=np.float32).reshape(
+        scores = np.asarray(self.booster.inplace_predict(matrix, validate_features=False), dtype=np.float32).reshape(
             len(matrix), -1
-        )[:, -1]
+        )
+        return scores if self.task == "multiclass" else scores[:, -1]
+
+    def class_labels(self, probabilities: np.ndarray) -> list:
+        """The arg-max class label of each row of a multiclass model's probabilities."""
+        classes = self.classes or list(range(probabilities.shape[1]))
+        return [classes[i] for i in probabilities.argmax(axis=1)]
 
     def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
         """Score a V1 or V2 request; synchronous because one booster call is faster than a thread hop."""
@@ -241,15 +311,29 @@ class XGBoostPredictor(Model):
         predictions = self.predict_matrix(matrix)
         if self.prediction_log is not None:
             self.prediction_log.log(matrix, predictions)
+        multiclass = self.task == "multiclass"
         if isinstance(payload, dict):
+            if multiclass:
+                return {
+                    "predictions": self.class_labels(predictions),
+                    "probabilities": predictions.tolist(),
+                }
             return {"predictions": predictions.tolist()}
-        output = InferOutput(name=OUTPUT_NAME, shape=[len(predictions)], datatype="FP32")
+        output = InferOutput(name=OUTPUT_NAME, shape=list(predictions.shape), datatype="FP32")
         output.set_data_from_numpy(predictions, binary_data=payload.use_binary_outputs)
+        outputs = [output]
+        if multiclass:
+            datatype = self._class_datatype()
+            labels = self.class_labels(predictions)
+            values = np.asarray(labels, dtype=np.int64) if datatype == "INT64" else np.asarray(labels, dtype=object)
+            label_output = InferOutput(name=CLASS_OUTPUT_NAME, shape=[len(labels)], datatype=datatype)
+            label_output.set_data_from_numpy(values, binary_data=payload.use_binary_outputs)
+            outputs.append(label_output)
         return InferResponse(
             response_id=payload.id or str(uuid.uuid4()),
             model_name=self.name,
             model_version=self.model_version,
-            infer_outputs=[output],
+            infer_outputs=outputs,
             from_grpc=payload.from_grpc,
             use_binary_outputs=payload.use_binary_outputs,
         )

@@ -30,7 +30,7 @@ from kserve.errors import InvalidInput
 from kserve.model import Model
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
-from mlops_serving.predictor import INPUT_NAME, NUMERIC_DATATYPES
+from mlops_serving.predictor import CLASS_OUTPUT_NAME, INPUT_NAME, NUMERIC_DATATYPES, OUTPUT_NAME
 from mlops_serving.storage import find_model_file, resolve_model_dir
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class FeastTransformer(Model):
         return [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.feature_names or [])]}, *fields]
 
     def get_output_types(self) -> list[dict]:
-        """V2 metadata: one FP32 tensor ``[-1]`` from the predictor."""
+        """V2 metadata: the predictor's ``output-0`` (a multiclass predictor adds ``class``; see its metadata)."""
         return [{"name": "output-0", "datatype": "FP32", "shape": [-1]}]
 
     # -- request decoding ----------------------------------------------------------------------------------------
@@ -336,8 +336,15 @@ class FeastTransformer(Model):
     def postprocess(
         self, result: dict | InferResponse, headers: dict[str, str] | None = None, response_headers: dict | None = None
     ) -> dict | InferResponse:
-        """Answer V1 requests in V1; V2 responses pass through."""
+        """Answer V1 requests in V1 (the predictor's V1 shapes for each task); V2 responses pass through."""
         if _V1_REQUEST.get() and isinstance(result, InferResponse):
+            outputs = {output.name: output for output in result.outputs}
+            if CLASS_OUTPUT_NAME in outputs:  # a multiclass model: its class labels and per-class probabilities
+                labels = outputs[CLASS_OUTPUT_NAME].as_numpy().reshape(-1)
+                return {
+                    "predictions": [_plain(v.decode() if isinstance(v, bytes) else v) for v in labels],
+                    "probabilities": outputs[OUTPUT_NAME].as_numpy().reshape(len(labels), -1).tolist(),
+                }
             return {"predictions": result.outputs[0].as_numpy().reshape(-1).tolist()}
         return result
 

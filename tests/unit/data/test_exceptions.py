@@ -17,6 +17,7 @@ FINAL = {
     "SchemaMismatchError",
     "SourceDataFormatError",
     "PromotionRejectedError",
+    "GateConfigurationError",
     "DriftReferenceMissingError",
     "RolloutRolledBackError",
     "InvalidNameError",

@@ -74,6 +74,30 @@ class PromotionRejectedError(MlopsError, AirflowFailException):
         self.reasons = reasons or []
 
 
+class GateConfigurationError(MlopsError, AirflowFailException):
+    """The evaluation gate's criteria do not fit the model or its data; nothing was decided.
+
+    Not retried: the same criteria meet the same data and model. Raised for a configured segment column
+    that the evaluation window lacks (``column``, ``available``) and for a criterion that names a metric of
+    another task (``metric``, ``task``, ``available``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        column: str | None = None,
+        metric: str | None = None,
+        task: str | None = None,
+        available: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.column = column
+        self.metric = metric
+        self.task = task
+        self.available = available or []
+
+
 class RolloutFailedError(MlopsError):
     """A rollout did not become healthy or failed its analysis; traffic was returned to the previous revision.
 

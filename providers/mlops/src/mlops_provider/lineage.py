@@ -36,6 +36,8 @@ FEATURE_SERVICE_TAG: Final = "mlops.feature_service"
 FEATURE_REFS_TAG: Final = "mlops.feature_refs"
 WINDOW_START_TAG: Final = "mlops.window_start"
 WINDOW_END_TAG: Final = "mlops.window_end"
+#: The learning task of a training run and its version: one of :data:`TASKS`.
+TASK_TAG: Final = "mlops.task"
 #: What a run is (``training``, ``drift_check``), so runs of one experiment can be told apart.
 RUN_KIND_TAG: Final = "mlops.kind"
 GIT_COMMIT_TAG: Final = "mlflow.source.git.commit"
@@ -61,6 +63,7 @@ LINEAGE_TAGS: Final = (
     DATASET_TAG,
     FEATURE_SERVICE_TAG,
     FEATURE_REFS_TAG,
+    TASK_TAG,
     GIT_COMMIT_TAG,
     AIRFLOW_DAG_ID_TAG,
     AIRFLOW_RUN_ID_TAG,
@@ -69,6 +72,49 @@ LINEAGE_TAGS: Final = (
 
 #: Artifact path of the training-set manifest inside a training run.
 TRAINING_SET_MANIFEST_ARTIFACT: Final = "training_set/manifest.json"
+
+# ---------------------------------------------------------------- learning tasks
+#: Learning tasks the trainer, the gate, the model server and the drift check support. The trainer's params file
+#: chooses one (``task``); the trainer records it as ``TASK_TAG`` and in the booster's attributes.
+BINARY: Final = "binary"
+MULTICLASS: Final = "multiclass"
+REGRESSION: Final = "regression"
+TASKS: Final = (BINARY, MULTICLASS, REGRESSION)
+#: XGBoost objective of each task.
+TASK_OBJECTIVES: Final = {BINARY: "binary:logistic", MULTICLASS: "multi:softprob", REGRESSION: "reg:squarederror"}
+#: Booster attributes (saved with the model) that carry the task and, for multiclass, the JSON list of class labels
+#: in the order of the probability columns; the model server and the gate read them from the model file.
+BOOSTER_TASK_ATTR: Final = "mlops_task"
+BOOSTER_CLASSES_ATTR: Final = "mlops_classes"
+
+
+def task_of_objective(objective: str) -> str:
+    """Return the task an XGBoost objective name belongs to (``binary:*``, ``multi:*``, anything else regression)."""
+    if objective.startswith("binary:"):
+        return BINARY
+    if objective.startswith("multi:"):
+        return MULTICLASS
+    return REGRESSION
+
+
+def booster_task(booster: object) -> tuple[str, list | None]:
+    """Return ``(task, classes)`` of an XGBoost booster: its attributes, else its objective (``classes`` None).
+
+    Models trained before the task attributes existed are binary classifiers or are told apart by objective.
+    """
+    import json
+
+    attr = getattr(booster, "attr", None)
+    task = attr(BOOSTER_TASK_ATTR) if callable(attr) else None
+    classes_json = attr(BOOSTER_CLASSES_ATTR) if callable(attr) else None
+    if not task:
+        try:
+            config = json.loads(booster.save_config())  # type: ignore[attr-defined]
+            task = task_of_objective(str(config["learner"]["objective"]["name"]))
+        except Exception:  # not a Booster (a wrapper or a stub): the historical default
+            task = BINARY
+    return task, (json.loads(classes_json) if classes_json else None)
+
 
 # ---------------------------------------------------------------- trainer process protocol
 #: Module the trainer runs as (``python -m <TRAINER_MODULE>``) in every backend.

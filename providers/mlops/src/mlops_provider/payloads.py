@@ -60,7 +60,7 @@ class TrainingSetManifest(TypedDict, total=False):
     feature_refs: list[str]
     feature_service: str
     feast_project: str
-    label_rate: float
+    label_rate: float | None  # None for a text label
     created_at: str
 
 
@@ -102,6 +102,8 @@ class GateDecision(TypedDict, total=False):
     feature_columns: list[str]
     checks: list[dict[str, Any]]
     criteria: dict[str, Any]
+    #: The candidate's learning task (``binary``, ``multiclass``, ``regression``): which metrics were compared.
+    task: str
     evaluation_window: dict[str, Any]
     model_uri: str
     artifact_uri: str
@@ -113,6 +115,8 @@ class DeployResult(TypedDict, total=False):
     """What the deploy task rolled out and where it answers."""
 
     backend: str  # "local" | "kserve"
+    #: The deployed version's task (``binary``, ``multiclass``, ``regression``).
+    task: str
     model_name: str
     model_version: str
     endpoint_url: str

@@ -88,8 +88,9 @@ OPTIONS: dict[str, Option] = {
     "vertex_region": Option("us-central1", "Vertex AI region."),
     "promotion_criteria": Option(
         "",
-        "Evaluation gate criteria as JSON, merged over the gate's defaults (min_metrics, max_regression vs "
-        "champion, segments). Empty means the defaults.",
+        "Evaluation gate criteria as JSON, merged over the gate's defaults for the candidate's task (min_metrics, "
+        "max_regression vs champion, segments); a metric the task is not scored on is an error. Empty means the "
+        "defaults.",
         "json",
         '{"min_metrics": {"roc_auc": 0.8}, "max_regression": {"pr_auc": 0.01}}',
     ),

@@ -234,9 +234,7 @@ def _model_checks(
     scorer: Scorer | None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Prediction drift (logged predictions vs the model's scores on the reference) and performance."""
-    import pandas as pd
-
-    from mlops_provider.drift.scoring import performance_metric
+    from mlops_provider.drift.scoring import performance_metric, prediction_frames
 
     has_logged = not predictions.empty and PREDICTION_COLUMN in predictions.columns
     scorable_current = all(c in current.columns for c in features)
@@ -258,15 +256,26 @@ def _model_checks(
     if has_logged:
         method = config.per_column_method.get(PREDICTION_COLUMN)
         threshold = config.per_column_threshold.get(PREDICTION_COLUMN)
+        reference_frame, current_frame = prediction_frames(reference_scores, predictions)
+        columns = list(reference_frame.columns)
         result = compute_drift(
-            pd.DataFrame({PREDICTION_COLUMN: reference_scores.astype(float)}),
-            pd.DataFrame({PREDICTION_COLUMN: predictions[PREDICTION_COLUMN].astype(float).to_numpy()}),
+            reference_frame,
+            current_frame,
             config=DriftConfig(
-                per_column_method={PREDICTION_COLUMN: method} if method else {},
-                per_column_threshold={PREDICTION_COLUMN: threshold} if threshold is not None else {},
+                per_column_method=dict.fromkeys(columns, method) if method else {},
+                per_column_threshold=dict.fromkeys(columns, threshold) if threshold is not None else {},
             ),
         )
-        prediction_drift = {"status": "checked", **column_summary(result.columns[0])}
+        if columns == [PREDICTION_COLUMN]:  # binary probability, regression value, or a class index
+            prediction_drift = {"status": "checked", **column_summary(result.columns[0])}
+        else:  # multiclass: one verdict per class probability; the predictions drifted if any class did
+            per_class = [column_summary(column) for column in result.columns]
+            prediction_drift = {
+                "status": "checked",
+                "column": PREDICTION_COLUMN,
+                "drift_detected": any(c["drift_detected"] for c in per_class),
+                "per_class": per_class,
+            }
     performance = None
     if has_labels:
         assert label is not None

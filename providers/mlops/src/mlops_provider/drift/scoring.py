@@ -1,7 +1,9 @@
 """Score a loaded model on a frame, and the performance metrics the drift policy can watch.
 
 The model comes from :meth:`~mlops_provider.hooks.mlflow.MlflowHook.load_xgboost_model` (the xgboost
-flavour only); :func:`model_scorer` turns it into ``score(frame) -> positive-class scores``.
+flavour only); :func:`model_scorer` turns it into ``score(frame) -> predictions``: positive-class
+probabilities (binary), values (regression) or ``[n, classes]`` probabilities (multiclass).
+:func:`prediction_frames` lines the reference's scores up with the request log per task.
 NumPy, xgboost and scikit-learn are imported when a score or metric is computed.
 """
 
@@ -14,11 +16,17 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-#: ``score(features) -> one positive-class score per row``.
+#: ``score(features) -> predictions``: one score per row, or one probability per class and row (multiclass).
 Scorer = Callable[["pd.DataFrame"], "np.ndarray"]
 
-#: Metrics :func:`performance_metric` computes (the drift policy's ``performance_metric``).
-METRICS = ("roc_auc", "average_precision", "accuracy")
+#: Metrics :func:`performance_metric` computes (the drift policy's ``performance_metric``): the first three for
+#: binary classifiers, ``r2`` for regression models.
+METRICS = ("roc_auc", "average_precision", "accuracy", "r2")
+
+#: The request log's columns (see ``kserve/mlops_serving/prediction_log.py``): the score, and for a multiclass
+#: model the arg-max class index in ``prediction`` plus one probability column per class.
+PREDICTION_COLUMN = "prediction"
+CLASS_PROBABILITY_PREFIX = "prediction_class_"
 
 
 def model_scorer(model: Any) -> Scorer:
@@ -27,7 +35,8 @@ def model_scorer(model: Any) -> Scorer:
 
     def score(frame: pd.DataFrame) -> np.ndarray:
         if hasattr(model, "predict_proba"):
-            return np.asarray(model.predict_proba(frame))[:, -1]
+            proba = np.asarray(model.predict_proba(frame))
+            return proba if proba.shape[1] > 2 else proba[:, -1]
         if type(model).__name__ == "Booster":
             import xgboost
 
@@ -54,11 +63,43 @@ def lazy_scorer(load: Callable[[], Any]) -> Scorer:
     return score
 
 
+def prediction_frames(reference_scores: Any, predictions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return ``(reference, current)`` frames of the prediction columns to compare, per task.
+
+    Binary and regression: the one ``prediction`` column (a probability or a value, compared as numbers).
+    Multiclass (``[n, classes]`` reference scores): one ``prediction_class_<k>`` column per class, so each class's
+    probability distribution is compared; a log without those columns compares the predicted class index.
+    """
+    import numpy as np
+    import pandas as pd
+
+    scores = np.asarray(reference_scores, dtype=float)
+    if scores.ndim == 2 and scores.shape[1] > 1:
+        names = [f"{CLASS_PROBABILITY_PREFIX}{k}" for k in range(scores.shape[1])]
+        if all(name in predictions.columns for name in names):
+            reference = pd.DataFrame(scores, columns=names)
+            return reference, predictions[names].astype(float).reset_index(drop=True)
+        scores = scores.argmax(axis=1).astype(float)
+    reference = pd.DataFrame({PREDICTION_COLUMN: scores.reshape(-1)})
+    current = pd.DataFrame({PREDICTION_COLUMN: predictions[PREDICTION_COLUMN].astype(float).to_numpy()})
+    return reference, current
+
+
 def performance_metric(name: str, labels: Any, scores: Any) -> float | None:
-    """Return ``name`` (one of :data:`METRICS`) of ``scores`` against ``labels``; None with a single class."""
+    """Return ``name`` (one of :data:`METRICS`) of ``scores`` against ``labels``.
+
+    None when it is undefined: a single label value, a classification metric of a regression model's values
+    (or ``r2`` of a classifier's), or multiclass probabilities (their labels need the model's class order).
+    """
+    import numpy as np
     from sklearn import metrics
 
-    if len(set(labels)) < 2:
+    scores = np.asarray(scores)
+    if len(set(labels)) < 2 or scores.ndim == 2:
+        return None
+    if name == "r2":
+        return float(metrics.r2_score(np.asarray(labels, dtype=float), scores))
+    if set(np.unique(labels).tolist()) - {0, 1}:  # not 0/1 labels: not a binary classifier's
         return None
     if name == "roc_auc":
         return float(metrics.roc_auc_score(labels, scores))

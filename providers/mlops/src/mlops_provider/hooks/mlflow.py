@@ -366,6 +366,22 @@ class MlflowHook(BaseHook):
                     self.log.info("Run %s has no readable %s (%s).", run_id, TRAINING_SET_MANIFEST_ARTIFACT, err)
         return uri or manifest.get("uri"), manifest
 
+    def feature_service_of_version(self, version: ModelVersion) -> str | None:
+        """Return the Feast FeatureService ``version`` was trained on, or None when its lineage names none.
+
+        The system of record is the version's ``mlops.feature_service`` lineage tag (the trainer copies it from
+        the training-set manifest); versions registered without it fall back to their run's tag, then to the
+        run's training-set manifest.
+        """
+        from mlops_provider.lineage import FEATURE_SERVICE_TAG
+
+        service = (version.tags or {}).get(FEATURE_SERVICE_TAG)
+        if not service and version.run_id:
+            service = self.run_tags(version.run_id).get(FEATURE_SERVICE_TAG)
+            if not service:
+                service = self.training_set_of_run(version.run_id)[1].get("feature_service")
+        return str(service) if service else None
+
     def load_xgboost_model(self, model_name: str, version: str | int, workdir: str | None = None) -> Any:
         """Download a version and load it through MLflow's xgboost flavour (never pickle/pyfunc).
 

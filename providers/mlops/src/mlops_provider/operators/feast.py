@@ -205,6 +205,15 @@ class FeastMaterializeOperator(_FeastOperator):
         return result
 
 
+def label_rate(labels: Any) -> float | None:
+    """The mean of a numeric label (the positive rate of a 0/1 label); None for text labels (multiclass)."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(labels) or pd.api.types.is_numeric_dtype(labels):
+        return round(float(labels.astype(float).mean()), 6)
+    return None
+
+
 class FeastTrainingSetOperator(_FeastOperator):
     """Join the interval's labels with their features as of each label's time, and snapshot the result.
 
@@ -353,7 +362,7 @@ class FeastTrainingSetOperator(_FeastOperator):
             "feature_refs": feature_refs,
             "feature_service": self.feature_service,
             "feast_project": store.project,
-            "label_rate": round(float(data[self.label_column].mean()), 6),
+            "label_rate": label_rate(data[self.label_column]),
             "created_at": datetime.now().astimezone().isoformat(),
         }
         write_bytes_atomic(json.dumps(manifest, indent=2).encode(), f"{folder}/manifest.json", self._conn_id)

@@ -19,6 +19,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from mlops_provider.exceptions import MlopsError, RolloutFailedError, RolloutRolledBackError
+from mlops_provider.lineage import BINARY, REGRESSION, TASK_TAG
 from mlops_provider.links.kserve import KServeEndpointLink
 from mlops_provider.payloads import parse_payload
 from mlops_provider.utils.deferrable import default_deferrable
@@ -48,9 +49,9 @@ class ModelDeployOperator(BaseOperator):
     switch the stable endpoint or discard it; see :class:`~mlops_provider.serving.local.BlueGreenRollout`.
 
     The Feast transformer in front of the model looks features up through the FeatureService the model was
-    trained on: ``feature_service``, else the one in ``training_set``, else the training-set manifest of the
-    candidate's lineage (the gate's ``evaluation_window.training_set_uri``, else the candidate run's
-    ``mlops.training_set_uri`` tag).
+    trained on: ``feature_service``, else the version's ``mlops.feature_service`` lineage tag (the registry is the
+    system of record; then its run's tag and training-set manifest), else the one in ``training_set``, else the
+    manifest beside the gate's ``evaluation_window.training_set_uri``.
 
     Returns a :class:`~mlops_provider.payloads.DeployResult`. A rollback pushes that XCom
     (``status="rolled_back"``) and fails the task with :class:`~mlops_provider.exceptions.RolloutRolledBackError`
@@ -84,7 +85,8 @@ class ModelDeployOperator(BaseOperator):
     :param smoke_requests: requests per check.
     :param max_error_rate: largest tolerated share of failed requests per check.
     :param max_latency_ms: largest tolerated p99 latency per check.
-    :param prediction_range: predictions must be finite and within this range.
+    :param prediction_range: predictions must be finite and within this range; default ``(0, 1)`` (probabilities)
+        unless the candidate's ``mlops.task`` tag says regression (then finite values only).
     :param raw_deployment_strategy: ``rolling`` or ``refuse`` when the InferenceService runs in RawDeployment mode.
     :param deployment_mode: mode of a newly created InferenceService (``Serverless`` or ``RawDeployment``).
     :param manifest_options: extra keyword arguments of
@@ -136,7 +138,7 @@ class ModelDeployOperator(BaseOperator):
         smoke_requests: int = 10,
         max_error_rate: float = 0.0,
         max_latency_ms: float = 500.0,
-        prediction_range: tuple[float, float] = (0.0, 1.0),
+        prediction_range: tuple[float, float] | None = None,
         raw_deployment_strategy: str = "rolling",
         deployment_mode: str = "Serverless",
         manifest_options: dict | None = None,
@@ -172,7 +174,9 @@ class ModelDeployOperator(BaseOperator):
         self.smoke_requests = smoke_requests
         self.max_error_rate = max_error_rate
         self.max_latency_ms = max_latency_ms
-        self.prediction_range = (float(prediction_range[0]), float(prediction_range[1]))
+        self.prediction_range = (
+            (float(prediction_range[0]), float(prediction_range[1])) if prediction_range is not None else None
+        )
         self.raw_deployment_strategy = raw_deployment_strategy
         self.deployment_mode = deployment_mode
         self.manifest_options = manifest_options or {}
@@ -218,9 +222,19 @@ class ModelDeployOperator(BaseOperator):
             requests=self.smoke_requests,
             max_error_rate=self.max_error_rate,
             max_latency_ms=self.max_latency_ms,
-            prediction_range=self.prediction_range,
+            prediction_range=self.prediction_range or prediction_range_of(self._candidate_task),
             n_features=self.manifest_options.get("n_features"),
         )
+
+    @cached_property
+    def _candidate_task(self) -> str:
+        """The candidate's task (its version's ``mlops.task`` tag; binary when the registry does not say)."""
+        try:
+            version = self.mlflow_hook.get_model_version(self.model_name, self._candidate()["version"])
+            return (version.tags or {}).get(TASK_TAG) or BINARY
+        except Exception as exc:  # the analysis then checks probabilities, and says so when values fall outside
+            self.log.warning("Task of %s's candidate unknown (%s): analysing it as %s.", self.model_name, exc, BINARY)
+            return BINARY
 
     @cached_property
     def rollout_manager(self) -> KServeRolloutManager:
@@ -260,9 +274,23 @@ class ModelDeployOperator(BaseOperator):
         return {**candidate, "version": str(version), "storage_uri": storage_uri}
 
     def _feature_service(self, candidate: dict[str, Any]) -> str | None:
-        """The FeatureService the candidate was trained on, from the caller or the candidate's lineage."""
+        """The FeatureService the candidate was trained on: the caller's, else the version's lineage.
+
+        The registry is the system of record: the version's ``mlops.feature_service`` tag (then its run's tag and
+        training-set manifest, see :meth:`~mlops_provider.hooks.mlflow.MlflowHook.feature_service_of_version`).
+        Without a registry answer, the ``training_set`` manifest, then the manifest beside the candidate's
+        training set.
+        """
         if self.feature_service:
             return self.feature_service
+        try:
+            version = self.mlflow_hook.get_model_version(self.model_name, candidate["version"])
+            service = self.mlflow_hook.feature_service_of_version(version)
+        except Exception as exc:  # a registry hiccup must not hide the manifests below
+            self.log.warning("No feature_service from the registry for %s: %s", self.model_name, exc)
+            service = None
+        if service:
+            return service
         manifest = parse_payload(self.training_set, name="training_set", required=False)
         if manifest.get("feature_service"):
             return str(manifest["feature_service"])
@@ -278,10 +306,6 @@ class ModelDeployOperator(BaseOperator):
                 service = json.loads(path.read_text()).get("feature_service")
                 if service:
                     return str(service)
-        if candidate.get("run_id"):
-            service = self.mlflow_hook.training_set_of_run(candidate["run_id"])[1].get("feature_service")
-            if service:
-                return str(service)
         return None
 
     def _begin_promotion(self, context: Context, candidate: dict[str, Any]) -> Promotion:
@@ -317,6 +341,7 @@ class ModelDeployOperator(BaseOperator):
 
     # -- outcome -------------------------------------------------------------------------------------------------------
     def _finish(self, context: Context, result: DeployResult, promotion: Promotion) -> DeployResult:
+        result = {**result, "task": self._candidate_task}
         KServeEndpointLink.persist(context, endpoint_url=result["endpoint_url"], model_name=result["model_name"])
         if result["status"] == "promoted":
             fault_point("deploy.before_promote")
@@ -473,6 +498,11 @@ class ModelDeployOperator(BaseOperator):
         )
 
 
+def prediction_range_of(task: str) -> tuple[float, float]:
+    """The default range of a ``task`` model's predictions: probabilities, or any finite value (regression)."""
+    return (-float("inf"), float("inf")) if task == REGRESSION else (0.0, 1.0)
+
+
 class ModelEndpointSmokeTestOperator(BaseOperator):
     """Send one real row through the deployed endpoint and check the answer.
 
@@ -480,7 +510,8 @@ class ModelEndpointSmokeTestOperator(BaseOperator):
     :param training_set: training-set manifest to take the row from (``uri``, ``feature_columns``); without it a
         row of zeros of the model's width is sent. (templated)
     :param model_name: model name when ``endpoint`` is a URL. (templated)
-    :param prediction_range: the prediction must be finite and within this range.
+    :param prediction_range: the prediction must be finite and within this range; default ``(0, 1)`` unless the
+        deploy task's XCom says the model is a regression model (then finite values only).
     :param timeout: seconds per request.
     """
 
@@ -492,7 +523,7 @@ class ModelEndpointSmokeTestOperator(BaseOperator):
         endpoint: dict | str,
         training_set: dict | str | None = None,
         model_name: str | None = None,
-        prediction_range: tuple[float, float] = (0.0, 1.0),
+        prediction_range: tuple[float, float] | None = None,
         timeout: float = 10.0,
         **kwargs: Any,
     ) -> None:
@@ -500,7 +531,9 @@ class ModelEndpointSmokeTestOperator(BaseOperator):
         self.endpoint = endpoint
         self.training_set = training_set
         self.model_name = model_name
-        self.prediction_range = (float(prediction_range[0]), float(prediction_range[1]))
+        self.prediction_range = (
+            (float(prediction_range[0]), float(prediction_range[1])) if prediction_range is not None else None
+        )
         self.timeout = timeout
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -511,8 +544,10 @@ class ModelEndpointSmokeTestOperator(BaseOperator):
         if isinstance(endpoint, dict) or (isinstance(endpoint, str) and endpoint.strip().startswith("{")):
             deployed = parse_payload(endpoint, name="endpoint")
             url, model_name = deployed.get("endpoint_url"), self.model_name or deployed.get("model_name")
+            task = str(deployed.get("task") or BINARY)
         else:
-            url, model_name = endpoint, self.model_name
+            url, model_name, task = endpoint, self.model_name, BINARY
+        prediction_range = self.prediction_range or prediction_range_of(task)
         if not url or not model_name:
             raise MlopsError(
                 f"The smoke test needs an endpoint URL and a model name; got {endpoint!r} and {model_name!r}."
@@ -529,8 +564,8 @@ class ModelEndpointSmokeTestOperator(BaseOperator):
             prediction = float(body["outputs"][0]["data"][0])
         except (KeyError, IndexError, TypeError, ValueError):
             raise MlopsError(f"Smoke request to {url} returned a malformed V2 response: {str(body)[:300]}") from None
-        if not in_range(prediction, self.prediction_range):
-            low, high = self.prediction_range
+        if not in_range(prediction, prediction_range):
+            low, high = prediction_range
             raise MlopsError(f"Smoke prediction {prediction} from {url} is outside [{low}, {high}].")
         self.log.info("Endpoint %s answered %.4f in %.1f ms", url, prediction, latency_ms)
         return {"endpoint_url": url, "prediction": prediction, "latency_ms": round(latency_ms, 2)}

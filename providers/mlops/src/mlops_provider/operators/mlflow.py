@@ -18,14 +18,19 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
-from mlops_provider.exceptions import PromotionRejectedError
+from mlops_provider.exceptions import GateConfigurationError, PromotionRejectedError
 from mlops_provider.lineage import (
+    BINARY,
     CHALLENGER,
     CHAMPION,
     GATE_CHAMPION_VERSION_TAG,
     GATE_DECIDED_AT_TAG,
     GATE_DECISION_TAG,
     GATE_REASONS_TAG,
+    MULTICLASS,
+    REGRESSION,
+    TASK_TAG,
+    TASKS,
 )
 from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink, persist_mlflow_links
 from mlops_provider.payloads import GateDecision, TrainingResult, TrainingSetManifest, parse_payload
@@ -51,6 +56,75 @@ DEFAULT_CRITERIA: dict[str, Any] = {
         "max_regression": {"roc_auc": 0.05},
     },
 }
+"""Default criteria of a binary classifier (the gate's defaults before task types existed)."""
+
+DEFAULT_CRITERIA_BY_TASK: dict[str, dict[str, Any]] = {
+    BINARY: DEFAULT_CRITERIA,
+    MULTICLASS: {
+        "min_metrics": {"macro_f1": 0.3},
+        "max_regression": {"macro_f1": 0.02, "accuracy": 0.02, "mlogloss": 0.05},
+        "segments": {"min_rows": 200, "min_metrics": {"macro_f1": 0.2}, "max_regression": {"macro_f1": 0.05}},
+    },
+    REGRESSION: {
+        # No absolute floor: RMSE and MAE are in the label's unit; R² > 0 means better than predicting the mean.
+        "min_metrics": {"r2": 0.0},
+        "max_regression": {"r2": 0.02},
+        "segments": {"min_rows": 200, "max_regression": {"r2": 0.05}},
+    },
+}
+"""Default criteria of each task (:data:`mlops_provider.lineage.TASKS`); metrics from ``TASK_METRICS[task]``."""
+
+
+def criteria_metrics(criteria: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return ``(where, metric)`` for every metric the criteria compare (``where`` like ``segments.min_metrics``)."""
+    found = []
+    for where, table in (
+        ("min_metrics", criteria.get("min_metrics")),
+        ("max_regression", criteria.get("max_regression")),
+        ("segments.min_metrics", (criteria.get("segments") or {}).get("min_metrics")),
+        ("segments.max_regression", (criteria.get("segments") or {}).get("max_regression")),
+    ):
+        found += [(where, metric) for metric in (table or {})]
+    return found
+
+
+def validate_criteria(criteria: dict[str, Any], task: str) -> None:
+    """Refuse criteria that name a metric the ``task`` is not scored on.
+
+    :raises GateConfigurationError: naming the metric, where it is configured, the task and the metrics it has.
+    """
+    from mlops_provider.training.evaluation import TASK_METRICS
+
+    if task not in TASK_METRICS:
+        raise GateConfigurationError(f"unknown task {task!r}; the gate knows {list(TASKS)}", task=task)
+    available = list(TASK_METRICS[task])
+    for where, metric in criteria_metrics(criteria):
+        if metric not in available:
+            owners = [t for t, metrics in TASK_METRICS.items() if metric in metrics]
+            of = f"a metric of the {owners[0]} task" if owners else "not a metric the gate computes"
+            raise GateConfigurationError(
+                f"gate criterion {where}.{metric} does not apply to a {task} model ({metric!r} is {of}); "
+                f"{task} models are scored on {available}. Fix `criteria` or [mlops] promotion_criteria.",
+                metric=metric,
+                task=task,
+                available=available,
+            )
+
+
+def check_segment_column(criteria: dict[str, Any], columns: Sequence[str]) -> None:
+    """Refuse a configured segment column that the evaluation window lacks.
+
+    :raises GateConfigurationError: naming the column and the window's columns.
+    """
+    column = (criteria.get("segments") or {}).get("column")
+    if column and column not in columns:
+        available = sorted(map(str, columns))
+        raise GateConfigurationError(
+            f"segment column {column!r} (criteria segments.column) is not in the evaluation window; "
+            f"its columns are {available}. Name one of them, or drop segments.column.",
+            column=str(column),
+            available=available,
+        )
 
 
 def merge_criteria(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
@@ -145,9 +219,11 @@ class MlflowEvaluationGateOperator(BaseOperator):
     :param training_set: the candidate's :class:`~mlops_provider.payloads.TrainingSetManifest` (a dict, its JSON,
         or the snapshot's URI: the manifest is then read from ``manifest.json`` beside the data); its latest
         time slice is the evaluation window. (templated)
-    :param criteria: overrides of :data:`DEFAULT_CRITERIA` (``min_metrics``, ``max_regression``, ``segments``
-        with ``column``/``min_rows``/``min_metrics``/``max_regression``), merged over ``[mlops] promotion_criteria``.
-        (templated)
+    :param criteria: overrides of the candidate task's defaults (:data:`DEFAULT_CRITERIA_BY_TASK`; the task is the
+        version's ``mlops.task`` tag): ``min_metrics``, ``max_regression``, ``segments`` with
+        ``column``/``min_rows``/``min_metrics``/``max_regression``, merged over ``[mlops] promotion_criteria``.
+        A metric the task is not scored on, or a segment column the evaluation window lacks, fails the task with
+        :class:`~mlops_provider.exceptions.GateConfigurationError` (not retried). (templated)
     :param holdout_fraction: size of the evaluation window; default the candidate run's ``holdout_fraction``.
     :param on_reject: ``skip`` (push the XCom, then skip: deploy and smoke test are skipped) or ``fail``
         (raise :class:`~mlops_provider.exceptions.PromotionRejectedError`).
@@ -198,12 +274,19 @@ class MlflowEvaluationGateOperator(BaseOperator):
 
         return MlflowHook(self.mlflow_conn_id)
 
-    def resolved_criteria(self) -> dict[str, Any]:
-        """Defaults, then ``[mlops] promotion_criteria``, then the ``criteria`` argument."""
+    def resolved_criteria(self, task: str = BINARY) -> dict[str, Any]:
+        """The ``task``'s defaults, then ``[mlops] promotion_criteria``, then the ``criteria`` argument; validated.
+
+        :raises GateConfigurationError: when a criterion names a metric of another task.
+        """
         from mlops_provider.settings import get_settings
 
-        base = merge_criteria(DEFAULT_CRITERIA, get_settings().promotion_criteria or None)
-        return merge_criteria(base, parse_payload(self.criteria, name="criteria", required=False) or None)
+        if task not in DEFAULT_CRITERIA_BY_TASK:
+            raise GateConfigurationError(f"unknown task {task!r}; the gate knows {list(TASKS)}", task=task)
+        base = merge_criteria(DEFAULT_CRITERIA_BY_TASK[task], get_settings().promotion_criteria or None)
+        criteria = merge_criteria(base, parse_payload(self.criteria, name="criteria", required=False) or None)
+        validate_criteria(criteria, task)
+        return criteria
 
     # ------------------------------------------------------------------ scoring
     def _load_model(self, version: ModelVersion, workdir: str) -> tuple[Any, list[str], float]:
@@ -212,19 +295,35 @@ class MlflowEvaluationGateOperator(BaseOperator):
         features = list(booster.feature_names or [])
         return booster, features, self.hook.version_threshold(self.model_name, version)
 
+    def _task(self, version: ModelVersion, booster: Any) -> str:
+        """The candidate's task: its ``mlops.task`` lineage tag, else the booster's own (binary before task types)."""
+        from mlops_provider.lineage import booster_task
+
+        return (version.tags or {}).get(TASK_TAG) or booster_task(booster)[0]
+
     def _score(
         self, booster: Any, features: list[str], window: Any, label: str, threshold: float, segment: dict[str, Any]
     ) -> tuple[dict[str, float], dict[str, dict[str, float]] | None]:
-        from mlops_provider.training.evaluation import binary_metrics, feature_matrix, segment_metrics
+        from mlops_provider.lineage import booster_task
+        from mlops_provider.training.evaluation import feature_matrix, segment_metrics, task_metrics
 
+        task, classes = booster_task(booster)
         x = feature_matrix(window, features)
         p = booster.inplace_predict(x.to_numpy())
-        y = window[label].astype(int).to_numpy()
-        metrics = binary_metrics(y, p, threshold, what="evaluation window")
+        if task == MULTICLASS:
+            index = {str(c): i for i, c in enumerate(classes or range(p.shape[1]))}
+            y = window[label].map(lambda v: index.get(str(v), -1)).astype(int).to_numpy()
+        elif task == REGRESSION:
+            y = window[label].astype(float).to_numpy()
+        else:
+            y = window[label].astype(int).to_numpy()
+        metrics = task_metrics(task, y, p, threshold=threshold, what="evaluation window")
         segments = None
         column = segment.get("column")
         if column and column in window.columns:
-            segments = segment_metrics(window, y, p, column, threshold, min_rows=int(segment.get("min_rows", 1)))
+            segments = segment_metrics(
+                window, y, p, column, threshold, min_rows=int(segment.get("min_rows", 1)), task=task
+            )
         return metrics, segments
 
     def _manifest(self) -> TrainingSetManifest:
@@ -263,7 +362,6 @@ class MlflowEvaluationGateOperator(BaseOperator):
                 f"no candidate version to gate (got {candidate!r}): did the training task succeed?",
                 reasons=["no candidate version"],
             )
-        criteria = self.resolved_criteria()
         hook = self.hook
         cand_version = hook.get_model_version(self.model_name, str(candidate["model_version"]))
         run_id = cand_version.run_id or candidate.get("run_id")
@@ -276,13 +374,14 @@ class MlflowEvaluationGateOperator(BaseOperator):
             fraction = float(run.data.params.get("holdout_fraction", 0.15))
         data = read_parquet(manifest["uri"])
         window = holdout_window(data, timestamp, fraction or 0.15)
-        segment_cfg = criteria.get("segments") or {}
         notes: list[str] = []
-        if segment_cfg.get("column") and segment_cfg["column"] not in window.columns:
-            notes.append(f"segment column {segment_cfg['column']!r} is not in the training set: no per-segment checks")
 
         with tempfile.TemporaryDirectory(prefix="mlops-gate-") as workdir:
             booster, features, threshold = self._load_model(cand_version, f"{workdir}/candidate")
+            task = self._task(cand_version, booster)
+            criteria = self.resolved_criteria(task)
+            check_segment_column(criteria, list(window.columns))
+            segment_cfg = criteria.get("segments") or {}
             cand_metrics, cand_segments = self._score(booster, features, window, label, threshold, segment_cfg)
 
             champion_version: str | None = None
@@ -326,6 +425,7 @@ class MlflowEvaluationGateOperator(BaseOperator):
             "champion_segments": champ_segments,
             "checks": checks,
             "criteria": criteria,
+            "task": task,
             "evaluation_window": {
                 "rows": len(window),
                 "start": str(window[timestamp].min()),

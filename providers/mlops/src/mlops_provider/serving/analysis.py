@@ -143,6 +143,9 @@ def smoke_check(
 ) -> dict:
     """Send ``requests`` single-row V2 requests and judge error rate, p99 latency and prediction sanity.
 
+    Sane: one finite value within ``prediction_range`` per row, or, from a multiclass model (``output-0`` of shape
+    ``[1, classes]``), probabilities that sum to one.
+
     :param expected_version: the model version that must answer (the V2 response's ``model_version``); a response
         from any other version, or one that does not say, fails the check: a canary URL that falls back to the
         main route, or a stale revision, must not pass for the new version.
@@ -167,9 +170,17 @@ def smoke_check(
         except (KeyError, IndexError, TypeError, ValueError):
             errors.append(f"malformed response {str(body)[:200]}")
             continue
-        if len(values) != 1 or not all(in_range(v, prediction_range) for v in values):
-            insane.append(values)
-        predictions.extend(values)
+        shape = list(output.get("shape") or [len(values)])
+        if len(shape) == 2 and shape[0] == 1 and shape[1] > 1:
+            # A multiclass model: one probability per class, summing to one.
+            sane = len(values) == shape[1] and all(in_range(v, (0.0, 1.0)) for v in values)
+            if not sane or abs(sum(values) - 1.0) > 1e-3:
+                insane.append(values)
+            predictions.append(max(values) if values else 0.0)
+        else:
+            if len(values) != 1 or not all(in_range(v, prediction_range) for v in values):
+                insane.append(values)
+            predictions.extend(values)
         if expected_version is not None and str(body.get("model_version")) != str(expected_version):
             wrong_versions.append(str(body.get("model_version")))
     latencies.sort()

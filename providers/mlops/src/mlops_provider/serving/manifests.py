@@ -381,10 +381,7 @@ def _champion_lineage(settings: MlopsSettings) -> tuple[str | None, str | None, 
         if version is None:
             return None, None, None
         uri = hook.version_download_uri(settings.model_name, version.version)
-        feature_service = None
-        if version.run_id:
-            feature_service = hook.training_set_of_run(version.run_id)[1].get("feature_service")
-        return uri, str(version.version), feature_service
+        return uri, str(version.version), hook.feature_service_of_version(version)
     except Exception as exc:  # rendering needs no registry: fall back to the alias URI the server resolves
         log.info("No champion lineage from the registry (%s): rendering the alias URI.", exc)
         return None, None, None
@@ -401,7 +398,7 @@ def render_serving_manifests(
 
     The storage URI is the current ``champion``'s artifact location when the registry answers, else
     ``models:/<model>@champion`` (resolved by the server at start-up). The transformer's FeatureService is
-    ``feature_service``, else the one in the champion's training-set manifest; without either the
+    ``feature_service``, else the champion's lineage (its ``mlops.feature_service`` tag); without either the
     InferenceService is rendered without the transformer. ``model_name`` defaults to ``[mlops] model_name``.
     """
     settings = _settings(settings)

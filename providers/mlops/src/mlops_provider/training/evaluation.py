@@ -1,4 +1,4 @@
-"""Time-ordered splits, classification metrics, threshold policies and per-segment scores.
+"""Time-ordered splits, the metrics of each learning task, threshold policies and per-segment scores.
 
 Shared by the trainer (``include/trainer``, also inside the trainer image, where Airflow is not
 installed) and the evaluation gate, so a model is scored the same way when it is trained and when it
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from mlops_provider.lineage import BINARY, MULTICLASS, REGRESSION, TASKS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,8 +25,21 @@ METRIC_DIRECTIONS: dict[str, str] = {
     "precision": "max",
     "recall": "max",
     "f1": "max",
+    "macro_f1": "max",
+    "accuracy": "max",
+    "mlogloss": "min",
+    "rmse": "min",
+    "mae": "min",
+    "r2": "max",
 }
 """Whether a larger (``max``) or a smaller (``min``) value of each metric is better."""
+
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    BINARY: ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1"),
+    MULTICLASS: ("macro_f1", "accuracy", "mlogloss"),
+    REGRESSION: ("rmse", "mae", "r2"),
+}
+"""The metrics each task is scored on (and the only ones the gate's criteria may name for it)."""
 
 
 class EvaluationError(ValueError):
@@ -137,6 +152,66 @@ def binary_metrics(y: Any, p: Any, threshold: float, *, what: str = "evaluation 
     }
 
 
+def multiclass_metrics(y: Any, proba: Any, *, what: str = "evaluation window") -> dict[str, float]:
+    """Macro-F1, accuracy and multi-class log loss of ``proba`` (``[n, k]``) against class indexes ``y`` (0..k-1)."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    y = np.asarray(y).astype(int)
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2 or proba.shape[1] < 2:
+        raise EvaluationError(f"multiclass scores of the {what} must be [n, classes]; got shape {list(proba.shape)}")
+    if len(y) == 0:
+        raise EvaluationError(f"the {what} has no rows to score")
+    k = proba.shape[1]
+    if y.min() < 0 or y.max() >= k:
+        raise EvaluationError(f"the {what} has labels outside the model's {k} classes")
+    proba = np.clip(proba, 1e-7, 1.0)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    pred = proba.argmax(axis=1)
+    return {
+        "macro_f1": float(skm.f1_score(y, pred, average="macro", labels=list(range(k)), zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "mlogloss": float(skm.log_loss(y, proba, labels=list(range(k)))),
+        "rows": float(len(y)),
+        "classes": float(k),
+    }
+
+
+def regression_metrics(y: Any, pred: Any, *, what: str = "evaluation window") -> dict[str, float]:
+    """RMSE, MAE and R² of ``pred`` against ``y`` (R² needs at least two distinct label values)."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    y = np.asarray(y, dtype=float)
+    pred = np.asarray(pred, dtype=float).reshape(-1)
+    if len(y) < 2 or float(np.ptp(y)) == 0.0:
+        raise EvaluationError(f"the {what} needs at least two distinct label values to score a regression model")
+    return {
+        "rmse": float(np.sqrt(skm.mean_squared_error(y, pred))),
+        "mae": float(skm.mean_absolute_error(y, pred)),
+        "r2": float(skm.r2_score(y, pred)),
+        "rows": float(len(y)),
+    }
+
+
+def task_metrics(
+    task: str, y: Any, p: Any, *, threshold: float = 0.5, what: str = "evaluation window"
+) -> dict[str, float]:
+    """Score predictions ``p`` of a ``task`` model with that task's metrics (:data:`TASK_METRICS`).
+
+    ``p`` holds positive-class probabilities (binary, cut at ``threshold``), ``[n, k]`` class probabilities
+    (multiclass, ``y`` the class indexes) or values (regression).
+    """
+    if task == BINARY:
+        return binary_metrics(y, p, threshold, what=what)
+    if task == MULTICLASS:
+        return multiclass_metrics(y, p, what=what)
+    if task == REGRESSION:
+        return regression_metrics(y, p, what=what)
+    raise EvaluationError(f"unknown task {task!r}; use one of {list(TASKS)}")
+
+
 def choose_threshold(y: Any, p: Any, policy: dict[str, Any]) -> float:
     """Pick the decision threshold on validation data.
 
@@ -168,20 +243,31 @@ def choose_threshold(y: Any, p: Any, policy: dict[str, Any]) -> float:
 
 
 def segment_metrics(
-    df: pd.DataFrame, y: Any, p: Any, segment_column: str, threshold: float, *, min_rows: int = 1
+    df: pd.DataFrame,
+    y: Any,
+    p: Any,
+    segment_column: str,
+    threshold: float,
+    *,
+    min_rows: int = 1,
+    task: str = BINARY,
 ) -> dict[str, dict[str, float]]:
-    """Score every value of ``segment_column`` that has both classes and at least ``min_rows`` rows."""
+    """Score every value of ``segment_column`` with at least ``min_rows`` rows that the task can score.
+
+    Binary segments need both classes, regression segments two distinct label values; multiclass segments are
+    scored whatever classes they hold.
+    """
     import numpy as np
 
-    y = np.asarray(y).astype(int)
+    y = np.asarray(y) if task == MULTICLASS else np.asarray(y).astype(float if task == REGRESSION else int)
     p = np.asarray(p, dtype=float)
     values = df[segment_column].astype(str).to_numpy()
     out: dict[str, dict[str, float]] = {}
     for value in sorted(set(values)):
         mask = values == value
-        if mask.sum() < min_rows or len(np.unique(y[mask])) < 2:
+        if mask.sum() < min_rows or (task != MULTICLASS and len(np.unique(y[mask])) < 2):
             continue
-        out[value] = binary_metrics(y[mask], p[mask], threshold, what=f"segment {segment_column}={value}")
+        out[value] = task_metrics(task, y[mask], p[mask], threshold=threshold, what=f"segment {segment_column}={value}")
     return out
 
 
