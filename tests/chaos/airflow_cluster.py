@@ -116,7 +116,8 @@ class ChaosAirflow:
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
         content = self.request("GET", path).get("content")
         if isinstance(content, list):
-            return "\n".join(str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content)
+            # Structured lines: the event text plus its fields (the exception's type and message are fields).
+            return "\n".join(json.dumps(line, default=str) if isinstance(line, dict) else str(line) for line in content)
         return str(content)
 
 

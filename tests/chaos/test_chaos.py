@@ -151,8 +151,13 @@ def wave1(airflow, chaos_root, mlflow_server, _fake_k8s_server, training_snapsho
             {"dataset": "chaos_validation", "start": DATA_DAYS[0], "end": DATA_DAYS[-1]},
         ),
         "chaos_cooldown": ("cooldown.after_launch_recorded", {"model_name": "chaos_cooldown"}),
+        "chaos_materialize": (
+            "feast.mid_materialize",
+            {"dataset": "transactions", "start": DATA_DAYS[0], "end": DATA_DAYS[-1]},
+        ),
     }
     landed = {
+        "transactions": land_days(data_root, "transactions"),
         "chaos_ingest": land_days(data_root, "chaos_ingest"),
         "chaos_validation": land_days(data_root, "chaos_validation", broken={DATA_DAYS[1]}),
     }
@@ -230,6 +235,43 @@ def test_kill_mid_validation_write_never_publishes_a_failed_partition(airflow, w
     assert tis["validate"] == {"state": "failed", "try_number": 2}
     published = _assert_nothing_lost(wave1["data_root"], "chaos_validation", wave1["landed"]["chaos_validation"])
     assert published == {DATA_DAYS[0]: True, DATA_DAYS[1]: False, DATA_DAYS[2]: True}
+
+
+def test_kill_mid_materialization_leaves_the_online_store_exact(airflow, wave1):
+    """The retry rebuilds the aggregates and materializes: the online store answers the exact 7-day count."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from mlops_provider.hooks.feast import FeastHook
+    from mlops_provider.settings import reset_settings
+
+    dag_id = "chaos_materialize"
+    result = fired_and_retried(airflow, dag_id, wave1["runs"][dag_id], "feast.mid_materialize", "materialize_features")
+    assert all(rows > 0 for rows in result["feature_rows"].values()), result
+    _assert_nothing_lost(wave1["data_root"], "transactions", wave1["landed"]["transactions"])
+    validated = pd.concat(
+        pd.read_parquet(wave1["data_root"] / "validated" / "transactions" / f"dt={day}" / "data.parquet")
+        for day in DATA_DAYS
+    )
+    customer = int(validated["customer_id"].iloc[-1])
+    end = pd.Timestamp(dt.date.fromisoformat(DATA_DAYS[-1]) + dt.timedelta(days=1), tz="UTC")
+    events = validated[validated["customer_id"] == customer]["event_timestamp"]
+    expected = int(((events >= end - pd.Timedelta(days=7)) & (events < end)).sum())
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in airflow.env.items():
+            if key.startswith("AIRFLOW__MLOPS__"):
+                env.setenv(key, value)
+        reset_settings()
+        try:
+            store = FeastHook().get_feature_store()
+            served = store.get_online_features(
+                features=["customer_stats:customer_txn_count_7d"], entity_rows=[{"customer_id": customer}]
+            ).to_dict()
+        finally:
+            env.undo()
+            reset_settings()
+    assert served["customer_txn_count_7d"] == [expected] and expected > 0
 
 
 def test_kill_after_the_cooldown_recorded_its_launch_proceeds_on_retry_once(airflow, wave1):

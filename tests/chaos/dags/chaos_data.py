@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
+from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.retraining import RetrainingCooldownOperator
 from mlops_provider.operators.validation import DataValidationOperator
@@ -35,3 +36,22 @@ def _cooldown(dag_id: str):
 chaos_ingest_mid_write = _ingest_validate("chaos_ingest_mid_write")
 chaos_validation_mid_write = _ingest_validate("chaos_validation_mid_write")
 chaos_cooldown = _cooldown("chaos_cooldown")
+
+
+def _materialize(dag_id: str):
+    window = {"partition_start": CONF("start"), "partition_end": CONF("end")}
+
+    @dag(dag_id=dag_id, **COMMON)
+    def chaos():
+        ingest = IngestionOperator(task_id="ingest", dataset=CONF("dataset"), **window)
+        validate = DataValidationOperator(
+            task_id="validate", dataset=CONF("dataset"), contract="include/contracts/transactions.yaml", **window
+        )
+        apply = FeastApplyOperator(task_id="apply_features")
+        materialize = FeastMaterializeOperator(task_id="materialize_features", start=CONF("start"), end=CONF("end"))
+        ingest >> validate >> apply >> materialize
+
+    return chaos()
+
+
+chaos_materialize = _materialize("chaos_materialize")

@@ -18,6 +18,7 @@ from mlops_provider.hooks.feast import FeastHook
 from mlops_provider.partitions import day_bounds, partition_uri, resolve_dates, safe_segment, zone_uri
 from mlops_provider.payloads import TrainingSetManifest
 from mlops_provider.settings import get_settings
+from mlops_provider.utils.faults import fault_point
 
 #: The entity-frame column Feast's ``get_historical_features`` takes each row's as-of time from.
 FEAST_ENTITY_TIMESTAMP = "event_timestamp"
@@ -177,6 +178,7 @@ class FeastMaterializeOperator(_FeastOperator):
         began = time.perf_counter()
         built = self._build_aggregates(store, names, days) if self.build_features else {}
         build_seconds = time.perf_counter() - began
+        fault_point("feast.mid_materialize")
 
         start = day_bounds(days[0])[0]
         end = day_bounds(days[-1])[1] - timedelta(microseconds=1)
