@@ -22,6 +22,7 @@ FINAL = {
     "InvalidNameError",
     "PromotionConflictError",
     "UnverifiedPromotionError",
+    "ModelSpecError",
 }
 
 CLASSES = {
