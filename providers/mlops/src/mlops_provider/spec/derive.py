@@ -64,7 +64,7 @@ def check_expression(expression: str, columns: set[str] | None = None) -> list[s
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as err:
         raise ExpressionError(f"{expression!r} is not a valid expression ({err.msg})") from None
-    names: list[str] = []
+    names: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, _OPERATORS):
             continue
@@ -79,9 +79,12 @@ def check_expression(expression: str, columns: set[str] | None = None) -> list[s
                 raise ExpressionError(
                     f"{expression!r} reads {node.id!r}, which is not a column (known: {sorted(columns)})"
                 )
-            if node.id not in names:
-                names.append(node.id)
-    return names
+            names.append((node.col_offset, node.id))
+    ordered: list[str] = []
+    for _, name in sorted(names):  # in reading order (ast.walk is breadth first)
+        if name not in ordered:
+            ordered.append(name)
+    return ordered
 
 
 def apply_derived(table: pa.Table, derive: dict[str, str], where: str) -> pa.Table:

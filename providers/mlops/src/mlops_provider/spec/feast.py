@@ -49,24 +49,32 @@ def _s3_endpoint() -> str | None:
     return os.environ.get("FEAST_S3_ENDPOINT_URL") or None
 
 
-def request_transform(request: tuple[str, ...], categoricals: dict[str, tuple[str, ...]]) -> Callable[[dict], dict]:
-    """Return the on-demand transformation of the request-time features (python mode, lists in and out).
+def request_transform_source(request: tuple[str, ...], categoricals: dict[str, tuple[str, ...]]) -> str:
+    """Return the source of the on-demand transformation of the request-time features (python mode, lists in and out).
 
-    Self-contained (builtins and its two arguments only): Feast pickles it by value into the registry and
-    runs it wherever features are served, where this module may not exist.
+    Feast keeps a python-mode transformation as its source text and rebuilds the function from it wherever
+    features are computed (training sets, the model server), so the text is self-contained: the spec's
+    columns and categorical values are written into it as literals (``repr`` of validated names and strings).
     """
-    request = tuple(request)
     codes = {column: {value: i for i, value in enumerate(values)} for column, values in categoricals.items()}
+    return (
+        "def transform(inputs: dict) -> dict:\n"
+        f"    request = {tuple(request)!r}\n"
+        f"    codes = {codes!r}\n"
+        "    out = {}\n"
+        "    for column in request:\n"
+        '        out[column + "_value"] = [None if v is None else float(v) for v in inputs[column]]\n'
+        "    for column, mapping in codes.items():\n"
+        '        out[column + "_code"] = [mapping.get(v, -1) for v in inputs[column]]\n'
+        "    return out\n"
+    )
 
-    def transform(inputs: dict) -> dict:
-        out = {}
-        for column in request:
-            out[column + "_value"] = [None if v is None else float(v) for v in inputs[column]]
-        for column, mapping in codes.items():
-            out[column + "_code"] = [mapping.get(v, -1) for v in inputs[column]]
-        return out
 
-    return transform
+def request_transform(request: tuple[str, ...], categoricals: dict[str, tuple[str, ...]]) -> Callable[[dict], dict]:
+    """Return the transformation function of :func:`request_transform_source`, built the way Feast rebuilds it."""
+    from feast.transformation.udf_rehydrate import resolve_udf
+
+    return resolve_udf(udf_string=request_transform_source(request, categoricals), preferred_name="transform")
 
 
 def spec_objects(spec: ModelSpec, data_root: str | None = None) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def spec_objects(spec: ModelSpec, data_root: str | None = None) -> dict[str, Any
         default ``[mlops] data_root``.
     """
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
-    from feast.on_demand_feature_view import on_demand_feature_view
+    from feast.on_demand_feature_view import OnDemandFeatureView
     from feast.types import Bool, Float64, Int64, String
 
     if data_root is None:
@@ -159,14 +167,16 @@ def spec_objects(spec: ModelSpec, data_root: str | None = None) -> dict[str, Any
             + [Field(name=c, dtype=String) for c in spec.features.categoricals],
             description=f"The {spec.dataset} event being scored.",
         )
-        odfv = on_demand_feature_view(
+        odfv = OnDemandFeatureView(
             name=request_view,
             sources=[request],
             schema=[Field(name=f"{c}_value", dtype=Float64) for c in spec.features.request]
             + [Field(name=f"{c}_code", dtype=Int64) for c in spec.features.categoricals],
             mode="python",
+            udf=request_transform(spec.features.request, spec.features.categoricals),
+            udf_string=request_transform_source(spec.features.request, spec.features.categoricals),
             description=f"Request-time features of {spec.name}: the event's own columns.",
-        )(request_transform(spec.features.request, spec.features.categoricals))
+        )
         objects[request.name] = request
         objects[odfv.name] = odfv
         views.append(odfv)
