@@ -23,7 +23,7 @@ Light at import: the operators and the spec loader only (no data or SDK librarie
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlops_provider.assets import (
     drift_asset,
@@ -183,28 +183,32 @@ def training_dag(spec: ModelSpec) -> DAG:
             partition_end=_WINDOW_END,
             outlets=[assets.training_set],
         )
+        # XComArgs resolve to the manifests and results the next operators take.
+        manifest: Any = training_set.output
         # The backend (the spec's, else [mlops] training_backend) picks the operator class at parse time.
         train = training_operator_class(spec.training.backend)(
             task_id="train",
             model_name=spec.name,
-            training_set=training_set.output,
+            training_set=manifest,
             params_file=spec.training.params_file,
         )
+        candidate: Any = train.output
         gate = MlflowEvaluationGateOperator(
             task_id="evaluation_gate",
             model_name=spec.name,
-            candidate=train.output,
-            training_set=training_set.output,
+            candidate=candidate,
+            training_set=manifest,
             criteria=dict(spec.gate_criteria) or None,
             pool="mlops_promotion",
         )
         cooldown >> ingest >> validate >> apply_features >> materialize >> training_set
         train >> gate
         if spec.serving.enabled:
+            gate_output: Any = gate.output
             deploy = ModelDeployOperator(
                 task_id="deploy",
                 model_name=spec.name,
-                candidate=gate.output,
+                candidate=gate_output,
                 backend=spec.serving.backend,
                 feature_service=spec.feature_service,
                 canary_traffic_percent=spec.serving.canary_traffic_percent,
@@ -216,10 +220,11 @@ def training_dag(spec: ModelSpec) -> DAG:
                 pool="mlops_promotion",
                 on_failure_callback=alert_notifier(title=f"Rollout of {spec.name} failed: traffic stays where it was"),
             )
+            endpoint: Any = deploy.output
             smoke_test = ModelEndpointSmokeTestOperator(
                 task_id="smoke_test",
-                endpoint=deploy.output,
-                training_set=training_set.output,
+                endpoint=endpoint,
+                training_set=manifest,
                 model_name=spec.name,
                 prediction_range=spec.serving.prediction_range,
                 on_failure_callback=alert_notifier(title=f"Smoke test of the deployed {spec.name} failed"),

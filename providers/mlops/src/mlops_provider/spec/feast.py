@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from types import FunctionType
+from typing import Any, cast
 
 from mlops_provider.features.aggregates import KEY_TAG, SOURCE_TAG, TIMESTAMP_TAG
 from mlops_provider.spec.model import ModelSpec
@@ -173,7 +174,7 @@ def spec_objects(spec: ModelSpec, data_root: str | None = None) -> dict[str, Any
             schema=[Field(name=f"{c}_value", dtype=Float64) for c in spec.features.request]
             + [Field(name=f"{c}_code", dtype=Int64) for c in spec.features.categoricals],
             mode="python",
-            udf=request_transform(spec.features.request, spec.features.categoricals),
+            udf=cast(FunctionType, request_transform(spec.features.request, spec.features.categoricals)),
             udf_string=request_transform_source(spec.features.request, spec.features.categoricals),
             description=f"Request-time features of {spec.name}: the event's own columns.",
         )

@@ -425,7 +425,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         derive[column] = expression.strip()
 
     source_raw = reader.mapping(raw.get("source"), "source", ("uri", "format", "csv_delimiter", "conn_id"))
-    source = SourceSpec(
+    source_spec = SourceSpec(
         uri=reader.string(source_raw["uri"], "source.uri", expected="a URI")
         if source_raw.get("uri") is not None
         else None,
@@ -544,7 +544,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         task=task,
         features=features,
         feature_service=feature_service,
-        source=source,
+        source=source_spec,
         derive=derive,
         description=str(raw.get("description") or ""),
         owner=reader.string(raw.get("owner", "mlops"), "owner"),
