@@ -175,7 +175,8 @@ def _read_yaml(file: Path, reader: _Reader, key: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(file.read_text())
+        # libyaml's safe loader when PyYAML has it: an order of magnitude faster at parse time.
+        return yaml.load(file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         raise reader.fail(key, f"{file} is not valid YAML ({err})") from None
     except OSError as err:
