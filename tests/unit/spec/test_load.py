@@ -362,3 +362,14 @@ def test_the_example_shares_no_name_with_the_fraud_example():
     fraud_names = set(fraud["columns"]) | {"transactions", "fraud_detector", "fraud_model_v1", "customer", "merchant"}
     mine = set(spec.column_types) | {spec.name, spec.dataset, spec.feature_service, spec.label, *spec.entities}
     assert not fraud_names & mine
+
+
+def test_distinct_count_may_read_a_text_column_and_last_may_not(spec_dict):
+    spec_dict["features"]["aggregates"].append(
+        {"entity": "shop_id", "column": "pay_method", "function": "distinct_count", "window": "7d"}
+    )
+    spec = parse(spec_dict)
+    assert spec.features.aggregates[-1].name == "shop_id_pay_method_distinct_count_7d"
+    spec_dict["features"]["aggregates"][-1]["function"] = "last"
+    with pytest.raises(ModelSpecError, match=r"features.aggregates\[2\].column: expected a numeric column"):
+        parse(spec_dict)

@@ -249,7 +249,7 @@ def _aggregates(
         column = item.get("column")
         if column is not None:
             column = reader.column(column, f"{key}.column")
-            if column not in numeric and any(f not in ("count", "last", "distinct_count") for f in lists["function"]):
+            if column not in numeric and any(f not in ("count", "distinct_count") for f in lists["function"]):
                 raise reader.fail(
                     f"{key}.column",
                     f"expected a numeric column of the contract for {lists['function']}, got {column!r}",
