@@ -33,7 +33,9 @@ print(t1 - t0, t2 - t1)
 
 
 def _time(dag_file: Path, repeat: int) -> tuple[float, float]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    # The caller's path stays after the bundle's (a provider checkout on it wins over an installed copy).
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, AIRFLOW__CORE__LOAD_EXAMPLES="False")
     sdk, own = [], []
     for _ in range(repeat):
         out = subprocess.run(

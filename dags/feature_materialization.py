@@ -13,7 +13,14 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag
 
-from include.fraud_example import CONTRACT, DATASET, FRAUD_FEATURES, RAW_TRANSACTIONS, VALIDATED_TRANSACTIONS
+from include.fraud_example import (
+    CONTRACT,
+    DATASET,
+    FEATURE_VIEWS,
+    FRAUD_FEATURES,
+    RAW_TRANSACTIONS,
+    VALIDATED_TRANSACTIONS,
+)
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.validation import DataValidationOperator
@@ -58,6 +65,7 @@ def feature_materialization():
         task_id="materialize_features",
         start="{{ ds }}",
         end="{{ ds }}",
+        feature_views=FEATURE_VIEWS,
         outlets=[FRAUD_FEATURES],
     )
     wait_for_source >> ingest >> validate >> apply_features >> materialize

@@ -20,6 +20,7 @@ from include.fraud_example import (
     CONTRACT,
     DATASET,
     FEATURE_SERVICE,
+    FEATURE_VIEWS,
     FRAUD_MODEL,
     FRAUD_MODEL_DRIFT,
     GATE_SEGMENTS,
@@ -78,6 +79,7 @@ def ml_training_pipeline():
         task_id="materialize_features",
         start=WINDOW_START,
         end=WINDOW_END,
+        feature_views=FEATURE_VIEWS,
     )
     training_set = FeastTrainingSetOperator(
         task_id="build_training_set",

@@ -22,6 +22,8 @@ FEAST_PROJECT = "fraud"
 FEATURE_SERVICE = "fraud_model_v1"
 LABEL_COLUMN = "is_fraud"
 MODEL_NAME = "fraud_detector"
+#: The aggregate views this model materializes; named because the repository also holds the model specs' views.
+FEATURE_VIEWS = ["customer_stats", "merchant_stats"]
 CONTRACT = "include/contracts/transactions.yaml"
 #: The gate's segment check: per-channel metrics must hold too, not only the overall ones.
 GATE_SEGMENTS = {"column": "channel", "min_rows": 200}

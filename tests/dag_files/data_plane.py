@@ -13,7 +13,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import Param, dag
 
-from include.fraud_example import FRAUD_FEATURES, TRANSACTIONS_TRAINING_SET
+from include.fraud_example import FEATURE_VIEWS, FRAUD_FEATURES, TRANSACTIONS_TRAINING_SET
 from mlops_provider.assets import raw_asset, validated_asset
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
 from mlops_provider.operators.ingestion import IngestionOperator
@@ -122,7 +122,11 @@ data_source_sensor()
 def data_features():
     apply_features = FeastApplyOperator(task_id="apply_features")
     materialize = FeastMaterializeOperator(
-        task_id="materialize_features", start="{{ params.start }}", end="{{ params.end }}", outlets=[FRAUD_FEATURES]
+        task_id="materialize_features",
+        start="{{ params.start }}",
+        end="{{ params.end }}",
+        feature_views=FEATURE_VIEWS,
+        outlets=[FRAUD_FEATURES],
     )
     training_set = FeastTrainingSetOperator(
         task_id="build_training_set",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag
 
+from include.fraud_example import FEATURE_VIEWS
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.validation import DataValidationOperator
@@ -36,7 +37,7 @@ def drift_feast_world():
     )
     apply_features = FeastApplyOperator(task_id="apply_features")
     materialize = FeastMaterializeOperator(
-        task_id="materialize_features", start="{{ params.start }}", end="{{ params.end }}"
+        task_id="materialize_features", start="{{ params.start }}", end="{{ params.end }}", feature_views=FEATURE_VIEWS
     )
     training_set = FeastTrainingSetOperator(
         task_id="build_training_set",

@@ -100,3 +100,19 @@ def test_valid_names_pass_and_zones_nest():
     assert zone_uri("file:///d/", "reports/validation", "sales") == "file:///d/reports/validation/sales"
     with pytest.raises(InvalidNameError, match="zone"):
         zone_uri("file:///d", "raw/../../etc", "sales")
+
+
+def test_source_partition_reads_json_lines(tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    from mlops_provider.exceptions import SourceDataFormatError
+
+    (tmp_path / "part-0.jsonl").write_text('{"code":"AB","n":1}\n{"code":"CD","n":2}\n')
+    (tmp_path / "part-1.ndjson").write_text('{"code":"EF","n":3}\n')
+    files = list_source_files(ObjectStoragePath(f"file://{tmp_path}"))
+    assert [f.name for f in files or []] == ["part-0.jsonl", "part-1.ndjson"]
+    assert read_source_file(files[0]).to_pydict() == {"code": ["AB", "CD"], "n": [1, 2]}  # type: ignore[index]
+    assert read_source_file(files[1], "jsonl").num_rows == 1  # type: ignore[index]
+    (tmp_path / "part-0.jsonl").write_text('{"code": "AB", "n": 1\n')
+    with pytest.raises(SourceDataFormatError, match="is not a readable JSON lines file"):
+        read_source_file(files[0])  # type: ignore[index]

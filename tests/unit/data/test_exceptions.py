@@ -24,6 +24,7 @@ FINAL = {
     "PromotionConflictError",
     "UnverifiedPromotionError",
     "FeatureDefinitionError",
+    "ModelSpecError",
 }
 
 CLASSES = {

@@ -162,3 +162,18 @@ class UnverifiedPromotionError(MlopsError, AirflowFailException):
 
     Not retried: it signals a broken invariant (I1), which a retry must not paper over.
     """
+
+
+class ModelSpecError(MlopsError, AirflowFailException):
+    """A model spec (``<folder>/<model>.yaml``) is invalid; the message names the file, the key and what was expected.
+
+    ``path`` is the spec file, ``key`` the dotted key (``features.aggregates[1].window``). Raised when the spec is
+    read, which is at DAG-parse time, so the loader's DAG file shows it as an import error.
+
+    Not retried: the same file fails the same check until someone edits it.
+    """
+
+    def __init__(self, message: str, *, path: str = "", key: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.key = key

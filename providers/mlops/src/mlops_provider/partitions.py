@@ -9,7 +9,7 @@ Every zone (``landing``, ``raw``, ``validated``, ``predictions``, ...) is laid o
   becomes part of a path), :func:`partition_uri`, :func:`source_uri_for` (the landing zone or a user
   template with a fixed set of ``{name}`` placeholders);
 - reading: :func:`list_source_files` / :func:`read_source_file` / :func:`concat_tables` for one source
-  partition (Parquet or CSV, as Arrow), and :func:`read_window` for the Parquet partitions of a window
+  partition (Parquet, CSV or JSON lines, as Arrow), and :func:`read_window` for the Parquet partitions of a window
   of days (as one DataFrame).
 
 Only the standard library at import time: operators that DAG files import use it; pandas and pyarrow
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 #: Upper bound on the days one task may touch (ten years): a typo in a date should fail, not loop.
 MAX_PARTITIONS = 3660
 #: File suffixes a source partition may hold.
-DATA_SUFFIXES = (".parquet", ".pq", ".csv")
+DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 # ------------------------------------------------------------------------------------------ dates
@@ -177,17 +177,28 @@ def has_source_data(uri: str, conn_id: str | None = None) -> bool:
 def _format_of(path: ObjectStoragePath, file_format: str) -> str:
     if file_format != "auto":
         return file_format
-    return "csv" if path.name.endswith(".csv") else "parquet"
+    if path.name.endswith(".csv"):
+        return "csv"
+    return "jsonl" if path.name.endswith((".jsonl", ".ndjson")) else "parquet"
 
 
 def read_source_file(path: ObjectStoragePath, file_format: str = "auto", csv_delimiter: str = ",") -> pa.Table:
-    """Read one Parquet or CSV file into an Arrow table, turning read errors into actionable ones."""
+    """Read one Parquet, CSV or JSON lines file into an Arrow table, turning read errors into actionable ones."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
     fmt = _format_of(path, file_format)
     data = path.read_bytes()
+    if fmt == "jsonl":
+        try:
+            return pajson.read_json(io.BytesIO(data))
+        except pa.ArrowInvalid as err:
+            raise SourceDataFormatError(
+                f"{path} is not a readable JSON lines file (one JSON object per line) ({err}). Re-export it from "
+                "the source; nothing was written to the raw zone."
+            ) from None
     if fmt == "parquet":
         try:
             return pq.read_table(pa.BufferReader(data))
@@ -197,7 +208,7 @@ def read_source_file(path: ObjectStoragePath, file_format: str = "auto", csv_del
                 "and re-run; nothing was written to the raw zone."
             ) from None
     if fmt != "csv":
-        raise SourceDataFormatError(f"file_format must be 'auto', 'parquet' or 'csv', not {fmt!r}.")
+        raise SourceDataFormatError(f"file_format must be 'auto', 'parquet', 'csv' or 'jsonl', not {fmt!r}.")
     try:
         table = pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(delimiter=csv_delimiter))
     except pa.ArrowInvalid as err:

@@ -66,6 +66,11 @@ OPTIONS: dict[str, Option] = {
         "feast_default", "Feast connection; when it does not exist Feast's local provider is used."
     ),
     "feast_repo_path": Option("", "Feast feature repository. Empty means <project_root>/include/feature_repo."),
+    "model_specs_folder": Option(
+        "",
+        "Folder of the model specs (<model>.yaml) that DAGs and Feast definitions are generated from. "
+        "Empty means <project_root>/include/models.",
+    ),
     "kubernetes_conn_id": Option("kubernetes_default", "Kubernetes connection for training pods and KServe."),
     "namespace": Option("mlops", "Kubernetes namespace for training pods and InferenceServices."),
     "training_backend": Option("local", "Where training runs: local, kubernetes or vertex."),
@@ -134,6 +139,7 @@ class MlopsSettings:
     mlflow_conn_id: str
     feast_conn_id: str
     feast_repo_path: Path
+    model_specs_folder: Path
     kubernetes_conn_id: str
     namespace: str
     training_backend: TrainingBackend
@@ -259,6 +265,7 @@ def _resolve() -> MlopsSettings:
         mlflow_conn_id=_get("mlflow_conn_id"),
         feast_conn_id=_get("feast_conn_id"),
         feast_repo_path=Path(_get("feast_repo_path") or str(project_root / "include" / "feature_repo")),
+        model_specs_folder=Path(_get("model_specs_folder") or str(project_root / "include" / "models")).expanduser(),
         kubernetes_conn_id=_get("kubernetes_conn_id"),
         namespace=_get("namespace"),
         training_backend=cast(TrainingBackend, _choice("training_backend", TRAINING_BACKENDS)),

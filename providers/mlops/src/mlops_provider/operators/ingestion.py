@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class IngestionOperator(BaseOperator):
     """Ingest each daily partition of an interval into ``raw/<dataset>/dt=YYYY-MM-DD/data.parquet``.
 
-    The source of a day is a file or a folder of ``*.parquet`` / ``*.csv`` files on ``file://``,
+    The source of a day is a file or a folder of ``*.parquet`` / ``*.csv`` / ``*.jsonl`` files on ``file://``,
     ``s3://`` or ``gs://`` (through ``ObjectStoragePath`` and the storage connection). Each partition is
     written to a temporary object and renamed over the target, so a re-run replaces it whole and
     readers never see half a file. Every source is read before anything is written, so a bad day
@@ -35,8 +35,11 @@ class IngestionOperator(BaseOperator):
     :param source_uri: source of a day with ``{ds}`` (YYYY-MM-DD), ``{ds_nodash}`` and ``{dataset}``
         placeholders, e.g. ``s3://vendor/exports/{ds}/``; default ``<data_root>/landing/<dataset>/dt={ds}``.
         (templated)
-    :param file_format: ``auto`` (by file extension), ``parquet`` or ``csv``. (templated)
+    :param file_format: ``auto`` (by file extension), ``parquet``, ``csv`` or ``jsonl`` (JSON lines). (templated)
     :param csv_delimiter: delimiter of CSV sources. (templated)
+    :param derive: derived columns, ``{column: expression}`` over the source's columns (see
+        :mod:`mlops_provider.spec.derive`), computed in order before the raw partition is written, so the
+        contract validates them like any other column.
     :param allow_empty: accept partitions without rows (otherwise they fail like missing ones).
     :param source_conn_id: connection for the source; default: the scheme's default. (templated)
     :param storage_conn_id: connection for ``data_root``; default ``[mlops] storage_conn_id``. (templated)
@@ -63,6 +66,7 @@ class IngestionOperator(BaseOperator):
         source_uri: str | None = None,
         file_format: str = "auto",
         csv_delimiter: str = ",",
+        derive: dict[str, str] | None = None,
         allow_empty: bool = False,
         source_conn_id: str | None = None,
         storage_conn_id: str | None = None,
@@ -75,6 +79,7 @@ class IngestionOperator(BaseOperator):
         self.source_uri = source_uri
         self.file_format = file_format
         self.csv_delimiter = csv_delimiter
+        self.derive = dict(derive or {})
         self.allow_empty = allow_empty
         self.source_conn_id = source_conn_id
         self.storage_conn_id = storage_conn_id
@@ -112,12 +117,16 @@ class IngestionOperator(BaseOperator):
                 )
             if not files:
                 raise SourceDataMissingError(
-                    f"Source partition {uri} for {self.dataset} dt={day} is empty: no *.parquet or *.csv files. "
+                    f"Source partition {uri} for {self.dataset} dt={day} is empty: no *.parquet, *.csv or *.jsonl files. "
                     "Check the upstream export; nothing was written."
                 )
             table = concat_tables(
                 [read_source_file(f, self.file_format, self.csv_delimiter) for f in files], f"{uri} ({day})"
             )
+            if self.derive:
+                from mlops_provider.spec.derive import apply_derived
+
+                table = apply_derived(table, self.derive, f"{self.dataset} dt={day}")
             if table.num_rows == 0 and not self.allow_empty:
                 raise SourceDataMissingError(
                     f"Source partition {uri} for {self.dataset} dt={day} has 0 rows in {len(files)} file(s). If empty "

@@ -51,7 +51,8 @@ class DataValidationOperator(BaseOperator):
     anything is written. A retry or a re-run after a kill repeats the same writes with the same result.
 
     :param dataset: dataset name; selects ``raw/<dataset>`` and the output zones. (templated)
-    :param contract: contract YAML, relative to ``[mlops] project_root`` or absolute. (templated)
+    :param contract: contract YAML, relative to ``[mlops] project_root`` or absolute, or the contract's mapping
+        itself (as a model spec holds it inline). (templated)
     :param partition_start: first day, YYYY-MM-DD; empty means the run's date. (templated)
     :param partition_end: last day (inclusive); empty means ``partition_start``. (templated)
     :param max_invalid_share: overrides the contract's ``max_invalid_share``. (templated)
@@ -75,7 +76,7 @@ class DataValidationOperator(BaseOperator):
         self,
         *,
         dataset: str,
-        contract: str,
+        contract: str | dict[str, Any],
         partition_start: str = "",
         partition_end: str = "",
         max_invalid_share: float | str | None = None,
@@ -135,7 +136,12 @@ class DataValidationOperator(BaseOperator):
         from mlops_provider.validation.contract import load_contract
         from mlops_provider.validation.engine import quarantine_partition, validate_frame
 
-        contract = load_contract(self.contract, self.settings.project_root)
+        if isinstance(self.contract, dict):
+            from mlops_provider.validation.contract import parse_contract
+
+            contract = parse_contract(self.contract, source=f"contract of {self.dataset} (inline)")
+        else:
+            contract = load_contract(self.contract, self.settings.project_root)
         dates = resolve_dates(self.partition_start, self.partition_end, context)
         threshold = None if self.max_invalid_share in (None, "") else float(self.max_invalid_share)
         now = datetime.now(UTC)

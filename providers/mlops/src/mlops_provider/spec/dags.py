@@ -1,0 +1,352 @@
+"""The DAGs of a model spec: training, feature materialization and drift monitoring.
+
+:func:`build_dags` composes, for one :class:`~mlops_provider.spec.model.ModelSpec`, the same operators the
+hand-written example DAGs compose, with every name the spec gives passed explicitly (dataset, contract,
+feature service and views, timestamp column, label, entity keys through the service, model name), so no
+operator falls back to a default name:
+
+- ``<model>__training``: cooldown, ingest, validate, apply features, materialize, training set, train, gate,
+  deploy, smoke test; scheduled by ``validated.<dataset> | drift.<model>``;
+- ``<model>__materialization``: wait for the source, ingest, validate, apply, materialize; on the spec's
+  ``materialization.schedule``; its ``validated.<dataset>`` event schedules the training DAG;
+- ``<model>__drift``: check drift, and when it exceeds the policy emit ``drift.<model>``; on ``drift.schedule``.
+
+:func:`dags_from_specs` does it for every spec of a folder; a DAG file needs two lines::
+
+    from mlops_provider.spec.dags import dags_from_specs
+
+    globals().update(dags_from_specs())
+
+Light at import: the operators and the spec loader only (no data or SDK libraries), so DAG files parse fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mlops_provider.assets import (
+    drift_asset,
+    features_asset,
+    model_asset,
+    raw_asset,
+    training_set_asset,
+    validated_asset,
+)
+from mlops_provider.spec.model import ModelSpec
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG, Asset
+
+#: Suffixes of the generated DAG ids: ``<model>__<kind>``.
+TRAINING, MATERIALIZATION, DRIFT = "training", "materialization", "drift"
+_WINDOW_START = "{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}"
+_WINDOW_END = "{{ params.as_of or (dag_run.run_after | ds) }}"
+
+
+class SpecAssets(NamedTuple):
+    """The assets of one model spec (names as in :mod:`mlops_provider.assets`)."""
+
+    raw: Asset
+    validated: Asset
+    features: Asset
+    training_set: Asset
+    model: Asset
+    drift: Asset
+
+
+def spec_assets(spec: ModelSpec) -> SpecAssets:
+    """Return the assets of ``spec``.
+
+    ``raw.<dataset>``, ``validated.<dataset>``, ``features.<model>``, ``training_set.<dataset>``,
+    ``model.<model>`` and ``drift.<model>``.
+    """
+    return SpecAssets(
+        raw=raw_asset(spec.dataset),
+        validated=validated_asset(spec.dataset),
+        features=features_asset(spec.name),
+        training_set=training_set_asset(spec.dataset),
+        model=model_asset(spec.name),
+        drift=drift_asset(spec.name),
+    )
+
+
+def dag_id(spec: ModelSpec, kind: str) -> str:
+    """``<model>__<kind>``."""
+    return f"{spec.name}__{kind}"
+
+
+def _default_args(spec: ModelSpec, retries: int, minutes: int) -> dict:
+    import pendulum
+
+    return {"owner": spec.owner, "retries": retries, "retry_delay": pendulum.duration(minutes=minutes)}
+
+
+def _start_date(spec: ModelSpec):
+    import pendulum
+
+    year, month, day = (int(p) for p in spec.start_date.split("-"))
+    return pendulum.datetime(year, month, day, tz="UTC")
+
+
+def _window_params(days: int, what: str) -> dict:
+    from airflow.sdk import Param
+
+    return {
+        "as_of": Param("", type="string", description=f"Last day (YYYY-MM-DD) of the {what}; empty: the run's date."),
+        "window_days": Param(days, type="integer", minimum=1, description=f"Days of data in the {what}."),
+    }
+
+
+def _doc(spec: ModelSpec, kind: str, body: str) -> str:
+    source = f"`{spec.path.name}`" if spec.path else "a spec built in Python"
+    return (
+        f"### {spec.name}: {kind}\n\nGenerated from the model spec {source} by `mlops_provider.spec.dags`.\n\n"
+        f"{spec.description.strip()}\n\n{body}\n\n"
+        f"Dataset `{spec.dataset}`, timestamp `{spec.timestamp_column}`, label `{spec.label}` ({spec.task}), "
+        f"entities {', '.join(f'`{k}`' for k in spec.entities)}, feature service `{spec.feature_service}`."
+    )
+
+
+def _ingest_kwargs(spec: ModelSpec) -> dict:
+    return {
+        "dataset": spec.dataset,
+        "source_uri": spec.source.uri,
+        "file_format": spec.source.format,
+        "csv_delimiter": spec.source.csv_delimiter,
+        "source_conn_id": spec.source.conn_id,
+        "derive": dict(spec.derive),
+    }
+
+
+def training_dag(spec: ModelSpec) -> DAG:
+    """The training DAG of ``spec``: from raw data to a gated, deployed and smoke-tested model."""
+    from airflow.sdk import DAG
+
+    from mlops_provider.notifications import alert_notifier
+    from mlops_provider.operators.feast import (
+        FeastApplyOperator,
+        FeastMaterializeOperator,
+        FeastTrainingSetOperator,
+    )
+    from mlops_provider.operators.ingestion import IngestionOperator
+    from mlops_provider.operators.kserve import ModelDeployOperator, ModelEndpointSmokeTestOperator
+    from mlops_provider.operators.mlflow import MlflowEvaluationGateOperator
+    from mlops_provider.operators.retraining import RetrainingCooldownOperator
+    from mlops_provider.operators.training import training_operator_class
+    from mlops_provider.operators.validation import DataValidationOperator
+
+    assets = spec_assets(spec)
+    body = (
+        "Ingest and validate the training window, build the features and a point-in-time training set, train, "
+        f"gate against the `champion`, deploy and smoke-test. Runs on `{assets.validated.name}` or "
+        f"`{assets.drift.name}`; a cooldown keeps drift storms from becoming retraining storms."
+    )
+    with DAG(
+        dag_id=dag_id(spec, TRAINING),
+        schedule=(assets.validated | assets.drift),
+        start_date=_start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=_doc(spec, "training", body),
+        tags=["mlops", "training", spec.name, *spec.tags],
+        default_args=_default_args(spec, retries=2, minutes=2),
+        params=_window_params(spec.training.window_days, "training window"),
+    ) as dag:
+        cooldown = RetrainingCooldownOperator(
+            task_id="retraining_cooldown",
+            model_name=spec.name,
+            cooldown_minutes=spec.cooldown_minutes,
+            daily_cap=spec.daily_cap,
+        )
+        ingest = IngestionOperator(
+            task_id="ingest", partition_start=_WINDOW_START, partition_end=_WINDOW_END, **_ingest_kwargs(spec)
+        )
+        validate = DataValidationOperator(
+            task_id="validate",
+            dataset=spec.dataset,
+            contract=spec.contract,
+            partition_start=_WINDOW_START,
+            partition_end=_WINDOW_END,
+        )
+        apply_features = FeastApplyOperator(task_id="apply_features")
+        materialize = FeastMaterializeOperator(
+            task_id="materialize_features", start=_WINDOW_START, end=_WINDOW_END, feature_views=spec.feature_views
+        )
+        training_set = FeastTrainingSetOperator(
+            task_id="build_training_set",
+            dataset=spec.dataset,
+            feature_service=spec.feature_service,
+            label_column=spec.label,
+            timestamp_column=spec.timestamp_column,
+            partition_start=_WINDOW_START,
+            partition_end=_WINDOW_END,
+            outlets=[assets.training_set],
+        )
+        # XComArgs resolve to the manifests and results the next operators take.
+        manifest: Any = training_set.output
+        # The backend (the spec's, else [mlops] training_backend) picks the operator class at parse time.
+        train = training_operator_class(spec.training.backend)(
+            task_id="train",
+            model_name=spec.name,
+            training_set=manifest,
+            params_file=spec.training.params_file,
+        )
+        candidate: Any = train.output
+        gate = MlflowEvaluationGateOperator(
+            task_id="evaluation_gate",
+            model_name=spec.name,
+            candidate=candidate,
+            training_set=manifest,
+            criteria=dict(spec.gate_criteria) or None,
+            pool="mlops_promotion",
+        )
+        cooldown >> ingest >> validate >> apply_features >> materialize >> training_set
+        train >> gate
+        if spec.serving.enabled:
+            gate_output: Any = gate.output
+            deploy = ModelDeployOperator(
+                task_id="deploy",
+                model_name=spec.name,
+                candidate=gate_output,
+                backend=spec.serving.backend,
+                feature_service=spec.feature_service,
+                canary_traffic_percent=spec.serving.canary_traffic_percent,
+                smoke_requests=spec.serving.smoke_requests,
+                max_error_rate=spec.serving.max_error_rate,
+                max_latency_ms=spec.serving.max_latency_ms,
+                prediction_range=spec.serving.prediction_range,
+                outlets=[assets.model],
+                pool="mlops_promotion",
+                on_failure_callback=alert_notifier(title=f"Rollout of {spec.name} failed: traffic stays where it was"),
+            )
+            endpoint: Any = deploy.output
+            smoke_test = ModelEndpointSmokeTestOperator(
+                task_id="smoke_test",
+                endpoint=endpoint,
+                training_set=manifest,
+                model_name=spec.name,
+                prediction_range=spec.serving.prediction_range,
+                on_failure_callback=alert_notifier(title=f"Smoke test of the deployed {spec.name} failed"),
+            )
+            gate >> deploy >> smoke_test
+    return dag
+
+
+def materialization_dag(spec: ModelSpec) -> DAG:
+    """The materialization DAG of ``spec``: each interval's data ingested, validated and materialized."""
+    from airflow.sdk import DAG
+
+    from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
+    from mlops_provider.operators.ingestion import IngestionOperator
+    from mlops_provider.operators.validation import DataValidationOperator
+    from mlops_provider.sensors.ingestion import SourceDataSensor
+
+    assets = spec_assets(spec)
+    body = (
+        "Wait for the interval's source data, ingest it into the raw zone (derived columns computed), validate it "
+        f"(bad rows to quarantine) and materialize the model's feature views into the online store. Its "
+        f"`{assets.validated.name}` event schedules `{dag_id(spec, TRAINING)}`."
+    )
+    with DAG(
+        dag_id=dag_id(spec, MATERIALIZATION),
+        schedule=spec.materialization_schedule,
+        start_date=_start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=_doc(spec, "feature materialization", body),
+        tags=["mlops", "features", spec.name, *spec.tags],
+        default_args=_default_args(spec, retries=3, minutes=5),
+    ) as dag:
+        wait_for_source = SourceDataSensor(
+            task_id="wait_for_source",
+            dataset=spec.dataset,
+            partition_date="{{ ds }}",
+            source_uri=spec.source.uri,
+            source_conn_id=spec.source.conn_id,
+            timeout=6 * 60 * 60,
+            mode="reschedule",
+        )
+        ingest = IngestionOperator(
+            task_id="ingest",
+            partition_start="{{ ds }}",
+            partition_end="{{ ds }}",
+            outlets=[assets.raw],
+            **_ingest_kwargs(spec),
+        )
+        validate = DataValidationOperator(
+            task_id="validate",
+            dataset=spec.dataset,
+            contract=spec.contract,
+            partition_start="{{ ds }}",
+            partition_end="{{ ds }}",
+            outlets=[assets.validated],
+        )
+        apply_features = FeastApplyOperator(task_id="apply_features")
+        materialize = FeastMaterializeOperator(
+            task_id="materialize_features",
+            start="{{ ds }}",
+            end="{{ ds }}",
+            feature_views=spec.feature_views,
+            outlets=[assets.features],
+        )
+        wait_for_source >> ingest >> validate >> apply_features >> materialize
+    return dag
+
+
+def drift_dag(spec: ModelSpec) -> DAG:
+    """The drift-monitoring DAG of ``spec``: check, and emit ``drift.<model>`` when drift exceeds the policy."""
+    from airflow.sdk import DAG
+
+    from mlops_provider.drift.task_group import drift_check_tasks
+
+    assets = spec_assets(spec)
+    body = (
+        "Compare the latest validated window with the training set of the current `champion`; when drift exceeds "
+        f"the spec's policy emit `{assets.drift.name}`, which schedules `{dag_id(spec, TRAINING)}`. Skips before "
+        "the first promotion."
+    )
+    with DAG(
+        dag_id=dag_id(spec, DRIFT),
+        schedule=spec.drift.schedule,
+        start_date=_start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=_doc(spec, "drift monitoring", body),
+        tags=["mlops", "monitoring", spec.name, *spec.tags],
+        default_args=_default_args(spec, retries=2, minutes=2),
+        params=_window_params(spec.drift.window_days, "current window"),
+    ) as dag:
+        drift_check_tasks(
+            model_name=spec.name,
+            dataset=spec.dataset,
+            current_start=_WINDOW_START,
+            current_end=_WINDOW_END,
+            drift_asset=assets.drift,
+            policy=dict(spec.drift.policy) or None,
+            drift_tests=dict(spec.drift.tests) or None,
+        )
+    return dag
+
+
+def build_dags(spec: ModelSpec) -> dict[str, DAG]:
+    """Return the DAGs of ``spec`` by id: training, materialization and (unless ``drift.enabled`` is false) drift."""
+    dags = [training_dag(spec), materialization_dag(spec)]
+    if spec.drift.enabled:
+        dags.append(drift_dag(spec))
+    return {d.dag_id: d for d in dags}
+
+
+def dags_from_specs(folder: str | Path | None = None) -> dict[str, DAG]:
+    """Return the DAGs of every spec in ``folder`` (default ``[mlops] model_specs_folder``) by id.
+
+    :raises ModelSpecError: a spec is invalid; the message names the file, the key and what was expected.
+    """
+    from mlops_provider.settings import get_settings
+    from mlops_provider.spec.load import load_specs
+
+    settings = get_settings()
+    dags: dict[str, DAG] = {}
+    for spec in load_specs(folder or settings.model_specs_folder, settings.project_root):
+        dags.update(build_dags(spec))
+    return dags

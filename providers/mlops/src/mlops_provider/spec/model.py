@@ -1,0 +1,195 @@
+"""The parsed model spec: frozen dataclasses built by :func:`mlops_provider.spec.load.load_spec`.
+
+Standard library only: DAG files import this module through the DAG factory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+TASKS = ("binary", "multiclass", "regression")
+ENTITY_TYPES = ("int64", "string")
+SOURCE_FORMATS = ("auto", "parquet", "csv", "jsonl")
+#: Aggregate functions a spec may declare (``count``/``sum``/``mean`` plus the null-aware ones).
+AGGREGATE_FUNCTIONS = ("count", "sum", "mean", "last", "min", "max", "std", "distinct_count")
+STATIC_FEATURE_TYPES = ("int64", "float64")
+DEFAULT_PARAMS_FILE = "include/trainer/params.yaml"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a day of the dataset lands and how it is written."""
+
+    #: Source of a day with ``{ds}``/``{ds_nodash}``/``{dataset}``; ``None``: ``<data_root>/landing/<dataset>/dt={ds}``.
+    uri: str | None = None
+    format: str = "auto"
+    csv_delimiter: str = ","
+    conn_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AggregateFeature:
+    """One windowed aggregate of an entity: ``function`` of ``column`` over ``window``."""
+
+    name: str
+    entity: str
+    function: str
+    window: str
+    column: str | None = None
+    label_lag: str | None = None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Field tags read by :mod:`mlops_provider.features.aggregates`."""
+        tags = {"aggregation": self.function, "window": self.window}
+        if self.column:
+            tags["column"] = self.column
+        if self.label_lag:
+            tags["label_lag"] = self.label_lag
+        return tags
+
+
+@dataclass(frozen=True)
+class StaticTable:
+    """Per-entity attributes read from a Parquet table (one row per entity and ``timestamp_column``)."""
+
+    name: str
+    entity: str
+    path: str
+    features: dict[str, str]
+    timestamp_column: str = "valid_from"
+
+
+@dataclass(frozen=True)
+class FeaturesSpec:
+    """The model's inputs."""
+
+    aggregates: tuple[AggregateFeature, ...] = ()
+    static: tuple[StaticTable, ...] = ()
+    #: Numeric columns of the event itself, used as they are.
+    request: tuple[str, ...] = ()
+    #: String columns of the event, encoded as the index of the value in the list (-1 for others).
+    categoricals: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """How the model is trained."""
+
+    backend: str | None = None
+    params_file: str = DEFAULT_PARAMS_FILE
+    window_days: int = 21
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """Deployment and smoke-test options (``ModelDeployOperator`` arguments)."""
+
+    enabled: bool = True
+    backend: str | None = None
+    canary_traffic_percent: int = 10
+    prediction_range: tuple[float, float] = (0.0, 1.0)
+    max_latency_ms: float = 500.0
+    max_error_rate: float = 0.0
+    smoke_requests: int = 10
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """Drift monitoring: cadence, window and policy."""
+
+    enabled: bool = True
+    schedule: str = "0 */6 * * *"
+    window_days: int = 3
+    policy: dict[str, Any] = field(default_factory=dict)
+    tests: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: its data, features, training, gate, serving and monitoring.
+
+    Built by :func:`mlops_provider.spec.load.load_spec`; also usable from Python by people who compose
+    operators by hand (every name an operator needs is an attribute here).
+    """
+
+    name: str
+    dataset: str
+    #: Path of the contract file (relative to the project root) or the contract mapping itself.
+    contract: str | dict[str, Any]
+    entities: dict[str, str]
+    timestamp_column: str
+    label: str
+    task: str
+    features: FeaturesSpec
+    feature_service: str
+    source: SourceSpec = field(default_factory=SourceSpec)
+    derive: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    owner: str = "mlops"
+    tags: tuple[str, ...] = ()
+    start_date: str = "2026-01-01"
+    materialization_schedule: str = "@daily"
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    gate_criteria: dict[str, Any] = field(default_factory=dict)
+    serving: ServingSpec = field(default_factory=ServingSpec)
+    drift: DriftSpec = field(default_factory=DriftSpec)
+    cooldown_minutes: int | None = None
+    daily_cap: int | None = None
+    #: Column -> type of the contract (``string``, ``int64``, ``float64``, ``bool``, ``timestamp``).
+    column_types: dict[str, str] = field(default_factory=dict)
+    #: The file the spec was read from (``None`` when built in Python).
+    path: Path | None = None
+
+    def view_name(self, part: str) -> str:
+        """Name of a Feast object of this model: ``<model>__<part>`` (unique across specs in a shared repo)."""
+        return f"{self.name}__{part}"
+
+    @property
+    def aggregate_views(self) -> dict[str, tuple[AggregateFeature, ...]]:
+        """Aggregate feature view name -> its fields, one view per entity key (in declaration order)."""
+        views: dict[str, list[AggregateFeature]] = {}
+        for agg in self.features.aggregates:
+            views.setdefault(self.view_name(f"{agg.entity}_aggregates"), []).append(agg)
+        return {name: tuple(fields) for name, fields in views.items()}
+
+    @property
+    def static_views(self) -> dict[str, StaticTable]:
+        """Static feature view name -> its table."""
+        return {self.view_name(table.name): table for table in self.features.static}
+
+    @property
+    def request_view(self) -> str | None:
+        """Name of the on-demand view of the request-time features (``None`` when there are none)."""
+        return self.view_name("request") if self.features.request or self.features.categoricals else None
+
+    @property
+    def feature_views(self) -> list[str]:
+        """Every batch (materialized) feature view of the model."""
+        return [*self.aggregate_views, *self.static_views]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Feature columns of a training set built with the model's feature service, in order."""
+        columns = [agg.name for agg in self.features.aggregates]
+        for table in self.features.static:
+            columns += list(table.features)
+        columns += request_feature_names(self.features)
+        return columns
+
+
+def request_feature_names(features: FeaturesSpec) -> list[str]:
+    """Output names of the request-time features: ``<column>_value`` and ``<column>_code`` for categoricals.
+
+    Distinct from the event's columns, which the entity frame of a training set already carries.
+    """
+    return [f"{c}_value" for c in features.request] + [f"{c}_code" for c in features.categoricals]
+
+
+def duration(text: str) -> timedelta:
+    """Turn a validated duration (``30m``, ``6h``, ``7d``, ``2w``) into a timedelta."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
