@@ -182,3 +182,31 @@ def test_the_trainer_cli_records_the_categories_in_mlflow(tmp_path):
     assert json.loads(info.metadata["categories"]) == logged
     booster = mlflow.xgboost.load_model(model_uri)
     assert booster_categories(booster) == logged
+
+
+def test_the_drift_check_compares_a_logged_category_and_scores_the_reference(trained):
+    """The reference (training strings) and the request log (categories as text) compare as categories, and the
+    model scores the reference through its frozen categories (prediction drift is checked, not unavailable)."""
+    from mlops_provider.drift.check import check_drift
+    from mlops_provider.drift.engine import DriftConfig
+    from mlops_provider.drift.policy import DriftPolicy
+    from mlops_provider.drift.scoring import model_scorer
+
+    _, df, data, fitted = trained
+    reference = df.iloc[:1500]
+    log = df.iloc[1500:].copy()
+    log["merchant_code"] = log["merchant_code"].where(log["merchant_code"] != "m03", "m01")  # the mix moved
+    log["prediction"] = model_scorer(fitted.booster)(log[data.features])
+    result = check_drift(
+        reference,
+        log[["event_timestamp"]],
+        features=data.features,
+        config=DriftConfig(),
+        policy=DriftPolicy(drift_share=0.9),
+        predictions=log,
+        scorer=model_scorer(fitted.booster),
+    )
+    assert "merchant_code" in result.drifted_features
+    column = next(c for c in result.features if c.column == "merchant_code")
+    assert column.column_type == "cat"
+    assert result.prediction_drift is not None and result.prediction_drift["status"] == "checked"
