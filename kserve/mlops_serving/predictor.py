@@ -362,9 +362,8 @@ class XGBoostPredictor(Model):
         try:
             return np.asarray(rows, dtype=np.float32)
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(
-                f"Instances must hold numbers (strings only for the categorical features {list(self._codes)}): {exc}"
-            ) from None
+            strings = f" (and strings for the categorical features {list(self._codes)})" if self._codes else ""
+            raise InvalidInput(f"Instances must hold numbers only{strings}: {exc}") from None
 
     # -- inference -----------------------------------------------------------------------------------------------
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
