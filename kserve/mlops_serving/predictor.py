@@ -273,15 +273,16 @@ class XGBoostPredictor(Model):
                 )
             self._check_batch(shape[0])
             try:
-                matrix = np.asarray(tensor.as_numpy(), dtype=np.float32)
+                matrix = tensor.as_numpy()
             except ValueError as exc:
                 raise InvalidInput(f"Input '{tensor.name}' data does not match its shape {shape}: {exc}") from None
-            return self._valid_codes(matrix)
+            return self._valid_codes(np.asarray(matrix, dtype=np.float32))
         return self._matrix_from_columns({t.name: t for t in request.inputs})
 
     def _valid_codes(self, matrix: np.ndarray) -> np.ndarray:
         """A numeric matrix whose categorical columns hold codes: anything that is not a code becomes missing."""
         if self.categories:
+            matrix = matrix.copy()  # a binary tensor's array may be a read-only view of the request
             for j, name in enumerate(self.feature_names):
                 if name in self.categories:
                     matrix[:, j] = valid_codes(matrix[:, j], len(self.categories[name]))
