@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from include.trainer.params import TrainingError
-from mlops_provider.training.evaluation import TimeSplit, feature_matrix, time_split
+from mlops_provider.training.evaluation import (
+    TimeSplit,
+    categorical_columns,
+    category_mapping,
+    feature_matrix,
+    time_split,
+)
 
 REQUIRED_MANIFEST_KEYS = ("label_column", "timestamp_column", "feature_columns")
 
@@ -59,6 +65,9 @@ class TrainingData:
     task: str = "binary"
     #: Multiclass: the label values in the order of the model's class indexes (``y_*`` hold the indexes).
     classes: list[Any] | None = None
+    #: The frozen category mapping ``{column: [category, ...]}`` of the categorical features (code ``i`` is
+    #: ``categories[column][i]``), learned from the train part; ``x_*`` hold those columns as pandas categories.
+    categories: dict[str, list[str]] | None = None
 
 
 def label_classes(df: Any, label: str) -> list[Any]:
@@ -86,7 +95,8 @@ def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any], task: str 
         raise TrainingError(f"label column {label!r} has {int(df[label].isna().sum())} missing values")
     parts = time_split(df, ts_col, **split)
     frames = (parts.train, parts.validation, parts.holdout)
-    x_train, x_val, x_hold = (feature_matrix(part, features) for part in frames)
+    categories = category_mapping(parts.train, training_categorical_columns(df, manifest))
+    x_train, x_val, x_hold = (feature_matrix(part, features, categories) for part in frames)
     classes = None
     if task == "multiclass":
         classes = label_classes(df, label)
@@ -106,5 +116,33 @@ def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any], task: str 
         if len(np.unique(y)) < 2:
             raise TrainingError(f"the {name} part has a single label value; use a longer training window")
     return TrainingData(
-        parts, features, label, len(df), x_train, x_val, x_hold, y_train, y_val, y_hold, task=task, classes=classes
+        parts,
+        features,
+        label,
+        len(df),
+        x_train,
+        x_val,
+        x_hold,
+        y_train,
+        y_val,
+        y_hold,
+        task=task,
+        classes=classes,
+        categories=categories or None,
     )
+
+
+def training_categorical_columns(df: Any, manifest: dict[str, Any]) -> list[str]:
+    """The categorical features: every string, object or ``category`` feature column of the snapshot.
+
+    The manifest's ``categorical_columns`` (written by the training-set builder) must agree with the data, so a
+    snapshot edited by hand cannot silently train a column the other way.
+    """
+    features = list(manifest["feature_columns"])
+    found = categorical_columns(df, features)
+    listed = manifest.get("categorical_columns")
+    if listed is not None and sorted(listed) != sorted(found):
+        raise TrainingError(
+            f"manifest categorical_columns {sorted(listed)} differ from the snapshot's string columns {sorted(found)}"
+        )
+    return found

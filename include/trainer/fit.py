@@ -16,12 +16,13 @@ from include.trainer.data import TrainingData
 from include.trainer.params import DEFAULT_EVAL_METRICS, TrainingError, check_task
 from mlops_provider.lineage import (
     BINARY,
+    BOOSTER_CATEGORIES_ATTR,
     BOOSTER_CLASSES_ATTR,
     BOOSTER_TASK_ATTR,
     MULTICLASS,
     TASK_OBJECTIVES,
 )
-from mlops_provider.training.evaluation import EvaluationError, choose_threshold, task_metrics
+from mlops_provider.training.evaluation import EvaluationError, booster_predict, choose_threshold, task_metrics
 
 
 def gpu_visible(env: Mapping[str, str] | None = None) -> bool:
@@ -121,14 +122,24 @@ def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) 
     import xgboost as xgb
 
     resolved = booster_params(params, plan, data.y_train, data.classes)
+    # Categorical features are pandas categories with the frozen categories: XGBoost's native categoricals.
+    categorical = bool(data.categories)
     if plan["matrix"] == "QuantileDMatrix":
         dtrain = xgb.QuantileDMatrix(
-            data.x_train, label=data.y_train, feature_names=data.features, max_bin=resolved.get("max_bin", 256)
+            data.x_train,
+            label=data.y_train,
+            feature_names=data.features,
+            max_bin=resolved.get("max_bin", 256),
+            enable_categorical=categorical,
         )
-        dval = xgb.QuantileDMatrix(data.x_val, label=data.y_val, feature_names=data.features, ref=dtrain)
+        dval = xgb.QuantileDMatrix(
+            data.x_val, label=data.y_val, feature_names=data.features, ref=dtrain, enable_categorical=categorical
+        )
     else:
-        dtrain = xgb.DMatrix(data.x_train, label=data.y_train, feature_names=data.features)
-        dval = xgb.DMatrix(data.x_val, label=data.y_val, feature_names=data.features)
+        dtrain = xgb.DMatrix(
+            data.x_train, label=data.y_train, feature_names=data.features, enable_categorical=categorical
+        )
+        dval = xgb.DMatrix(data.x_val, label=data.y_val, feature_names=data.features, enable_categorical=categorical)
 
     evals_result: dict[str, Any] = {}
     started = time.perf_counter()
@@ -152,9 +163,13 @@ def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) 
     booster.set_attr(**{BOOSTER_TASK_ATTR: task})
     if data.classes is not None:
         booster.set_attr(**{BOOSTER_CLASSES_ATTR: json.dumps([_plain(c) for c in data.classes])})
+    if data.categories:
+        # The category mapping is frozen into the model file: whoever scores it encodes values the same way.
+        booster.set_attr(**{BOOSTER_CATEGORIES_ATTR: json.dumps(data.categories, sort_keys=True)})
 
-    p_val = booster.inplace_predict(data.x_val.to_numpy())
-    p_hold = booster.inplace_predict(data.x_hold.to_numpy())
+    # Scored as every other process scores it: values mapped through the booster's frozen categories.
+    p_val = booster_predict(booster, data.x_val, data.features)
+    p_hold = booster_predict(booster, data.x_hold, data.features)
     threshold = choose_threshold(data.y_val, p_val, params["threshold"]) if task == BINARY else None
     try:
         val_metrics = task_metrics(task, data.y_val, p_val, threshold=threshold or 0.5, what="validation window")

@@ -22,6 +22,7 @@ from include.trainer.data import TrainingData
 from include.trainer.fit import FitResult
 from include.trainer.params import TrainingError
 from mlops_provider import lineage
+from mlops_provider.training.evaluation import booster_predict
 from mlops_provider.training.launch import file_sha256, idempotency_key
 from mlops_provider.training.registry import result_from_run, runs_with_key, version_of_run
 
@@ -242,6 +243,8 @@ def log_training(
     else:
         log_importance(mlflow, fitted.booster, data.features)
     mlflow.log_dict(dict(manifest), lineage.TRAINING_SET_MANIFEST_ARTIFACT)
+    if data.categories:
+        mlflow.log_dict(data.categories, lineage.CATEGORIES_ARTIFACT)
     mlflow.log_dict(
         {"holdout": fitted.holdout_metrics, "validation": fitted.validation_metrics,
          "holdout_start": str(data.split.holdout_start), "validation_start": str(data.split.validation_start)},
@@ -249,7 +252,9 @@ def log_training(
     )  # fmt: skip
 
     example = data.x_hold.head(5)
-    signature = infer_signature(example, fitted.booster.inplace_predict(example.to_numpy()))
+    if data.categories:  # the signature shows categorical inputs as the strings a client sends
+        example = example.astype({column: object for column in data.categories})
+    signature = infer_signature(example, booster_predict(fitted.booster, example, data.features))
     model_info = mlflow.xgboost.log_model(
         fitted.booster,
         name="model",
@@ -266,6 +271,8 @@ def log_training(
             "classes": json.dumps([c.item() if hasattr(c, "item") else c for c in data.classes])
             if data.classes is not None
             else None,
+            # The frozen category mapping (also in the model file's booster attribute, which is what scorers read).
+            "categories": json.dumps(data.categories, sort_keys=True) if data.categories else None,
         },
     )
     mlflow.set_tags({lineage.MODEL_URI_TAG: model_info.model_uri, lineage.MODEL_ID_TAG: model_info.model_id or ""})
@@ -383,6 +390,7 @@ def flat_params(
             "rows_train": len(data.split.train),
             "rows_validation": len(data.split.validation),
             "rows_holdout": len(data.split.holdout),
+            "categorical_columns": ",".join(sorted(data.categories or {})) or None,
         }
     )
     return flat

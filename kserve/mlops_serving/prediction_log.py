@@ -2,8 +2,10 @@
 
 Layout (the team contract): ``<base_uri>/dt=YYYY-MM-DD/<uuid>.parquet`` with the feature columns, ``prediction``,
 ``model_version`` and ``served_at`` (UTC). ``base_uri`` is ``<data_root>/predictions/<model_name>``.
-``prediction`` is the positive-class probability (binary) or the value (regression); for a multiclass model it is
-the arg-max class index, and ``prediction_class_<k>`` holds the probability of class ``k``.
+A categorical feature is logged as its category (the text the model saw; null for a missing, unseen or null value),
+so the drift check compares it with the training set's strings. ``prediction`` is the positive-class probability
+(binary) or the value (regression); for a multiclass model it is the arg-max class index, and
+``prediction_class_<k>`` holds the probability of class ``k``.
 The request path only appends NumPy arrays to a list under a lock; a background thread writes a file when
 ``flush_rows`` rows are buffered or every ``flush_seconds``, and ``close()`` writes what is left.
 """
@@ -36,6 +38,7 @@ class PredictionLogger:
     :param base_uri: ``file://``, local path, ``s3://`` or ``gs://`` folder for this model's predictions.
     :param feature_names: column names of the feature matrix, in order.
     :param model_version: value of the ``model_version`` column.
+    :param categories: frozen categories of the categorical features (their columns hold codes in the matrix).
     :param flush_rows: write a file once this many rows are buffered.
     :param flush_seconds: write buffered rows at least this often.
     """
@@ -46,12 +49,14 @@ class PredictionLogger:
         feature_names: Sequence[str],
         model_version: str,
         *,
+        categories: dict[str, list[str]] | None = None,
         flush_rows: int = 1000,
         flush_seconds: float = 10.0,
     ) -> None:
         self.base_uri = base_uri.rstrip("/")
         self.feature_names = list(feature_names)
         self.model_version = model_version
+        self.categories = dict(categories or {})
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.files_written: list[str] = []
@@ -98,7 +103,7 @@ class PredictionLogger:
         written = []
         for day in np.unique(days):
             mask = days == day
-            columns = {name: pa.array(features[mask, i]) for i, name in enumerate(self.feature_names)}
+            columns = {name: self._column(name, features[mask, i]) for i, name in enumerate(self.feature_names)}
             if per_class:
                 columns[PREDICTION_COLUMN] = pa.array(predictions[mask].argmax(axis=1).astype(np.float64))
                 for k in range(predictions.shape[1]):
@@ -113,6 +118,15 @@ class PredictionLogger:
         self.files_written.extend(written)
         logger.info("Wrote %d prediction log rows to %s", len(predictions), ", ".join(written))
         return written
+
+    def _column(self, name: str, values: np.ndarray):
+        """A feature column: numbers as logged; a categorical feature's codes as their categories (null: missing)."""
+        import pyarrow as pa
+
+        categories = self.categories.get(name)
+        if categories is None:
+            return pa.array(values)
+        return pa.array([None if np.isnan(v) else categories[int(v)] for v in values], pa.string())
 
     @staticmethod
     def _write(table, uri: str) -> None:

@@ -7,6 +7,13 @@ Requests:
   (column form).
 * KServe V1: ``{"instances": [[...], ...]}`` (rows in feature order) or ``{"instances": [{feature: value}, ...]}``.
 
+Categorical features (a model trained with string features; its file's ``mlops_categories`` attribute holds the
+frozen categories of each): send their values as strings, a ``BYTES`` ``[n]`` tensor in column form or strings in
+V1 instances. Each value is mapped to its code through the frozen categories; a value the model never saw and a
+null are missing (NaN), exactly as an explicit missing value, never an error. In the single ``[n, n_features]``
+numeric tensor (what the Feast transformer forwards) a categorical column carries the code itself; a number that
+is not a code of the column is missing too. Numeric features are unchanged.
+
 Responses depend on the model's task (read from the model file, see :func:`model_task`):
 
 * binary: V2 one FP32 tensor ``output-0`` ``[n]`` (the positive-class probability); V1 ``{"predictions": [p, ...]}``.
@@ -64,7 +71,44 @@ CLASS_OUTPUT_NAME = "class"
 # (the serving image does not install the provider; tests/unit/serving/test_task_contract.py keeps them equal).
 BOOSTER_TASK_ATTR = "mlops_task"
 BOOSTER_CLASSES_ATTR = "mlops_classes"
+BOOSTER_CATEGORIES_ATTR = "mlops_categories"
 TASKS = ("binary", "multiclass", "regression")
+
+
+def model_categories(booster: xgb.Booster) -> dict[str, list[str]]:
+    """Return the frozen categories ``{column: [category, ...]}`` of a booster's categorical features (or ``{}``)."""
+    import json
+
+    raw = booster.attr(BOOSTER_CATEGORIES_ATTR)
+    if not raw:
+        return {}
+    return {str(column): [str(c) for c in values] for column, values in json.loads(raw).items()}
+
+
+def category_code(value: Any, codes: dict[str, int]) -> float:
+    """The code of ``value`` in a column's ``{category: code}``; NaN for a null or a value the model never saw.
+
+    Values are compared as text (``mlops_provider.training.evaluation.encode_features`` does the same).
+    """
+    if value is None:
+        return float("nan")
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    elif isinstance(value, float | np.floating) and np.isnan(value):
+        return float("nan")
+    elif not isinstance(value, str):
+        value = str(value.item() if isinstance(value, np.generic) else value)
+    code = codes.get(value)
+    return float("nan") if code is None else float(code)
+
+
+def valid_codes(values: np.ndarray, size: int) -> np.ndarray:
+    """Numeric codes of a categorical column, with anything that is not a code in ``0..size-1`` made NaN."""
+    values = np.asarray(values, dtype=np.float32).copy()
+    with np.errstate(invalid="ignore"):
+        bad = ~((values >= 0) & (values < size) & (np.floor(values) == values))
+    values[bad] = np.nan
+    return values
 
 
 def model_task(booster: xgb.Booster) -> tuple[str, list | None]:
@@ -133,6 +177,9 @@ class XGBoostPredictor(Model):
         self.feature_names: list[str] = []
         self.task = "binary"
         self.classes: list | None = None
+        #: The frozen categories of each categorical feature, and per column ``{category: code}``.
+        self.categories: dict[str, list[str]] = {}
+        self._codes: dict[str, dict[str, int]] = {}
         self.prediction_log: PredictionLogger | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -146,6 +193,8 @@ class XGBoostPredictor(Model):
         self.task, self.classes = model_task(booster)
         n_features = booster.num_features()
         self.feature_names = list(booster.feature_names or [f"f{i}" for i in range(n_features)])
+        self.categories = {k: v for k, v in model_categories(booster).items() if k in self.feature_names}
+        self._codes = {column: {c: i for i, c in enumerate(cats)} for column, cats in self.categories.items()}
         self.model_version = (
             self.model_version or registry_version or model_version_from_dir(Path(model_dir)) or "unknown"
         )
@@ -154,6 +203,7 @@ class XGBoostPredictor(Model):
                 self.prediction_log_uri,
                 self.feature_names,
                 self.model_version,
+                categories=self.categories,
                 flush_rows=self.prediction_log_flush_rows,
                 flush_seconds=self.prediction_log_flush_seconds,
             )
@@ -226,8 +276,22 @@ class XGBoostPredictor(Model):
                 matrix = tensor.as_numpy()
             except ValueError as exc:
                 raise InvalidInput(f"Input '{tensor.name}' data does not match its shape {shape}: {exc}") from None
-            return np.asarray(matrix, dtype=np.float32)
+            return self._valid_codes(np.asarray(matrix, dtype=np.float32))
         return self._matrix_from_columns({t.name: t for t in request.inputs})
+
+    def _valid_codes(self, matrix: np.ndarray) -> np.ndarray:
+        """A numeric matrix whose categorical columns hold codes: anything that is not a code becomes missing."""
+        if self.categories:
+            matrix = matrix.copy()  # a binary tensor's array may be a read-only view of the request
+            for j, name in enumerate(self.feature_names):
+                if name in self.categories:
+                    matrix[:, j] = valid_codes(matrix[:, j], len(self.categories[name]))
+        return matrix
+
+    def _encode_column(self, name: str, values: Any) -> np.ndarray:
+        """A categorical column's values (strings, nulls) as float32 codes."""
+        codes = self._codes[name]
+        return np.asarray([category_code(v, codes) for v in values], dtype=np.float32)
 
     def _matrix_from_columns(self, tensors: dict[str, Any]) -> np.ndarray:
         missing = [f for f in self.feature_names if f not in tensors]
@@ -240,6 +304,19 @@ class XGBoostPredictor(Model):
         columns = []
         for name in self.feature_names:
             tensor = tensors[name]
+            if name in self._codes:
+                if tensor.datatype != "BYTES":
+                    raise InvalidInput(
+                        f"Input '{name}' is a categorical feature; send its values as a BYTES [n] tensor of strings "
+                        f"(got {tensor.datatype})."
+                    )
+                try:
+                    columns.append(self._encode_column(name, np.asarray(tensor.as_numpy(), dtype=object).reshape(-1)))
+                except ValueError as exc:
+                    raise InvalidInput(
+                        f"Input '{name}' data does not match its shape {list(tensor.shape)}: {exc}"
+                    ) from None
+                continue
             if tensor.datatype not in NUMERIC_DATATYPES:
                 raise InvalidInput(f"Input '{name}' has datatype {tensor.datatype}; expected a numeric datatype.")
             try:
@@ -277,10 +354,17 @@ class XGBoostPredictor(Model):
                         f"Instance {i} has {len(row) if isinstance(row, list) else type(row).__name__} values; expected a "
                         f"list of {n_features} numbers in the order {self.feature_names}."
                     )
+        if self._codes:  # categorical values (strings, nulls) become their codes; numbers stay as they are
+            positions = [(j, self._codes[name]) for j, name in enumerate(self.feature_names) if name in self._codes]
+            rows = [list(row) for row in rows]
+            for row in rows:
+                for j, codes in positions:
+                    row[j] = category_code(row[j], codes)
         try:
             return np.asarray(rows, dtype=np.float32)
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"Instances must hold numbers only: {exc}") from None
+            strings = f" (and strings for the categorical features {list(self._codes)})" if self._codes else ""
+            raise InvalidInput(f"Instances must hold numbers only{strings}: {exc}") from None
 
     # -- inference -----------------------------------------------------------------------------------------------
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:

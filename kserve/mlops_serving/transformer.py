@@ -12,6 +12,10 @@ Entity request forms:
 * V2: one ``[n]`` tensor per field (an ``<entity_key>`` INT64, a numeric ``<request_field>`` FP64, a string one
   BYTES, ...); answered in V2.
 
+Categorical features (string features of the model, see the predictor) are mapped to their codes through the
+model's frozen categories, whether they come from Feast (a ``String`` feature) or from the request (a request
+field, or an entity key that is also a model input); an unseen value or a null is missing (NaN), never an error.
+
 A V2 request that already carries the feature tensor (one numeric ``[n, n_features]`` input) is passed to the
 predictor unchanged, so the same endpoint serves both. Unknown entities (no online row), missing fields and
 oversized batches are answered with HTTP 400 and a message naming the offending instance.
@@ -30,7 +34,14 @@ from kserve.errors import InvalidInput
 from kserve.model import Model
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
-from mlops_serving.predictor import CLASS_OUTPUT_NAME, INPUT_NAME, NUMERIC_DATATYPES, OUTPUT_NAME
+from mlops_serving.predictor import (
+    CLASS_OUTPUT_NAME,
+    INPUT_NAME,
+    NUMERIC_DATATYPES,
+    OUTPUT_NAME,
+    category_code,
+    model_categories,
+)
 from mlops_serving.storage import find_model_file, resolve_model_dir
 
 logger = logging.getLogger(__name__)
@@ -41,6 +52,11 @@ _V1_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("v1_request",
 
 def feature_names_from_model(storage_uri: str, tracking_uri: str | None = None) -> list[str]:
     """Read the booster's feature order from the model at ``storage_uri``."""
+    return model_inputs(storage_uri, tracking_uri)[0]
+
+
+def model_inputs(storage_uri: str, tracking_uri: str | None = None) -> tuple[list[str], dict[str, list[str]]]:
+    """Read the booster's feature order and the frozen categories of its categorical features."""
     import xgboost as xgb
 
     model_file = find_model_file(Path(resolve_model_dir(storage_uri, tracking_uri=tracking_uri)))
@@ -49,7 +65,7 @@ def feature_names_from_model(storage_uri: str, tracking_uri: str | None = None) 
         raise ValueError(
             f"The model at {storage_uri} has no feature names; train it from a DataFrame or pass --feature_names."
         )
-    return list(booster.feature_names)
+    return list(booster.feature_names), model_categories(booster)
 
 
 class FeastTransformer(Model):
@@ -96,6 +112,9 @@ class FeastTransformer(Model):
         self._full_feature_names = False
         self._types: dict[str, str] = {}
         self.reject_unknown_entities = reject_unknown_entities
+        #: ``{feature: {category: code}}`` of the model's categorical features (read with its feature order).
+        self._codes: dict[str, dict[str, int]] = {}
+        self._feast_request_fields: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -107,7 +126,11 @@ class FeastTransformer(Model):
                 raise ValueError(
                     "The transformer needs the model's feature order: pass --storage_uri or --feature_names."
                 )
-            self.feature_names = feature_names_from_model(self.storage_uri, self.tracking_uri)
+            self.feature_names, categories = model_inputs(self.storage_uri, self.tracking_uri)
+            self._codes = {name: {c: i for i, c in enumerate(cats)} for name, cats in categories.items()}
+        elif self.storage_uri:  # the order is given; the categories still come from the model
+            categories = model_inputs(self.storage_uri, self.tracking_uri)[1]
+            self._codes = {name: {c: i for i, c in enumerate(cats)} for name, cats in categories.items()}
         if self.feast_config:
             self.store = FeatureStore(repo_path=self.feast_repo_path, fs_yaml_file=Path(self.feast_config))
         else:
@@ -142,6 +165,7 @@ class FeastTransformer(Model):
                 full_names[f"{view_name}__{feature.name}"] = view_name
         self.entity_keys = entity_keys
         self.request_fields = request_fields
+        self._feast_request_fields = list(request_fields)
         in_full = sum(name in full_names for name in self.feature_names)
         in_short = sum(name in short_names for name in self.feature_names)
         self._full_feature_names = in_full > in_short
@@ -239,14 +263,19 @@ class FeastTransformer(Model):
                 f"Batch of {len(rows)} instances exceeds the maximum batch size of {self.max_batch_size}."
             )
         required = self.entity_keys + self.request_fields
+        # A categorical model input that only the model reads (not an entity key, not a Feast request field) may be
+        # null: it is missing, as in training.
+        optional = {f for f in self._codes if f not in self.entity_keys and f not in self._feast_request_fields}
         for i, row in enumerate(rows):
-            missing = [field for field in required if row.get(field) is None]
+            missing = [field for field in required if row.get(field) is None and field not in optional]
             if missing:
                 raise InvalidInput(
                     f"Instance {i} is missing field(s) {missing}; an entity request needs {self.entity_keys} "
                     f"and the request fields {self.request_fields}."
                 )
-        entity_rows = [{k: self._coerce(k, row[k], i) for k in required} for i, row in enumerate(rows)]
+        entity_rows = [
+            {k: self._coerce(k, row[k], i) for k in required if row.get(k) is not None} for i, row in enumerate(rows)
+        ]
         try:
             response = self.store.get_online_features(
                 features=self._feature_service, entity_rows=entity_rows, full_feature_names=self._full_feature_names
@@ -271,7 +300,12 @@ class FeastTransformer(Model):
                             f"Unknown entity in instance {i}: no online features in '{view}' for {keys}. "
                             "Is the entity new, or are the features not materialized yet?"
                         )
-                    matrix[i, col] = _value_to_float(result.values[i])
+                    if feature in self._codes:
+                        matrix[i, col] = category_code(_value_of(result.values[i]), self._codes[feature])
+                    else:
+                        matrix[i, col] = _value_to_float(result.values[i])
+            elif feature in self._codes:  # a categorical request field or entity key: its code (unseen/null: NaN)
+                matrix[:, col] = [category_code(row.get(feature), self._codes[feature]) for row in rows]
             else:
                 try:
                     matrix[:, col] = [float(row[feature]) for row in rows]
@@ -351,6 +385,14 @@ class FeastTransformer(Model):
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _value_of(value: Any) -> Any:
+    """The Python value of a Feast ``Value`` proto (None for a null)."""
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    return getattr(value, kind)
 
 
 def _value_to_float(value: Any) -> float:

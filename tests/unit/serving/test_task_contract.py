@@ -20,6 +20,7 @@ def test_the_predictor_uses_the_lineage_attribute_names_and_tasks():
                 continue
     assert constants["BOOSTER_TASK_ATTR"] == lineage.BOOSTER_TASK_ATTR
     assert constants["BOOSTER_CLASSES_ATTR"] == lineage.BOOSTER_CLASSES_ATTR
+    assert constants["BOOSTER_CATEGORIES_ATTR"] == lineage.BOOSTER_CATEGORIES_ATTR
     assert tuple(constants["TASKS"]) == lineage.TASKS
 
 

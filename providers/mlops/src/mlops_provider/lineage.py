@@ -72,6 +72,9 @@ LINEAGE_TAGS: Final = (
 
 #: Artifact path of the training-set manifest inside a training run.
 TRAINING_SET_MANIFEST_ARTIFACT: Final = "training_set/manifest.json"
+#: Artifact path of the frozen category mapping (``{column: [category, ...]}``) inside a training run that has
+#: categorical features (the model file carries the same mapping in ``BOOSTER_CATEGORIES_ATTR``).
+CATEGORIES_ARTIFACT: Final = "categories.json"
 
 # ---------------------------------------------------------------- learning tasks
 #: Learning tasks the trainer, the gate, the model server and the drift check support. The trainer's params file
@@ -86,6 +89,11 @@ TASK_OBJECTIVES: Final = {BINARY: "binary:logistic", MULTICLASS: "multi:softprob
 #: in the order of the probability columns; the model server and the gate read them from the model file.
 BOOSTER_TASK_ATTR: Final = "mlops_task"
 BOOSTER_CLASSES_ATTR: Final = "mlops_classes"
+#: Booster attribute with the frozen category mapping of the categorical features: a JSON object
+#: ``{column: [category, ...]}``; category ``i`` of a column is code ``i`` in the model (XGBoost native
+#: categoricals). Every process that scores the model (trainer, gate, model server, drift check) maps values
+#: through it; a value not in the list, or a null, is missing (NaN).
+BOOSTER_CATEGORIES_ATTR: Final = "mlops_categories"
 
 
 def task_of_objective(objective: str) -> str:
@@ -114,6 +122,17 @@ def booster_task(booster: object) -> tuple[str, list | None]:
         except Exception:  # not a Booster (a wrapper or a stub): the historical default
             task = BINARY
     return task, (json.loads(classes_json) if classes_json else None)
+
+
+def booster_categories(booster: object) -> dict[str, list[str]]:
+    """Return the frozen category mapping of a booster (``{}``: no categorical features, or an older model)."""
+    import json
+
+    attr = getattr(booster, "attr", None)
+    raw = attr(BOOSTER_CATEGORIES_ATTR) if callable(attr) else None
+    if not raw:
+        return {}
+    return {str(column): [str(c) for c in categories] for column, categories in json.loads(raw).items()}
 
 
 # ---------------------------------------------------------------- trainer process protocol

@@ -57,6 +57,8 @@ class TrainingSetManifest(TypedDict, total=False):
     timestamp_column: str
     entity_columns: list[str]
     feature_columns: list[str]
+    #: The string features (a subset of ``feature_columns``) the trainer learns as categoricals.
+    categorical_columns: list[str]
     feature_refs: list[str]
     feature_service: str
     feast_project: str

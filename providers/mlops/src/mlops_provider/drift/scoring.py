@@ -38,9 +38,10 @@ def model_scorer(model: Any) -> Scorer:
             proba = np.asarray(model.predict_proba(frame))
             return proba if proba.shape[1] > 2 else proba[:, -1]
         if type(model).__name__ == "Booster":
-            import xgboost
+            from mlops_provider.training.evaluation import booster_predict
 
-            return np.asarray(model.predict(xgboost.DMatrix(frame)))
+            # The model's frozen categories encode its categorical features, as in training and serving.
+            return np.asarray(booster_predict(model, frame, list(model.feature_names or frame.columns)))
         return np.asarray(model.predict(frame)).reshape(len(frame), -1)[:, -1]
 
     return score

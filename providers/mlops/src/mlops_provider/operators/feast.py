@@ -216,6 +216,53 @@ def label_rate(labels: Any) -> float | None:
     return None
 
 
+def training_set_frame(
+    joined: pd.DataFrame,
+    entity_columns: list[str],
+    timestamp_column: str,
+    feature_columns: list[str],
+    label_column: str,
+    *,
+    what: str = "the feature service",
+) -> tuple[pd.DataFrame, list[str]]:
+    """Return the training set's rows, deterministically sorted, and its categorical feature columns.
+
+    Numeric and boolean features stay as they are; string (and ``category``) features stay strings (nulls kept),
+    listed as categorical; any other type (timestamps, bytes, lists) is refused. A column that is both an entity
+    key and a feature appears once.
+    """
+    import pandas as pd
+
+    from mlops_provider.training.evaluation import categorical_columns
+
+    columns = list(dict.fromkeys([*entity_columns, timestamp_column, *feature_columns, label_column]))
+    missing = [c for c in columns if c not in joined.columns]
+    if missing:
+        raise MlopsError(f"Columns {missing} of {what} are not in the joined training rows.")
+    data = joined[columns].copy()
+    categorical = categorical_columns(data, feature_columns)
+    unusable = [
+        f"{c} ({data[c].dtype})"
+        for c in feature_columns
+        if c not in categorical
+        and not pd.api.types.is_numeric_dtype(data[c])
+        and not pd.api.types.is_bool_dtype(data[c])
+    ]
+    if unusable:
+        raise MlopsError(
+            f"Features {unusable} of {what} are neither numbers nor strings; models take numeric and categorical "
+            "(string) features."
+        )
+    for column in categorical:  # text, whatever Feast returned it as (object, string, category); nulls stay null
+        data[column] = (
+            data[column].astype(object).where(data[column].notna(), None).map(lambda v: v if v is None else str(v))
+        )
+    data[timestamp_column] = pd.to_datetime(data[timestamp_column], utc=True).astype("datetime64[us, UTC]")
+    order = list(dict.fromkeys([timestamp_column, *entity_columns, *feature_columns, label_column]))
+    data = data.sort_values(order, kind="mergesort").reset_index(drop=True)
+    return data, categorical
+
+
 class FeastTrainingSetOperator(_FeastOperator):
     """Join the interval's labels with their features as of each label's time, and snapshot the result.
 
@@ -234,14 +281,20 @@ class FeastTrainingSetOperator(_FeastOperator):
     :param timestamp_column: event-time column of the dataset; the training set keeps it under this name
         and the manifest records it. (templated)
     :param build_features: rebuild the interval's aggregate files first (idempotent).
+    :param entity_features: entity keys (or request fields) of the service that are also model inputs, e.g. a
+        code the model should learn from; they join the feature columns after the service's features. (templated)
     :param feast_conn_id: Feast connection. (templated)
     :param repo_path: feature repository. (templated)
     :param storage_conn_id: connection for ``data_root``. (templated)
+
+    String features (Feast ``String``) stay strings: the manifest lists them in ``categorical_columns`` and the
+    trainer learns them as categoricals (see :func:`training_set_frame`).
     """
 
     template_fields: Sequence[str] = (
         "dataset",
         "feature_service",
+        "entity_features",
         "label_column",
         "partition_start",
         "partition_end",
@@ -262,9 +315,11 @@ class FeastTrainingSetOperator(_FeastOperator):
         partition_end: str = "",
         timestamp_column: str = "event_timestamp",
         build_features: bool = True,
+        entity_features: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.entity_features = entity_features
         self.dataset = dataset
         self.feature_service = feature_service
         self.label_column = label_column
@@ -315,6 +370,12 @@ class FeastTrainingSetOperator(_FeastOperator):
                 )
             frames.append(frame)
         labels = pd.concat(frames, ignore_index=True)
+        unknown = [c for c in self.entity_features or [] if c not in entity_columns and c not in request_fields]
+        if unknown:
+            raise MlopsError(
+                f"entity_features {unknown} are neither entity keys {entity_columns} nor request fields "
+                f"{request_fields} of feature service {self.feature_service}."
+            )
         needed = [*entity_columns, self.timestamp_column, self.label_column]
         needed += [f for f in request_fields if f not in needed]
         missing = [c for c in needed if c not in labels.columns]
@@ -332,14 +393,10 @@ class FeastTrainingSetOperator(_FeastOperator):
 
         joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
         joined[ts_col] = joined[FEAST_ENTITY_TIMESTAMP]
-        columns = [*entity_columns, ts_col, *feature_columns, self.label_column]
-        data = joined[columns].copy()
-        not_numeric = [c for c in feature_columns if not pd.api.types.is_numeric_dtype(data[c])]
-        if not_numeric:
-            raise MlopsError(f"Features {not_numeric} of {self.feature_service} are not numeric; models need numbers.")
-        data[ts_col] = pd.to_datetime(data[ts_col], utc=True).astype("datetime64[us, UTC]")
-        data = data.sort_values([ts_col, *entity_columns, *feature_columns, self.label_column], kind="mergesort")
-        data = data.reset_index(drop=True)
+        feature_columns += [c for c in self.entity_features or [] if c not in feature_columns]
+        data, categorical = training_set_frame(
+            joined, entity_columns, ts_col, feature_columns, self.label_column, what=self.feature_service
+        )
 
         buffer = io.BytesIO()
         data.to_parquet(buffer, index=False, compression="snappy")
@@ -361,6 +418,7 @@ class FeastTrainingSetOperator(_FeastOperator):
             "timestamp_column": ts_col,
             "entity_columns": entity_columns,
             "feature_columns": feature_columns,
+            "categorical_columns": categorical,
             "feature_refs": feature_refs,
             "feature_service": self.feature_service,
             "feast_project": store.project,

@@ -305,11 +305,11 @@ class MlflowEvaluationGateOperator(BaseOperator):
         self, booster: Any, features: list[str], window: Any, label: str, threshold: float, segment: dict[str, Any]
     ) -> tuple[dict[str, float], dict[str, dict[str, float]] | None]:
         from mlops_provider.lineage import booster_task
-        from mlops_provider.training.evaluation import feature_matrix, segment_metrics, task_metrics
+        from mlops_provider.training.evaluation import booster_predict, segment_metrics, task_metrics
 
         task, classes = booster_task(booster)
-        x = feature_matrix(window, features)
-        p = booster.inplace_predict(x.to_numpy())
+        # Categorical features go through the model's frozen categories, as in the trainer and the model server.
+        p = booster_predict(booster, window, features)
         if task == MULTICLASS:
             index = {str(c): i for i, c in enumerate(classes or range(p.shape[1]))}
             y = window[label].map(lambda v: index.get(str(v), -1)).astype(int).to_numpy()

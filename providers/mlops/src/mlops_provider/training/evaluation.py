@@ -271,13 +271,59 @@ def segment_metrics(
     return out
 
 
-def feature_matrix(df: pd.DataFrame, feature_columns: list[str]) -> pd.DataFrame:
-    """Return the feature columns as float32 in the given order (booleans become 0/1).
+def categorical_columns(df: pd.DataFrame, feature_columns: list[str]) -> list[str]:
+    """Return the feature columns the model treats as categorical: every string, object or ``category`` column.
 
-    Serving sends one FP32 tensor in ``feature_columns`` order, so every feature must be numeric.
+    Booleans and numbers stay numeric. The model learns these with XGBoost's native categoricals.
     """
     import pandas as pd
 
+    out = []
+    for column in feature_columns:
+        if column not in df.columns:
+            continue
+        dtype = df[column].dtype
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            continue
+        if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype):
+            out.append(column)
+        elif pd.api.types.is_string_dtype(dtype):
+            out.append(column)
+    return out
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """The values as text, nulls kept as nulls (categories are compared as strings everywhere)."""
+    import pandas as pd
+
+    return series.astype(object).map(lambda v: None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
+
+
+def category_mapping(df: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:
+    """Return the frozen mapping ``{column: sorted distinct non-null values}``; code ``i`` is ``categories[i]``."""
+    return {column: sorted(set(_as_text(df[column]).dropna())) for column in columns}
+
+
+def categorical_series(series: pd.Series, categories: list[str]) -> pd.Series:
+    """``series`` as a pandas ``category`` column with exactly ``categories``: unseen values and nulls are NaN."""
+    import pandas as pd
+
+    return pd.Series(
+        pd.Categorical(_as_text(series), categories=list(categories)), index=series.index, name=series.name
+    )
+
+
+def feature_matrix(
+    df: pd.DataFrame, feature_columns: list[str], categories: dict[str, list[str]] | None = None
+) -> pd.DataFrame:
+    """Return the feature columns in the given order, numeric ones as float32 and categorical ones as categories.
+
+    Booleans become 0/1; each column of ``categories`` becomes a pandas ``category`` column with the frozen
+    categories (unseen values and nulls: NaN). A non-numeric column that ``categories`` does not name is refused.
+    """
+    import pandas as pd
+
+    categories = categories or {}
     missing = [c for c in feature_columns if c not in df.columns]
     if missing:
         raise EvaluationError(f"feature columns {missing} are not in the training set")
@@ -285,7 +331,9 @@ def feature_matrix(df: pd.DataFrame, feature_columns: list[str]) -> pd.DataFrame
     bad = []
     for column in feature_columns:
         series = frame[column]
-        if pd.api.types.is_bool_dtype(series):
+        if column in categories:
+            frame[column] = categorical_series(series, categories[column])
+        elif pd.api.types.is_bool_dtype(series):
             frame[column] = series.astype("float32")
         elif pd.api.types.is_numeric_dtype(series):
             frame[column] = series.astype("float32")
@@ -293,7 +341,45 @@ def feature_matrix(df: pd.DataFrame, feature_columns: list[str]) -> pd.DataFrame
             bad.append(f"{column} ({series.dtype})")
     if bad:
         raise EvaluationError(
-            f"feature columns {bad} are not numeric: the model takes one FP32 tensor, so encode them in the "
-            "feature view (e.g. a numeric code or one-hot columns)"
+            f"feature columns {bad} are not numeric and the model has no categories for them: train a model that "
+            "treats them as categorical (string columns of the training set are) or encode them as numbers"
         )
     return frame
+
+
+def encode_features(
+    df: pd.DataFrame, feature_columns: list[str], categories: dict[str, list[str]] | None = None
+) -> np.ndarray:
+    """Return the float32 matrix a booster scores: numbers as they are, categorical columns as their codes.
+
+    The code of a value is its index in the frozen ``categories`` of its column; an unseen value or a null is NaN
+    (missing). The model server encodes requests the same way (``kserve/mlops_serving/predictor.py``).
+    """
+    import numpy as np
+
+    frame = feature_matrix(df, feature_columns, categories)
+    columns = []
+    for column in feature_columns:
+        series = frame[column]
+        if column in (categories or {}):
+            codes = series.cat.codes.to_numpy().astype(np.float32)
+            codes[codes < 0] = np.nan
+            columns.append(codes)
+        else:
+            columns.append(series.to_numpy(dtype=np.float32))
+    if not columns:
+        return np.empty((len(frame), 0), dtype=np.float32)
+    return np.column_stack(columns).astype(np.float32, copy=False)
+
+
+def booster_predict(booster: Any, df: pd.DataFrame, feature_columns: list[str] | None = None) -> np.ndarray:
+    """Score ``df`` with an XGBoost booster, its categorical features mapped through its frozen categories.
+
+    The trainer (validation, holdout), the gate and the drift check all score through here, so a model sees
+    the same codes there as in the model server. ``feature_columns`` defaults to the booster's feature names.
+    """
+    from mlops_provider.lineage import booster_categories
+
+    features = list(feature_columns or booster.feature_names or [])
+    matrix = encode_features(df, features, booster_categories(booster))
+    return booster.inplace_predict(matrix, validate_features=False)
