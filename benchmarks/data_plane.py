@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     import random
 
     from include.data_generator import generate_days
+    from include.fraud_example import FEATURE_VIEWS
     from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
     from mlops_provider.operators.ingestion import IngestionOperator
     from mlops_provider.operators.validation import DataValidationOperator
@@ -116,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     assert validated["valid_rows"] == rows, validated
     FeastApplyOperator(task_id="apply").execute(context)
-    materialized = timed("materialize", FeastMaterializeOperator(task_id="materialize", start=f"{start}", end=f"{end}"))
+    materialized = timed(
+        "materialize",
+        FeastMaterializeOperator(task_id="materialize", start=f"{start}", end=f"{end}", feature_views=FEATURE_VIEWS),
+    )
     feature_rows = sum(materialized["feature_rows"].values())
     split = materialized["seconds"]
     chain = sum(steps.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
+from include.fraud_example import FEATURE_VIEWS
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.retraining import RetrainingCooldownOperator
@@ -48,7 +49,9 @@ def _materialize(dag_id: str):
             task_id="validate", dataset=CONF("dataset"), contract="include/contracts/transactions.yaml", **window
         )
         apply = FeastApplyOperator(task_id="apply_features")
-        materialize = FeastMaterializeOperator(task_id="materialize_features", start=CONF("start"), end=CONF("end"))
+        materialize = FeastMaterializeOperator(
+            task_id="materialize_features", start=CONF("start"), end=CONF("end"), feature_views=FEATURE_VIEWS
+        )
         ingest >> validate >> apply >> materialize
 
     return chaos()

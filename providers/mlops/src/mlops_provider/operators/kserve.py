@@ -306,6 +306,10 @@ class ModelDeployOperator(BaseOperator):
                 service = json.loads(path.read_text()).get("feature_service")
                 if service:
                     return str(service)
+        if candidate.get("run_id"):  # the candidate's run records its training set even without a version
+            service = self.mlflow_hook.training_set_of_run(candidate["run_id"])[1].get("feature_service")
+            if service:
+                return str(service)
         return None
 
     def _begin_promotion(self, context: Context, candidate: dict[str, Any]) -> Promotion:

@@ -240,5 +240,7 @@ class Promotion:
                 challenger = self.hook.get_version_by_alias(self.model_name, CHALLENGER)
                 if challenger is not None and str(challenger.version) == self.version:
                     self.hook.delete_alias(self.model_name, CHALLENGER)
+        except Exception as exc:  # recording must never hide the failure being recorded
+            log.warning("Could not record the %s rollout of %s v%s: %s", status, self.model_name, self.version, exc)
         finally:
             self.lock.release()
