@@ -33,6 +33,7 @@ Every problem is checked before anything is written; the command exits 2 with on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 import sys
@@ -373,7 +374,8 @@ def build_plan(
         )
         if kind == "timestamp" and column == timestamp:
             entry.update(within_partition=True, tolerance="1h")
-        elif kind in ("int64", "float64") and len(present):
+        elif kind in ("int64", "float64") and len(present) and column not in entities:
+            # Not for entity keys either: ids grow past the range seen so far.
             if column == label_column and task != "regression":
                 entry["allowed"] = [int(v) for v in classes]
             else:
@@ -569,6 +571,8 @@ def scaffold(
     :returns: ``(plan, written files by kind, landed URIs)``.
     :raises ScaffoldError: nothing was written.
     """
+    import yaml
+
     from mlops_provider.exceptions import ModelSpecError
     from mlops_provider.settings import get_settings
     from mlops_provider.spec.load import load_spec
@@ -591,6 +595,12 @@ def scaffold(
         for kind in ("spec", "contract"):
             if files[kind].exists():
                 problems.append(f"{files[kind]} exists; pick another NAME or pass FORCE=1 to replace it")
+    # The dataset is the model's name, and a dataset belongs to one spec (its zones and DAGs).
+    for other in sorted(files["spec"].parent.glob("*.y*ml")):
+        if other.stem != name:
+            with contextlib.suppress(Exception):  # a broken spec is the DAG file's import error, not ours
+                if (yaml.safe_load(other.read_text()) or {}).get("dataset") == name:
+                    problems.append(f"{other} already uses dataset {name!r}; pick another NAME")
     try:
         plan = build_plan(
             data_file, label=label, timestamp=timestamp, entities=entities, name=name, label_lag=label_lag, paths=paths

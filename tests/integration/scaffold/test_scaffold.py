@@ -256,3 +256,13 @@ def test_an_existing_spec_is_kept_unless_forced(tmp_path, names, capsys):
     assert code == 2
     assert "nothing was written" in capsys.readouterr().err
     assert not (tmp_path / "project/include/models/other.yaml").exists()
+
+
+def test_a_dataset_of_another_spec_is_refused(tmp_path, names):
+    models = tmp_path / "project" / "include" / "models"
+    models.mkdir(parents=True)
+    (models / "other_model.yaml").write_text("name: other_model\ndataset: scaffolded\n")
+    data = _write(_frame(names), tmp_path / "input.csv")
+    with pytest.raises(ScaffoldError, match=r"other_model.yaml already uses dataset 'scaffolded'; pick another NAME"):
+        _run(tmp_path, data, names)
+    assert not (tmp_path / "data").exists()
