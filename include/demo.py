@@ -31,6 +31,7 @@ import urllib.request
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_FOLDERS = (ROOT / "dags",)
@@ -44,6 +45,20 @@ class DemoError(RuntimeError):
     """A demo step failed; the message names the DAG run and the failed tasks."""
 
 
+_SINKS: dict[Path, TextIO] = {}
+
+
+def _sink(log_file: Path) -> TextIO:
+    """The open log file, kept open for the whole process.
+
+    Airflow's structlog loggers keep the stream they first wrote to; were the file closed after one DAG run,
+    the next run's first log line (``Bulk-writing dags to db``) would fail with "I/O operation on closed file".
+    """
+    if log_file not in _SINKS or _SINKS[log_file].closed:
+        _SINKS[log_file] = log_file.open("a", buffering=1)
+    return _SINKS[log_file]
+
+
 @contextlib.contextmanager
 def _output_to(log_file: Path):
     """Send everything Airflow, its loggers and task subprocesses print to ``log_file``.
@@ -55,34 +70,34 @@ def _output_to(log_file: Path):
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     originals = (sys.stdout, sys.stderr)
-    with log_file.open("a", buffering=1) as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        handlers = [
-            h
-            for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-            if isinstance(logger, logging.Logger)
-            for h in logger.handlers
-            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in originals
-        ]
-        streams = []
-        for handler in handlers:
-            try:
-                streams.append((handler, handler.setStream(sink)))
-            except AttributeError:  # logging's last-resort handler reads sys.stderr itself (redirected below)
-                pass
+    sink = _sink(log_file)
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+    handlers = [
+        h
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        if isinstance(logger, logging.Logger)
+        for h in logger.handlers
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in originals
+    ]
+    streams = []
+    for handler in handlers:
         try:
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                yield
-        finally:
-            for handler, stream in streams:
-                if stream is not None:
-                    handler.setStream(stream)
-            sink.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+            streams.append((handler, handler.setStream(sink)))
+        except AttributeError:  # logging's last-resort handler reads sys.stderr itself (redirected below)
+            pass
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        for handler, stream in streams:
+            if stream is not None:
+                handler.setStream(stream)
+        sink.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _task_lines(dag_run) -> list[tuple[str, str, float | None]]:
