@@ -12,10 +12,13 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
 export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift render bench up serve lock clean
+.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift new-model render bench up serve lock clean
 
 help:
 	@echo "make demo    set everything up, run the training pipeline and the drift DAG, print a summary"
+	@echo "             (MODEL=<name>: the same for a model spec's generated DAGs)"
+	@echo "make new-model DATA=<file> LABEL=<column or expression> TIMESTAMP=<column> ENTITY=<column>[,<column>]"
+	@echo "             [NAME=<model>] [LABEL_LAG=6h] [FORCE=1]  spec, contract and params from a data file"
 	@echo "make test    set everything up and run the test suite"
 	@echo "make up      airflow standalone on http://localhost:8080 with the bundle's DAGs"
 	@echo "make serve   serve the current champion locally in the foreground"
@@ -66,7 +69,15 @@ typecheck: venv
 	$(PY) -m mypy
 
 demo: setup
-	$(PY) -m include.demo
+	$(PY) -m include.demo $(if $(MODEL),--model $(MODEL))
+
+# A model spec, its contract and trainer params from one data file; the rows land by UTC day.
+new-model: venv
+	@test -n "$(DATA)" -a -n "$(LABEL)" -a -n "$(TIMESTAMP)" -a -n "$(ENTITY)" || { \
+	  echo "usage: make new-model DATA=<file> LABEL=<column or expression> TIMESTAMP=<column> ENTITY=<column>[,<column>] [NAME=<model>] [LABEL_LAG=6h] [FORCE=1]"; exit 2; }
+	@# Read from the environment (make exports command-line variables): quotes in LABEL reach Python intact.
+	$(PY) -m include.scaffold --data "$$DATA" --label "$$LABEL" --timestamp "$$TIMESTAMP" --entity "$$ENTITY" \
+	  $(if $(NAME),--name "$$NAME") $(if $(LABEL_LAG),--label-lag "$$LABEL_LAG") $(if $(FORCE),--force)
 
 demo-drift: setup
 	$(PY) -m include.demo --inject-drift

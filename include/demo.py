@@ -10,6 +10,12 @@
 
 Everything is idempotent: running it again replaces partitions and re-materializes the same
 intervals; training registers a new version that the gate compares with the champion.
+
+``make demo MODEL=<name>`` (``--model <name>``) does the same for a model spec
+(``include/models/<name>.yaml``, e.g. from ``make new-model``) with the DAGs generated from it, on the
+days already in its landing zone: ``<name>__training`` on all but the newest days, then
+``<name>__materialization`` for each of the newest days (up to 3, when there are at least 4 days) and
+``<name>__drift`` over them. Nothing is generated: the data is the user's.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import urllib.request
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_FOLDERS = (ROOT / "dags",)
@@ -38,6 +45,20 @@ class DemoError(RuntimeError):
     """A demo step failed; the message names the DAG run and the failed tasks."""
 
 
+_SINKS: dict[Path, TextIO] = {}
+
+
+def _sink(log_file: Path) -> TextIO:
+    """The open log file, kept open for the whole process.
+
+    Airflow's structlog loggers keep the stream they first wrote to; were the file closed after one DAG run,
+    the next run's first log line (``Bulk-writing dags to db``) would fail with "I/O operation on closed file".
+    """
+    if log_file not in _SINKS or _SINKS[log_file].closed:
+        _SINKS[log_file] = log_file.open("a", buffering=1)
+    return _SINKS[log_file]
+
+
 @contextlib.contextmanager
 def _output_to(log_file: Path):
     """Send everything Airflow, its loggers and task subprocesses print to ``log_file``.
@@ -49,34 +70,34 @@ def _output_to(log_file: Path):
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     originals = (sys.stdout, sys.stderr)
-    with log_file.open("a", buffering=1) as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        handlers = [
-            h
-            for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-            if isinstance(logger, logging.Logger)
-            for h in logger.handlers
-            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in originals
-        ]
-        streams = []
-        for handler in handlers:
-            try:
-                streams.append((handler, handler.setStream(sink)))
-            except AttributeError:  # logging's last-resort handler reads sys.stderr itself (redirected below)
-                pass
+    sink = _sink(log_file)
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+    handlers = [
+        h
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        if isinstance(logger, logging.Logger)
+        for h in logger.handlers
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in originals
+    ]
+    streams = []
+    for handler in handlers:
         try:
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                yield
-        finally:
-            for handler, stream in streams:
-                if stream is not None:
-                    handler.setStream(stream)
-            sink.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+            streams.append((handler, handler.setStream(sink)))
+        except AttributeError:  # logging's last-resort handler reads sys.stderr itself (redirected below)
+            pass
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        for handler, stream in streams:
+            if stream is not None:
+                handler.setStream(stream)
+        sink.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _task_lines(dag_run) -> list[tuple[str, str, float | None]]:
@@ -134,7 +155,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--inject-drift", action="store_true", help="drift the 3 monitored days")
     parser.add_argument("--rows-per-day", type=int, default=ROWS_PER_DAY)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "demo" / "summary.json")
+    parser.add_argument("--model", default=None, help="a model spec's name: run its generated DAGs instead")
     args = parser.parse_args(argv)
+    if args.model:
+        return spec_demo(args.model, args.out)
     logging.getLogger("airflow").setLevel(logging.WARNING)
     started = time.perf_counter()
     log_file = args.out.parent / "airflow.log"
@@ -241,6 +265,128 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"drift report   {summary['reports']['drift_html']}")
     print(f"MLflow         {summary['reports']['mlflow']}")
     print(f"summary        {args.out}  ({summary['wall_seconds']} s)")
+    return summary
+
+
+def landed_days(data_root: str, dataset: str) -> list[date]:
+    """The UTC days with a partition in ``<data_root>/landing/<dataset>/dt=YYYY-MM-DD/``, oldest first."""
+    from mlops_provider.storage import storage_path
+
+    folder = storage_path(f"{data_root.rstrip('/')}/landing/{dataset}")
+    if not folder.exists():
+        return []
+    return sorted(date.fromisoformat(p.name.removeprefix("dt=")) for p in folder.iterdir() if p.name.startswith("dt="))
+
+
+def split_days(days: list[date]) -> tuple[date, int, list[date]]:
+    """``(training as_of, training window_days, monitored days)``: the newest days (up to 3) are monitored
+    when at least 4 days landed, so drift compares days the model never saw with its training set."""
+    monitored = days[-min(MONITOR_DAYS, len(days) // 4) :] if len(days) >= 4 else []
+    training = days[: len(days) - len(monitored)]
+    return training[-1], (training[-1] - training[0]).days + 1, monitored
+
+
+def spec_demo(model: str, out: Path) -> dict:
+    """Run a model spec's generated DAGs on its landed days and print a summary."""
+    import pendulum
+
+    from include.airflow_runner import task_xcom
+    from mlops_provider.hooks.mlflow import MlflowHook
+    from mlops_provider.settings import get_settings
+    from mlops_provider.spec.dags import DRIFT, MATERIALIZATION, TRAINING
+    from mlops_provider.spec.load import SPEC_SUFFIXES, load_spec
+
+    logging.getLogger("airflow").setLevel(logging.WARNING)
+    started = time.perf_counter()
+    settings = get_settings()
+    candidates = [settings.model_specs_folder / f"{model}{suffix}" for suffix in SPEC_SUFFIXES]
+    spec_file = next((c for c in candidates if c.is_file()), None)
+    if spec_file is None:
+        known = sorted(p.stem for p in settings.model_specs_folder.glob("*.y*ml"))
+        raise DemoError(
+            f"no spec {model!r} in {settings.model_specs_folder} (specs: {', '.join(known) or 'none'}); "
+            "write one with make new-model DATA=... LABEL=... TIMESTAMP=... ENTITY=..."
+        )
+    spec = load_spec(spec_file, settings.project_root)
+    days = landed_days(settings.data_root, spec.dataset)
+    if not days:
+        raise DemoError(
+            f"nothing landed for {spec.dataset!r} under {settings.data_root}/landing/{spec.dataset}/dt=YYYY-MM-DD/; "
+            "make new-model lands its data file there"
+        )
+    as_of, window, monitored = split_days(days)
+    log_file = out.parent / "airflow.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text("")
+    print(f"Airflow's logs of every run go to {log_file}")
+    print(f"1/3 {spec.name}__{TRAINING}: {window} days up to {as_of} ({spec.task}, label {spec.label})")
+    training = _run(f"{spec.name}__{TRAINING}", log_file, conf={"as_of": as_of.isoformat(), "window_days": window})
+    monitoring = None
+    if monitored:
+        print(f"2/3 {spec.name}__{MATERIALIZATION} for {', '.join(map(str, monitored))}")
+        for day in monitored:
+            _run(
+                f"{spec.name}__{MATERIALIZATION}",
+                log_file,
+                logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"),
+            )
+        if spec.drift.enabled:
+            print(f"3/3 {spec.name}__{DRIFT} over the {len(monitored)} newest days")
+            monitoring = _run(
+                f"{spec.name}__{DRIFT}",
+                log_file,
+                conf={"as_of": monitored[-1].isoformat(), "window_days": len(monitored)},
+            )
+    else:
+        print(f"2/3, 3/3 skipped: {len(days)} days landed; materialization and drift need at least 4")
+
+    trained = task_xcom(training, "train") or {}
+    gate = task_xcom(training, "evaluation_gate") or {}
+    deployed = task_xcom(training, "deploy") or {}
+    drift = (task_xcom(monitoring, "check_drift") if monitoring is not None else None) or {}
+    champion = None
+    with contextlib.suppress(Exception):  # no champion yet when the gate refused the first version
+        champion = MlflowHook().get_client().get_model_version_by_alias(spec.name, "champion").version
+    endpoint_url = deployed.get("endpoint_url") or f"http://127.0.0.1:{settings.local_serving_port}"
+    prediction = None
+    if deployed:
+        from mlops_provider.storage import read_parquet
+
+        training_set = task_xcom(training, "build_training_set") or {}
+        sample = read_parquet(training_set["uri"]).head(1)
+        row = sample[training_set["feature_columns"]].astype("float32").iloc[0].tolist()
+        prediction = _predict(endpoint_url, spec.name, row)
+    summary = {
+        "model_name": spec.name,
+        "task": spec.task,
+        "days": [days[0].isoformat(), days[-1].isoformat()],
+        "training_window": [(as_of - timedelta(days=window - 1)).isoformat(), as_of.isoformat()],
+        "model_version": None if trained.get("model_version") is None else str(trained["model_version"]),
+        "champion_version": None if champion is None else str(champion),
+        "gate_decision": gate.get("decision"),
+        "endpoint_url": endpoint_url if deployed else None,
+        "sample_prediction": None if prediction is None else round(prediction, 6),
+        "monitored_days": [d.isoformat() for d in monitored],
+        "drift_detected": bool(drift.get("drift_detected")) if drift else None,
+        "drift_share": None if drift.get("drift_share") is None else round(float(drift["drift_share"]), 4),
+        "drift_report": drift.get("report_uri"),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    print()
+    print(f"model          {spec.name} version {summary['model_version']} (gate: {summary['gate_decision']})")
+    print(f"alias          champion -> version {summary['champion_version']}")
+    if prediction is not None:
+        print(f"endpoint       {endpoint_url}/v2/models/{spec.name}/infer  (prediction for one row: {prediction:.4f})")
+    if drift:
+        share = summary["drift_share"]
+        print(
+            f"drift          {'DETECTED' if summary['drift_detected'] else 'none'} "
+            f"(share of drifted features {share if share is not None else 'n/a'})"
+        )
+        print(f"drift report   {summary['drift_report']}")
+    print(f"summary        {out}  ({summary['wall_seconds']} s)")
     return summary
 
 
