@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -33,7 +34,12 @@ def test_scaffolded_model_trains_through_its_generated_dag(tmp_path: Path, monke
     from include.scaffold import scaffold
 
     names = _names(random.SystemRandom().randrange(10**6))
-    data = _write(_frame(names, rows=1200), tmp_path / "events.jsonl")
+    frame = _frame(names, rows=1200)
+    # The label reads the amount, which the scaffold keeps out of the features: give a feature a noisy view of it,
+    # so the model has something to learn and the gate (roc_auc >= 0.6) can promote it.
+    noise = np.random.default_rng(5).normal(0.0, 0.4, len(frame))
+    frame[names["score"]] = (frame[names["amount"]] / 40.0 + noise).round(4)
+    data = _write(frame, tmp_path / "events.jsonl")
     project = tmp_path / "project"
     monkeypatch.setenv("AIRFLOW__MLOPS__MODEL_SPECS_FOLDER", str(project / "include" / "models"))
     plan, _, landed = scaffold(
