@@ -25,8 +25,9 @@ MODEL_NAME = "fraud_detector"
 #: The aggregate views this model materializes; named because the repository also holds the model specs' views.
 FEATURE_VIEWS = ["customer_stats", "merchant_stats"]
 CONTRACT = "include/contracts/transactions.yaml"
-#: The gate's segment check: per-channel metrics must hold too, not only the overall ones.
-GATE_SEGMENTS = {"column": "channel", "min_rows": 200}
+#: The gate's segment check: online and card-present transactions must each hold, not only the overall metrics.
+#: A column of the training set (the evaluation window): ``is_online`` is the model's view of ``channel``.
+GATE_SEGMENTS = {"column": "is_online", "min_rows": 200}
 
 RAW_TRANSACTIONS: Asset = raw_asset(DATASET)
 VALIDATED_TRANSACTIONS: Asset = validated_asset(DATASET)
