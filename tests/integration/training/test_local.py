@@ -124,7 +124,8 @@ def test_trainer_fails_clearly_on_a_bad_snapshot(mlflow_connection, fast_params_
     from include.trainer.__main__ import main
 
     manifest = make_training_snapshot(tmp_path / "snapshot", rows=500, seed=1)
-    broken = dict(manifest, feature_columns=[*manifest["feature_columns"], "channel"])
+    # A feature the snapshot does not have (string features are fine: they are categorical).
+    broken = dict(manifest, feature_columns=[*manifest["feature_columns"], "no_such_column"])
     (tmp_path / "snapshot" / "manifest.json").write_text(json.dumps(broken))
     code = main(
         ["--training-set-uri", str(tmp_path / "snapshot"), "--params-file", fast_params_file, "--model-name", "bad",
@@ -132,7 +133,7 @@ def test_trainer_fails_clearly_on_a_bad_snapshot(mlflow_connection, fast_params_
         env={"MLFLOW_TRACKING_URI": mlflow_connection.url},
     )  # fmt: skip
     assert code == lineage.EXIT_TRAINING_ERROR
-    assert f"{lineage.ERROR_MARKER}" in (out := capsys.readouterr().out) and "channel (object)" in out
+    assert f"{lineage.ERROR_MARKER}" in (out := capsys.readouterr().out) and "no_such_column" in out
     code = main(
         ["--training-set-uri", str(tmp_path / "snapshot"), "--params-file", fast_params_file, "--model-name", "bad",
          "--output-json", str(tmp_path / "out.json"), "--expect-params-sha256", "0" * 64],
