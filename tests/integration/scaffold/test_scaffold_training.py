@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_provider.settings import reset_settings
 from tests.airflow_helpers import load_dag, task_states, task_xcom
 from tests.integration.scaffold.test_scaffold import DAYS, FIRST, _frame, _names, _write
+from tests.loopback import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -30,7 +32,15 @@ def _trainer_knows_tasks() -> bool:
     return "task" in DEFAULT_PARAMS
 
 
-def test_scaffolded_model_trains_through_its_generated_dag(tmp_path: Path, monkeypatch, mlflow_connection):
+def _stop_local_endpoint() -> None:
+    from mlops_provider.serving.local import LocalEndpoint
+    from mlops_provider.settings import get_settings
+
+    LocalEndpoint(settings=get_settings()).stop_all()
+    reset_settings()
+
+
+def test_scaffolded_model_trains_through_its_generated_dag(tmp_path: Path, monkeypatch, request, mlflow_connection):
     from include.scaffold import scaffold
 
     names = _names(random.SystemRandom().randrange(10**6))
@@ -53,6 +63,10 @@ def test_scaffolded_model_trains_through_its_generated_dag(tmp_path: Path, monke
     assert len(landed) == DAYS
 
     full = _trainer_knows_tasks()
+    # Its own port, and the endpoint stopped afterwards: nothing left listening for later tests (or runs).
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_SERVING_PORT", str(free_port()))
+    reset_settings()
+    request.addfinalizer(_stop_local_endpoint)
     dag = load_dag("scaffold_e2e__training")
     if not full:
         dag = dag.partial_subset(task_ids=["build_training_set"], include_upstream=True, include_downstream=False)
