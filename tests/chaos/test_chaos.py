@@ -471,11 +471,8 @@ def wave2(airflow, chaos_root, mlflow_server, _fake_k8s_server, serving_models, 
             ),
         }
         airflow.wait_for_dags([*scenarios, "chaos_race"])
-        runs = {}
-        for dag_id, (point, conf) in scenarios.items():
-            airflow.arm(dag_id, point)
-            runs[dag_id] = airflow.trigger(dag_id, conf)
         # Two runs race for one model (no pool): both candidates beat "no champion"; only one may promote.
+        # Triggered first, so both gates get executor slots at once and really overlap.
         race = {}
         for key in ("a", "b"):
             conf = {
@@ -485,6 +482,10 @@ def wave2(airflow, chaos_root, mlflow_server, _fake_k8s_server, serving_models, 
                 "criteria": None,
             }
             race[key] = airflow.trigger("chaos_race", conf, run_id=f"race_{key}")
+        runs = {}
+        for dag_id, (point, conf) in scenarios.items():
+            airflow.arm(dag_id, point)
+            runs[dag_id] = airflow.trigger(dag_id, conf)
         yield {
             "world": world,
             "runs": runs,
