@@ -12,16 +12,21 @@ from mlops_provider.operators.validation import DataValidationOperator
 from tests.chaos.dag_defaults import COMMON, CONF
 
 
-def _ingest_validate(dag_id: str):
+def _ingested_and_validated():
+    """Ingest then validate the window of ``conf['dataset']``; return the validation task."""
     window = {"partition_start": CONF("start"), "partition_end": CONF("end")}
+    ingest = IngestionOperator(task_id="ingest", dataset=CONF("dataset"), **window)
+    validate = DataValidationOperator(
+        task_id="validate", dataset=CONF("dataset"), contract="include/contracts/transactions.yaml", **window
+    )
+    ingest >> validate
+    return validate
 
+
+def _ingest_validate(dag_id: str):
     @dag(dag_id=dag_id, **COMMON)
     def chaos():
-        ingest = IngestionOperator(task_id="ingest", dataset=CONF("dataset"), **window)
-        validate = DataValidationOperator(
-            task_id="validate", dataset=CONF("dataset"), contract="include/contracts/transactions.yaml", **window
-        )
-        ingest >> validate
+        _ingested_and_validated()
 
     return chaos()
 
@@ -40,19 +45,12 @@ chaos_cooldown = _cooldown("chaos_cooldown")
 
 
 def _materialize(dag_id: str):
-    window = {"partition_start": CONF("start"), "partition_end": CONF("end")}
-
     @dag(dag_id=dag_id, **COMMON)
     def chaos():
-        ingest = IngestionOperator(task_id="ingest", dataset=CONF("dataset"), **window)
-        validate = DataValidationOperator(
-            task_id="validate", dataset=CONF("dataset"), contract="include/contracts/transactions.yaml", **window
-        )
-        apply = FeastApplyOperator(task_id="apply_features")
         materialize = FeastMaterializeOperator(
             task_id="materialize_features", start=CONF("start"), end=CONF("end"), feature_views=FEATURE_VIEWS
         )
-        ingest >> validate >> apply >> materialize
+        _ingested_and_validated() >> FeastApplyOperator(task_id="apply_features") >> materialize
 
     return chaos()
 
