@@ -6,6 +6,8 @@ manifest dict), ``params_file``, and for the gate ``candidate`` and ``criteria``
 
 from __future__ import annotations
 
+import time
+
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import dag, task
@@ -116,6 +118,12 @@ def training_kubernetes_reattach():
         pod = op.build_pod_request_obj(earlier)
         client = KubernetesHook(conn_id="fake_k8s").core_v1_client
         created = client.create_namespaced_pod("mlops", ApiClient().sanitize_for_serialization(pod))
+        deadline = time.monotonic() + 120
+        while conf.get("finished_before_retry") and time.monotonic() < deadline:
+            phase = client.read_namespaced_pod(created.metadata.name, "mlops").status.phase
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(0.2)
         return created.metadata.name
 
     train = XGBoostTrainKubernetesOperator(

@@ -176,15 +176,20 @@ def test_missing_credentials_secret_fails_the_start_clearly(fake_k8s, mlflow_con
     assert fake_k8s.pods() == []
 
 
+@pytest.mark.parametrize("finished_before_retry", [False, True], ids=["pod-running", "pod-succeeded"])
 def test_restarted_try_reattaches_to_the_running_pod_instead_of_starting_another(
-    cluster, k8s_snapshot, fast_params_file, tmp_path
+    cluster, k8s_snapshot, fast_params_file, tmp_path, finished_before_retry
 ):
+    """Running or already succeeded, the earlier start's pod is adopted: one pod, one version, then deleted."""
     cluster.set_pod_behavior(
         "succeeded", run=kubelet_running_the_trainer(cluster, tmp_path), pending_seconds=0.2,
         match={"mlops-test": "lost-worker"},
     )  # fmt: skip
     name = f"reattach_{uuid.uuid4().hex[:8]}"
-    conf = _conf(name, k8s_snapshot, fast_params_file, mlflow_tracking_uri=cluster_mlflow_url())
+    conf = _conf(
+        name, k8s_snapshot, fast_params_file, mlflow_tracking_uri=cluster_mlflow_url(),
+        finished_before_retry=finished_before_retry,
+    )  # fmt: skip
     dag_run = run_dag("training_kubernetes_reattach", conf=conf)
     assert task_states(dag_run) == {"lost_worker_pod": "success", "train": "success"}
     seeded = task_xcom(dag_run, "lost_worker_pod")

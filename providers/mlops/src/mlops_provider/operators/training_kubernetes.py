@@ -327,9 +327,24 @@ class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
         return self._complete(context)
 
     def get_or_create_pod(self, pod_request_obj: k8s.V1Pod, context: Context) -> k8s.V1Pod:
-        """KubernetesPodOperator's reattach-or-create (a retry adopts the pod a killed try left running)."""
-        pod = super().get_or_create_pod(pod_request_obj, context)
+        """KubernetesPodOperator's reattach-or-create, plus: a retry adopts a pod an earlier try left that succeeded.
+
+        The parent deletes a finished pod and starts another; a trainer pod that succeeded has registered its
+        version, so training again would only burn a GPU for the same answer (read back by the pod's key).
+        """
+        pod = self._succeeded_pod_of_an_earlier_try(pod_request_obj, context)
+        if pod is None:
+            pod = super().get_or_create_pod(pod_request_obj, context)
         fault_point("training.after_pod_created")
+        return pod
+
+    def _succeeded_pod_of_an_earlier_try(self, pod_request_obj: k8s.V1Pod, context: Context) -> k8s.V1Pod | None:
+        if not self.reattach_on_restart:
+            return None
+        pod = self.find_pod(pod_request_obj.metadata.namespace, context=context)
+        if pod is None or not pod.status or pod.status.phase != "Succeeded":
+            return None
+        self.log.info("Adopting pod %s: an earlier try's trainer finished there, no second pod", pod.metadata.name)
         return pod
 
     def on_kill(self) -> None:
