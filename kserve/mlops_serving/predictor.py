@@ -227,8 +227,18 @@ class XGBoostPredictor(Model):
 
     # -- metadata ------------------------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict]:
-        """V2 metadata: one FP32 tensor ``[-1, n_features]``."""
-        return [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.feature_names)]}]
+        """V2 metadata: one FP32 tensor ``[-1, n_features]``; with categoricals, the column form clients send.
+
+        A model with categorical features takes their values as text, so its metadata lists one ``[-1]`` tensor
+        per feature in the model's order (``BYTES`` for a categorical, ``FP32`` else); the single FP32 matrix of
+        codes (what the transformer forwards) is accepted too.
+        """
+        if not self.categories:
+            return [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.feature_names)]}]
+        return [
+            {"name": name, "datatype": "BYTES" if name in self.categories else "FP32", "shape": [-1]}
+            for name in self.feature_names
+        ]
 
     def get_output_types(self) -> list[dict]:
         """V2 metadata: one FP32 tensor ``[-1]``; multiclass ``[-1, classes]`` probabilities and the class."""

@@ -82,7 +82,7 @@ def test_scaffolded_model_trains_through_its_generated_dag(tmp_path: Path, monke
     assert manifest["label_column"] == "label" and manifest["timestamp_column"] == names["timestamp"]
     assert manifest["rows"] == len(plan.frame)
     frame = pd.read_parquet(manifest["uri"].removeprefix("file://"))
-    expected = {f"{names['score']}_value", f"{names['tier']}_code", f"{names['entity']}_count_7d"}
+    expected = {f"{names['score']}_value", f"{names['tier']}_value", f"{names['entity']}_count_7d"}
     assert expected <= set(manifest["feature_columns"]), manifest["feature_columns"]
     # The label was derived at ingestion from the expression, as the spec says: the same positives.
     assert set(frame["label"]) == {0, 1}

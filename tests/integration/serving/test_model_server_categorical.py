@@ -191,3 +191,16 @@ def test_the_transformer_encodes_feast_strings_and_an_entity_key_that_is_a_featu
     assert body["matrix"] == [[1.5, 1.0, 0.0, 1.0], [2.5, None, None, None], [None, None, 1.0, None]]
     # The null request field is left out of Feast's entity rows; the key is sent as the string it is.
     assert body["sent"] == [[{"carrier": "a", "note": "y"}, {"carrier": "b"}, {"carrier": "c", "note": "unseen"}]]
+
+
+def test_v2_metadata_lists_the_column_form_with_bytes_for_categoricals(categorical_server):
+    import urllib.request
+
+    server, _ = categorical_server
+    with urllib.request.urlopen(f"{server.url}/v2/models/categorical_model", timeout=10) as response:
+        metadata = json.loads(response.read())
+    assert metadata["inputs"] == [
+        {"name": "amount", "datatype": "FP32", "shape": [-1]},
+        {"name": "merchant_code", "datatype": "BYTES", "shape": [-1]},
+        {"name": "hour", "datatype": "FP32", "shape": [-1]},
+    ]

@@ -201,9 +201,9 @@ def test_policy_reasons():
     assert policy.evaluate(drift_share=0.1, drifted_features=["hour"]) == []
     assert policy.evaluate(drift_share=0.6, drifted_features=["hour"]) == ["share of drifted features 0.60 >= 0.50"]
     assert policy.evaluate(drift_share=0.1, drifted_features=["amount"]) == ["critical features drifted: amount"]
-    assert policy.evaluate(drift_share=0.0, drifted_features=[], performance_drop=0.08) == [
-        "roc_auc dropped by 0.0800 > 0.0500"
-    ]
+    assert policy.evaluate(
+        drift_share=0.0, drifted_features=[], performance_drop=0.08, performance_metric="roc_auc"
+    ) == ["roc_auc dropped by 0.0800 > 0.0500"]
     assert policy.evaluate(drift_share=0.0, drifted_features=[], prediction_drifted=True) == [
         "model predictions drifted"
     ]

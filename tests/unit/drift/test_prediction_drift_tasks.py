@@ -87,4 +87,45 @@ def test_regression_predictions_are_compared_as_numbers_and_scored_on_r2():
     assert performance_metric("r2", labels, labels) == 1.0
     # A classification metric of a regression model's values is undefined, not an error.
     assert performance_metric("roc_auc", labels, labels) is None
-    assert performance_metric("roc_auc", np.array([0, 1, 2]), np.zeros((3, 3))) is None
+    assert performance_metric("average_precision", np.array([0, 1, 2]), np.full((3, 3), 1 / 3)) is None
+
+
+def test_regression_performance_defaults_to_r2_and_its_drop_triggers():
+    rng, reference, current = _world()
+    reference["x"] = reference["label"] + rng.normal(0, 0.1, ROWS)
+    current["label"] = rng.normal(0, 1, ROWS)
+    current["x"] = current["label"] + rng.normal(0, 1.5, ROWS)  # the model got much worse
+    result = check_drift(
+        reference, current, features=["x"], config=DriftConfig(),
+        policy=DriftPolicy(drift_share=1.0, max_performance_drop=0.2), label="label",
+        scorer=lambda frame: frame["x"].to_numpy(),
+    )  # fmt: skip
+    assert result.performance["status"] == "checked" and result.performance["metric"] == "r2"
+    assert result.performance["reference"] > 0.95 and result.performance_drop > 0.5
+    assert any(r.startswith("r2 dropped by") for r in result.reasons), result.reasons
+
+
+def test_multiclass_performance_compares_labels_through_the_models_classes():
+    classes = ["bus", "car", "tram"]  # the model's probability order
+    labels = np.array(["car", "tram", "bus", "car", "walk"])
+    proba = np.array([[0.1, 0.8, 0.1], [0.2, 0.1, 0.7], [0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4]])
+    # Arg-max: car, tram, bus, bus, tram -> 3 of 5 right (an unknown label is never right).
+    assert performance_metric("accuracy", labels, proba, classes) == 0.6
+    auc = performance_metric("roc_auc", labels, proba, classes)
+    assert auc is not None and 0.5 < auc <= 1.0
+
+    def scorer(frame):
+        logits = np.column_stack([frame["x"], -frame["x"], np.zeros(len(frame))])
+        return _softmax(3 * logits)
+
+    scorer.classes = classes
+    rng, reference, current = _world()
+    reference["label"] = np.array(classes)[scorer(reference).argmax(axis=1)]  # the model was right
+    current["label"] = rng.choice(classes, ROWS)  # the world changed: the labels no longer follow x
+    result = check_drift(
+        reference, current, features=["x"], config=DriftConfig(),
+        policy=DriftPolicy(drift_share=1.0, max_performance_drop=0.1), label="label", scorer=scorer,
+    )  # fmt: skip
+    assert result.performance["status"] == "checked" and result.performance["metric"] == "accuracy"
+    assert result.performance["reference"] == 1.0 and result.performance["current"] < 0.5
+    assert any(r.startswith("accuracy dropped by") for r in result.reasons), result.reasons

@@ -15,6 +15,7 @@ def spec(spec_dict):
     spec_dict["drift"] = {"schedule": "0 3 * * *", "policy": {"drift_share": 0.3}, "tests": {"method": "psi"}}
     spec_dict["retraining"] = {"cooldown_minutes": 60, "daily_cap": 4}
     spec_dict["materialization"] = {"schedule": "@hourly"}
+    spec_dict["features"]["entity_keys"] = ["region_code"]
     return parse_spec(spec_dict, "include/models/refunds.yaml", REPO_ROOT)
 
 
@@ -81,6 +82,7 @@ def test_training_operators_carry_the_specs_names(dags, spec):
         training_set.label_column,
         training_set.timestamp_column,
     ) == ("orders", "refunds_v1", "refunded", "ordered_at")
+    assert training_set.entity_features == ["region_code"]
     assert [a.name for a in training_set.outlets] == ["training_set.orders"]
     train = dag.get_task("train")
     assert train.model_name == "refunds" and train.params_file == "include/trainer/params.yaml"

@@ -68,7 +68,7 @@ def test_request_features_and_service(objects):
     source = objs["refunds__request_source"]
     assert [f.name for f in source.schema] == ["basket_value", "items", "pay_method"]
     odfv = objs["refunds__request"]
-    assert [f.name for f in odfv.features] == ["basket_value_value", "items_value", "pay_method_code"]
+    assert [f.name for f in odfv.features] == ["basket_value_value", "items_value", "pay_method_value"]
     service = objs["refunds_v1"]
     assert service.tags == {"model": "refunds"}
     assert [p.name for p in service.feature_view_projections] == [
@@ -81,12 +81,12 @@ def test_request_features_and_service(objects):
     assert features == spec.feature_columns
 
 
-def test_request_transform_encodes_categoricals():
+def test_request_transform_keeps_categoricals_as_strings_and_nulls_values_outside_the_list():
     from mlops_provider.spec.feast import request_transform
 
     transform = request_transform(("items",), {"pay_method": ("card", "cash")})
     out = transform({"items": [1, None], "pay_method": ["cash", "crypto"]})
-    assert out == {"items_value": [1.0, None], "pay_method_code": [1, -1]}
+    assert out == {"items_value": [1.0, None], "pay_method_value": ["cash", None]}
 
 
 def test_repo_objects_of_a_folder_and_the_example_repo_module(write_spec, spec_dict, tmp_path, monkeypatch):
@@ -112,4 +112,4 @@ def test_request_view_survives_the_registry_round_trip(objects):
     _, objs = objects
     rebuilt = OnDemandFeatureView.from_proto(objs["refunds__request"].to_proto())
     out = rebuilt.feature_transformation.udf({"basket_value": [2.5], "items": [3], "pay_method": ["voucher"]})
-    assert out == {"basket_value_value": [2.5], "items_value": [3.0], "pay_method_code": [2]}
+    assert out == {"basket_value_value": [2.5], "items_value": [3.0], "pay_method_value": ["voucher"]}

@@ -38,7 +38,8 @@ def test_valid_spec_and_its_defaults(spec_dict):
     assert "label_lag" not in spec.features.aggregates[0].tags and "column" not in spec.features.aggregates[0].tags
     assert spec.feature_views == ["refunds__shop_id_aggregates", "refunds__region_code_aggregates", "refunds__shops"]
     assert spec.request_view == "refunds__request"
-    assert spec.feature_columns[-3:] == ["basket_value_value", "items_value", "pay_method_code"]
+    assert spec.feature_columns[-3:] == ["basket_value_value", "items_value", "pay_method_value"]
+    assert parse({**spec_dict, "features": {"entity_keys": ["region_code"]}}).feature_columns == ["region_code"]
     # Defaults (the README's table).
     assert spec.source.uri is None and spec.source.format == "auto" and spec.source.csv_delimiter == ","
     assert spec.training.backend is None and spec.training.params_file == "include/trainer/params.yaml"
@@ -200,6 +201,11 @@ ERRORS = [
         "categorical_values",
         _set("features.categoricals.pay_method", ["card", "card"]),
         "features.categoricals.pay_method: expected a non-empty list of distinct strings",
+    ),
+    (
+        "entity_key_feature_unknown",
+        _set("features.entity_keys", ["pay_method"]),
+        "features.entity_keys[0]: expected one of the entity keys ['region_code', 'shop_id'], got 'pay_method'",
     ),
     ("no_features", _set("features", {"request": []}), "features: expected at least one feature"),
     ("feature_service", _set("feature_service", "v 1"), "feature_service: expected a name"),

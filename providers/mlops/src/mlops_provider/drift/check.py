@@ -205,6 +205,7 @@ def check_drift(
         drifted_features=drifted,
         performance_drop=(performance or {}).get("drop"),
         prediction_drifted=(prediction_drift or {}).get("drift_detected"),
+        performance_metric=(performance or {}).get("metric"),
     )
     return DriftCheckResult(
         features=columns,
@@ -234,7 +235,7 @@ def _model_checks(
     scorer: Scorer | None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Prediction drift (logged predictions vs the model's scores on the reference) and performance."""
-    from mlops_provider.drift.scoring import performance_metric, prediction_frames
+    from mlops_provider.drift.scoring import DEFAULT_METRIC, performance_metric, prediction_frames
 
     has_logged = not predictions.empty and PREDICTION_COLUMN in predictions.columns
     scorable_current = all(c in current.columns for c in features)
@@ -280,15 +281,29 @@ def _model_checks(
     if has_labels:
         assert label is not None
         current_scores = scorer(current[features])
-        ref_value = performance_metric(policy.performance_metric, reference_sample[label].to_numpy(), reference_scores)
-        cur_value = performance_metric(policy.performance_metric, current[label].to_numpy(), current_scores)
+        classes = getattr(scorer, "classes", None)
+        metric = policy.performance_metric or DEFAULT_METRIC[_task_of_scores(reference_scores, reference_sample[label])]
+        ref_value = performance_metric(metric, reference_sample[label].to_numpy(), reference_scores, classes)
+        cur_value = performance_metric(metric, current[label].to_numpy(), current_scores, classes)
         both = ref_value is not None and cur_value is not None
         performance = {
             "status": "checked" if both else "undefined",
-            "metric": policy.performance_metric,
+            "metric": metric,
             "reference": round_score(ref_value),
             "current": round_score(cur_value),
             # The drop is computed unrounded: the policy compares it with max_performance_drop.
             "drop": (ref_value - cur_value) if ref_value is not None and cur_value is not None else None,
         }
     return prediction_drift, performance
+
+
+def _task_of_scores(scores: Any, labels: pd.Series) -> str:
+    """The model's task as its scores show it: class probabilities, one probability of 0/1 labels, or values."""
+    import numpy as np
+
+    scores = np.asarray(scores)
+    if scores.ndim == 2:
+        return "multiclass"
+    binary_labels = set(labels.dropna().unique().tolist()) <= {0, 1}
+    in_unit = scores.size == 0 or (float(scores.min()) >= 0.0 and float(scores.max()) <= 1.0)
+    return "binary" if binary_labels and in_unit else "regression"

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mlops_provider.drift.scoring import METRICS
+
 
 @dataclass(frozen=True)
 class DriftPolicy:
@@ -25,14 +27,15 @@ class DriftPolicy:
     :param drift_share: share of drifted features (0-1] at or above which drift exceeds the policy.
     :param critical_features: features whose drift alone exceeds the policy.
     :param max_performance_drop: largest tolerated drop of ``performance_metric`` (None: not checked).
-    :param performance_metric: ``roc_auc`` (default), ``average_precision`` or ``accuracy``.
+    :param performance_metric: ``roc_auc``, ``average_precision``, ``accuracy`` or ``r2`` (default: the model's
+        task's, ``roc_auc`` binary, ``accuracy`` multiclass, ``r2`` regression).
     :param prediction_drift_triggers: whether drift of the model's predictions alone exceeds the policy.
     """
 
     drift_share: float = 0.5
     critical_features: tuple[str, ...] = ()
     max_performance_drop: float | None = None
-    performance_metric: str = "roc_auc"
+    performance_metric: str | None = None
     prediction_drift_triggers: bool = False
 
     def __post_init__(self) -> None:
@@ -40,9 +43,10 @@ class DriftPolicy:
             raise ValueError(f"Drift policy drift_share must be in (0, 1], got {self.drift_share!r}.")
         if self.max_performance_drop is not None and self.max_performance_drop < 0:
             raise ValueError(f"Drift policy max_performance_drop must be >= 0, got {self.max_performance_drop!r}.")
-        if self.performance_metric not in ("roc_auc", "average_precision", "accuracy"):
+        if self.performance_metric is not None and self.performance_metric not in METRICS:
             raise ValueError(
-                f"Drift policy performance_metric={self.performance_metric!r}; use roc_auc, average_precision or accuracy."
+                f"Drift policy performance_metric={self.performance_metric!r}; use one of {', '.join(METRICS)} "
+                "(or leave it out for the model's task's metric)."
             )
 
     @classmethod
@@ -69,8 +73,13 @@ class DriftPolicy:
         drifted_features: list[str],
         performance_drop: float | None = None,
         prediction_drifted: bool | None = None,
+        performance_metric: str | None = None,
     ) -> list[str]:
-        """Return the reasons the verdict exceeds the policy (empty: it does not)."""
+        """Return the reasons the verdict exceeds the policy (empty: it does not).
+
+        ``performance_metric`` names the metric the drop was measured in (the task's default when the policy
+        names none).
+        """
         reasons = []
         if drift_share >= self.drift_share:
             reasons.append(f"share of drifted features {drift_share:.2f} >= {self.drift_share:.2f}")
@@ -80,7 +89,8 @@ class DriftPolicy:
         if self.max_performance_drop is not None and performance_drop is not None:
             if performance_drop > self.max_performance_drop:
                 reasons.append(
-                    f"{self.performance_metric} dropped by {performance_drop:.4f} > {self.max_performance_drop:.4f}"
+                    f"{performance_metric or self.performance_metric or 'performance'} dropped by "
+                    f"{performance_drop:.4f} > {self.max_performance_drop:.4f}"
                 )
         if self.prediction_drift_triggers and prediction_drifted:
             reasons.append("model predictions drifted")

@@ -19,9 +19,13 @@ if TYPE_CHECKING:
 #: ``score(features) -> predictions``: one score per row, or one probability per class and row (multiclass).
 Scorer = Callable[["pd.DataFrame"], "np.ndarray"]
 
-#: Metrics :func:`performance_metric` computes (the drift policy's ``performance_metric``): the first three for
-#: binary classifiers, ``r2`` for regression models.
+#: Metrics :func:`performance_metric` computes (the drift policy's ``performance_metric``): ``roc_auc`` and
+#: ``accuracy`` for classifiers (one-vs-rest macro ROC AUC and arg-max accuracy for multiclass),
+#: ``average_precision`` for binary ones, ``r2`` for regression models.
 METRICS = ("roc_auc", "average_precision", "accuracy", "r2")
+
+#: The metric watched when the policy names none: per task of the model's scores.
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "r2"}
 
 #: The request log's columns (see ``kserve/mlops_serving/prediction_log.py``): the score, and for a multiclass
 #: model the arg-max class index in ``prediction`` plus one probability column per class.
@@ -29,8 +33,20 @@ PREDICTION_COLUMN = "prediction"
 CLASS_PROBABILITY_PREFIX = "prediction_class_"
 
 
+def model_classes(model: Any) -> list | None:
+    """The class labels of a multiclass model in the order of its probabilities (None: not multiclass, unknown)."""
+    from mlops_provider.lineage import MULTICLASS, booster_task
+
+    booster = model.get_booster() if hasattr(model, "get_booster") else model
+    task, classes = booster_task(booster)
+    return classes if task == MULTICLASS else None
+
+
 def model_scorer(model: Any) -> Scorer:
-    """Return a scorer for an xgboost model: the sklearn wrapper's ``predict_proba`` or a ``Booster``."""
+    """Return a scorer for an xgboost model: the sklearn wrapper's ``predict_proba`` or a ``Booster``.
+
+    The scorer's ``classes`` attribute holds :func:`model_classes` (what multiclass labels are compared by).
+    """
     import numpy as np
 
     def score(frame: pd.DataFrame) -> np.ndarray:
@@ -44,6 +60,7 @@ def model_scorer(model: Any) -> Scorer:
             return np.asarray(booster_predict(model, frame, list(model.feature_names or frame.columns)))
         return np.asarray(model.predict(frame)).reshape(len(frame), -1)[:, -1]
 
+    score.classes = model_classes(model)  # type: ignore[attr-defined]
     return score
 
 
@@ -59,8 +76,10 @@ def lazy_scorer(load: Callable[[], Any]) -> Scorer:
     def score(frame: pd.DataFrame) -> np.ndarray:
         if not loaded:
             loaded.append(model_scorer(load()))
+            score.classes = getattr(loaded[0], "classes", None)  # type: ignore[attr-defined]
         return loaded[0](frame)
 
+    score.classes = None  # type: ignore[attr-defined]
     return score
 
 
@@ -86,18 +105,23 @@ def prediction_frames(reference_scores: Any, predictions: pd.DataFrame) -> tuple
     return reference, current
 
 
-def performance_metric(name: str, labels: Any, scores: Any) -> float | None:
+def performance_metric(name: str, labels: Any, scores: Any, classes: list | None = None) -> float | None:
     """Return ``name`` (one of :data:`METRICS`) of ``scores`` against ``labels``.
 
-    None when it is undefined: a single label value, a classification metric of a regression model's values
-    (or ``r2`` of a classifier's), or multiclass probabilities (their labels need the model's class order).
+    Multiclass scores (``[n, classes]``) are compared with the labels through ``classes`` (the model's class
+    labels in probability order, default ``0..k-1``): ``accuracy`` of the arg-max (a label the model does not
+    know counts as wrong) and one-vs-rest macro ``roc_auc`` (over the known labels).
+    None when it is undefined: a single label value, a classification metric of a regression model's values,
+    ``r2`` of a classifier's, or ``average_precision`` of a multiclass model.
     """
     import numpy as np
     from sklearn import metrics
 
     scores = np.asarray(scores)
-    if len(set(labels)) < 2 or scores.ndim == 2:
+    if len(set(labels)) < 2:
         return None
+    if scores.ndim == 2:
+        return _multiclass_metric(name, labels, scores, classes)
     if name == "r2":
         return float(metrics.r2_score(np.asarray(labels, dtype=float), scores))
     if set(np.unique(labels).tolist()) - {0, 1}:  # not 0/1 labels: not a binary classifier's
@@ -107,3 +131,24 @@ def performance_metric(name: str, labels: Any, scores: Any) -> float | None:
     if name == "average_precision":
         return float(metrics.average_precision_score(labels, scores))
     return float(metrics.accuracy_score(labels, (scores >= 0.5).astype(int)))
+
+
+def _multiclass_metric(name: str, labels: Any, proba: Any, classes: list | None) -> float | None:
+    import numpy as np
+    from sklearn import metrics
+
+    k = proba.shape[1]
+    index = {str(c): i for i, c in enumerate(classes if classes is not None else range(k))}
+    y = np.array([index.get(str(v), -1) for v in labels])
+    if name == "accuracy":
+        return float(np.mean(proba.argmax(axis=1) == y))
+    known = y >= 0
+    if name != "roc_auc" or len(set(y[known].tolist())) < 2:
+        return None
+    present = sorted(set(y[known].tolist()))
+    # Scores of the classes present, renormalised: sklearn's one-vs-rest AUC needs rows that sum to one.
+    sub = np.clip(proba[known][:, present], 1e-12, None)
+    sub = sub / sub.sum(axis=1, keepdims=True)
+    if len(present) == 2:
+        return float(metrics.roc_auc_score(y[known] == present[1], sub[:, 1]))
+    return float(metrics.roc_auc_score(y[known], sub, multi_class="ovr", average="macro", labels=present))

@@ -179,6 +179,7 @@ def training_dag(spec: ModelSpec) -> DAG:
             feature_service=spec.feature_service,
             label_column=spec.label,
             timestamp_column=spec.timestamp_column,
+            entity_features=list(spec.features.entity_keys) or None,
             partition_start=_WINDOW_START,
             partition_end=_WINDOW_END,
             outlets=[assets.training_set],

@@ -15,8 +15,9 @@ and project without clashing (and without touching the objects the repository de
   field tags ``aggregation``/``column``/``window`` and ``label_lag`` when the spec gives one), its rows under
   ``<data_root>/features/<view>``;
 - a static ``FeatureView`` ``<model>__<table>`` per static table, read from the table's Parquet ``FileSource``;
-- an on-demand view ``<model>__request`` over a ``RequestSource`` with the event's own columns: numeric ones
-  as ``<column>_value``, categoricals as ``<column>_code`` (the value's position in the spec's list, -1 else);
+- an on-demand view ``<model>__request`` over a ``RequestSource`` with the event's own columns as
+  ``<column>_value``: numbers as ``Float64``, categoricals as ``String`` (a value outside the spec's list is null,
+  so the model, which learns them as XGBoost native categoricals, treats it as missing);
 - the ``FeatureService`` named in the spec (default ``<model>_v1``), tagged with the model's name.
 
 Feast is imported inside the functions: only Feast itself (and the operators that load the repository)
@@ -57,16 +58,16 @@ def request_transform_source(request: tuple[str, ...], categoricals: dict[str, t
     features are computed (training sets, the model server), so the text is self-contained: the spec's
     columns and categorical values are written into it as literals (``repr`` of validated names and strings).
     """
-    codes = {column: {value: i for i, value in enumerate(values)} for column, values in categoricals.items()}
+    allowed = {column: sorted(values) for column, values in categoricals.items()}
     return (
         "def transform(inputs: dict) -> dict:\n"
         f"    request = {tuple(request)!r}\n"
-        f"    codes = {codes!r}\n"
+        f"    categories = {allowed!r}\n"
         "    out = {}\n"
         "    for column in request:\n"
         '        out[column + "_value"] = [None if v is None else float(v) for v in inputs[column]]\n'
-        "    for column, mapping in codes.items():\n"
-        '        out[column + "_code"] = [mapping.get(v, -1) for v in inputs[column]]\n'
+        "    for column, values in categories.items():\n"
+        '        out[column + "_value"] = [v if v in values else None for v in inputs[column]]\n'
         "    return out\n"
     )
 
@@ -172,7 +173,7 @@ def spec_objects(spec: ModelSpec, data_root: str | None = None) -> dict[str, Any
             name=request_view,
             sources=[request],
             schema=[Field(name=f"{c}_value", dtype=Float64) for c in spec.features.request]
-            + [Field(name=f"{c}_code", dtype=Int64) for c in spec.features.categoricals],
+            + [Field(name=f"{c}_value", dtype=String) for c in spec.features.categoricals],
             mode="python",
             udf=cast(FunctionType, request_transform(spec.features.request, spec.features.categoricals)),
             udf_string=request_transform_source(spec.features.request, spec.features.categoricals),

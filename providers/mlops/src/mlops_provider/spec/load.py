@@ -297,7 +297,7 @@ def _static(items: list[Any], reader: _Reader, entities: dict[str, str]) -> list
 
 
 def _features(raw: Any, reader: _Reader, contract: Any, entities: dict[str, str], label: str) -> FeaturesSpec:
-    raw = reader.mapping(raw, "features", ("aggregates", "static", "request", "categoricals"))
+    raw = reader.mapping(raw, "features", ("aggregates", "static", "request", "categoricals", "entity_keys"))
     types = {c.name: c.type for c in contract.columns}
     numeric = {n for n, t in types.items() if t in _NUMERIC_TYPES}
     aggregates = _aggregates(reader.list_of(raw.get("aggregates"), "features.aggregates"), reader, entities, numeric)
@@ -329,18 +329,26 @@ def _features(raw: Any, reader: _Reader, contract: Any, entities: dict[str, str]
                 key, f"expected a non-empty list of distinct strings (the codes are their positions), got {values!r}"
             )
         categoricals[column] = tuple(values)
-    features = FeaturesSpec(tuple(aggregates), tuple(static), tuple(request), categoricals)
+    entity_keys = []
+    for i, column in enumerate(reader.list_of(raw.get("entity_keys"), "features.entity_keys")):
+        if column not in entities:
+            raise reader.fail(f"features.entity_keys[{i}]", f"expected one of the entity keys {sorted(entities)}, got {column!r}")
+        entity_keys.append(column)
+    features = FeaturesSpec(tuple(aggregates), tuple(static), tuple(request), categoricals, tuple(entity_keys))
     for key, used in (("features.request", request), ("features.categoricals", list(categoricals))):
         if label in used:
             raise reader.fail(
                 key, f"expected feature columns, got the label {label!r} (the model would see its answer)"
             )
     names = [a.name for a in aggregates] + [c for t in static for c in t.features] + request_feature_names(features)
+    names += entity_keys
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise reader.fail("features", f"expected distinct feature names, got {duplicates} more than once (set prefix)")
     if not names:
-        raise reader.fail("features", "expected at least one feature (aggregates, static, request or categoricals)")
+        raise reader.fail(
+            "features", "expected at least one feature (aggregates, static, request, categoricals or entity_keys)"
+        )
     return features
 
 

@@ -71,8 +71,10 @@ class FeaturesSpec:
     static: tuple[StaticTable, ...] = ()
     #: Numeric columns of the event itself, used as they are.
     request: tuple[str, ...] = ()
-    #: String columns of the event, encoded as the index of the value in the list (-1 for others).
+    #: String columns of the event with their known values, served as strings (others are missing).
     categoricals: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Entity keys that are model inputs too (a string key is a categorical, e.g. a carrier code).
+    entity_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,15 +180,16 @@ class ModelSpec:
         for table in self.features.static:
             columns += list(table.features)
         columns += request_feature_names(self.features)
+        columns += list(self.features.entity_keys)
         return columns
 
 
 def request_feature_names(features: FeaturesSpec) -> list[str]:
-    """Output names of the request-time features: ``<column>_value`` and ``<column>_code`` for categoricals.
+    """Output names of the request-time features: ``<column>_value`` (numbers, and categoricals as strings).
 
     Distinct from the event's columns, which the entity frame of a training set already carries.
     """
-    return [f"{c}_value" for c in features.request] + [f"{c}_code" for c in features.categoricals]
+    return [f"{c}_value" for c in features.request] + [f"{c}_value" for c in features.categoricals]
 
 
 def duration(text: str) -> timedelta:
