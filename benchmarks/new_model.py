@@ -10,8 +10,6 @@ expression, numeric and text features), then times what a user runs, each as its
 Setup that a user does once (``airflow db migrate``, the promotion pool) is timed separately and not counted.
 Everything runs in a private Airflow home, data root and spec folder under ``build/bench/new_model/``, with
 the local endpoint on a free port; the endpoint is stopped at the end. Writes ``build/bench/new_model.json``.
-Where the trainer does not know the params file's ``task`` key yet, the benchmark removes ``task: binary`` from
-the scaffolded params file (the spec loader reads no key as binary) and says so.
 
 Usage: ``python benchmarks/new_model.py [--rows 20000] [--days 10]``
 """
@@ -42,10 +40,11 @@ TARGET_SECONDS = 180.0
 _TRAIN = """
 import json
 from pathlib import Path
-from include.airflow_runner import load_dag, task_states
+from include.airflow_runner import load_dag, task_durations, task_states
 try:
     dag = load_dag({dag_id!r}, [Path({dags!r})])
-    print(json.dumps(task_states(dag.test(run_conf={conf!r}))))
+    run = dag.test(run_conf={conf!r})
+    print(json.dumps({{"states": task_states(run), "seconds": task_durations(run)}}))
 finally:
     from mlops_provider.hooks.local_serving import LocalServingHook
     LocalServingHook().stop_all()
@@ -101,20 +100,6 @@ def _timed(command: list[str], env: dict[str, str], what: str) -> tuple[float, s
     return seconds, out.stdout
 
 
-def _fit_params_to_trainer(params_file: Path) -> None:
-    """Drop the ``task`` key (binary) where this trainer does not know it yet; the spec loader reads none as binary."""
-    import yaml
-
-    sys.path.insert(0, str(ROOT))
-    from include.trainer.params import DEFAULT_PARAMS
-
-    params = yaml.safe_load(params_file.read_text())
-    if "task" not in DEFAULT_PARAMS and params.get("task") == "binary":
-        del params["task"]
-        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        print(f"note: this trainer does not know 'task' yet; removed 'task: binary' from {params_file.name}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000)
@@ -148,13 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         "the scaffold",
     )
     print(printed)
-    _fit_params_to_trainer(WORK / "project" / "include" / "models" / "params" / f"{MODEL}.yaml")
     as_of = (pd.Timestamp("2026-05-01") + pd.Timedelta(days=args.days - 1)).strftime("%Y-%m-%d")
     code = _TRAIN.format(
         dag_id=f"{MODEL}__training", dags=str(ROOT / "dags"), conf={"as_of": as_of, "window_days": args.days}
     )
     train_seconds, printed = _timed([sys.executable, "-c", code], env, "the training DAG")
-    states = json.loads(printed.strip().splitlines()[-1])
+    outcome = json.loads(printed.strip().splitlines()[-1])
+    states, task_seconds = outcome["states"], outcome["seconds"]
     failed = {t: s for t, s in states.items() if s not in ("success", "skipped")}
     total = scaffold_seconds + train_seconds
     records = [
@@ -165,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     emit("new_model", records)
     print(f"task states: {states}")
+    print("task seconds: " + ", ".join(f"{t} {s:.1f}" for t, s in sorted(task_seconds.items(), key=lambda x: -x[1])))
     if failed:
         print(f"NOT SERVED: tasks not successful {failed}; Airflow's logs are under {WORK / 'airflow'}")
         return 1

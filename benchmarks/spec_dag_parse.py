@@ -82,7 +82,7 @@ def synthetic_spec(i: int) -> dict:
                 }
             ],
             "request": ["value_a", "value_b"],
-            "categoricals": {"kind": ["x", "y", "z"]},
+            "categoricals": ["kind"],
         },
         "gate": {"criteria": {"min_metrics": {"roc_auc": 0.7}}},
         "drift": {"schedule": f"{i % 60} */6 * * *"},

@@ -38,6 +38,16 @@ def task_states(dag_run) -> dict[str, str]:
         return {ti.task_id: (ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis}
 
 
+def task_durations(dag_run) -> dict[str, float]:
+    """Map task_id to the seconds its last try ran (tasks that never started are left out)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        return {ti.task_id: round(float(ti.duration), 2) for ti in tis if ti.duration is not None}
+
+
 def task_xcom(dag_run, task_id: str, key: str = "return_value") -> Any:
     """Return the XCom ``key`` pushed by ``task_id`` in ``dag_run`` (None when absent)."""
     from airflow.models.xcom import XComModel

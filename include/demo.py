@@ -137,12 +137,13 @@ def _run(dag_id: str, log_file: Path, *, conf: dict | None = None, logical_date=
     return dag_run
 
 
-def _predict(endpoint_url: str, model_name: str, row: list[float]) -> float:
-    from mlops_provider.serving.analysis import v2_request
+def _predict(endpoint_url: str, model_name: str, training_set: dict) -> float:
+    """The endpoint's answer for the training set's first row (categorical features sent as text)."""
+    from mlops_provider.serving.analysis import sample_rows
 
     request = urllib.request.Request(
         f"{endpoint_url}/v2/models/{model_name}/infer",
-        data=json.dumps(v2_request([row])).encode(),
+        data=json.dumps(sample_rows(endpoint_url, model_name, training_set).request()).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -217,12 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
     champion = client.get_model_version_by_alias(EXAMPLE_MODEL, "champion")
     endpoint_url = deployed.get("endpoint_url") or f"http://127.0.0.1:{settings.local_serving_port}"
 
-    from mlops_provider.storage import read_parquet
-
     training_set = task_xcom(training, "build_training_set") or {}
-    sample = read_parquet(training_set["uri"]).head(1)
-    row = sample[training_set["feature_columns"]].astype("float32").iloc[0].tolist()
-    prediction = _predict(endpoint_url, EXAMPLE_MODEL, row)
+    prediction = _predict(endpoint_url, EXAMPLE_MODEL, training_set)
 
     summary = {
         "model_name": EXAMPLE_MODEL,
@@ -350,12 +347,8 @@ def spec_demo(model: str, out: Path) -> dict:
     endpoint_url = deployed.get("endpoint_url") or f"http://127.0.0.1:{settings.local_serving_port}"
     prediction = None
     if deployed:
-        from mlops_provider.storage import read_parquet
-
         training_set = task_xcom(training, "build_training_set") or {}
-        sample = read_parquet(training_set["uri"]).head(1)
-        row = sample[training_set["feature_columns"]].astype("float32").iloc[0].tolist()
-        prediction = _predict(endpoint_url, spec.name, row)
+        prediction = _predict(endpoint_url, spec.name, training_set)
     summary = {
         "model_name": spec.name,
         "task": spec.task,

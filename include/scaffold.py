@@ -357,7 +357,7 @@ def build_plan(
     notes: list[str] = []
     contract_columns: dict[str, dict[str, Any]] = {}
     request: list[str] = []
-    categoricals: dict[str, list[str]] = {}
+    categoricals: list[str] = []
     rows = len(frame)
     for column in frame.columns:
         series = frame[column]
@@ -407,7 +407,7 @@ def build_plan(
         if kind in ("int64", "float64"):
             request.append(column)
         elif kind == "string" and "allowed" in entry:
-            categoricals[column] = entry["allowed"]
+            categoricals.append(column)
         elif kind == "timestamp":
             notes.append(f"{column}: not a feature, a second timestamp (derive a duration from it in the spec)")
         else:
@@ -671,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  rows {len(plan.frame)} over {len(plan.days)} days ({plan.days[0]} .. {plan.days[-1]})")
     print(
-        f"  features: request {features.get('request', [])}, categoricals {list(features.get('categoricals', {}))}, "
+        f"  features: request {features.get('request', [])}, categoricals {features.get('categoricals', [])}, "
         f"{len(features['aggregates'])} aggregate groups"
     )
     for note in plan.notes:

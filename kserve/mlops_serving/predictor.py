@@ -102,6 +102,44 @@ def category_code(value: Any, codes: dict[str, int]) -> float:
     return float("nan") if code is None else float(code)
 
 
+def matrix_from_columns(tensors: dict[str, Any], feature_names: list[str], codes: dict[str, dict[str, int]]) -> np.ndarray:
+    """The float32 ``[n, n_features]`` matrix of a column-form request: one ``[n]`` tensor per feature, by name.
+
+    Categorical features (``codes``: ``{feature: {category: code}}``) come as ``BYTES`` strings and are mapped
+    to their codes (unseen or null: missing); the others as numbers.
+    """
+    missing = [f for f in feature_names if f not in tensors]
+    unknown = [name for name in tensors if name not in feature_names]
+    if missing or unknown:
+        raise InvalidInput(
+            f"Column-form request: missing inputs {missing}, unknown inputs {unknown}; send one [n] tensor per "
+            f"feature {feature_names}, or a single FP32 tensor '{INPUT_NAME}' of shape [n, {len(feature_names)}]."
+        )
+    columns = []
+    for name in feature_names:
+        tensor = tensors[name]
+        categorical = name in codes
+        if categorical and tensor.datatype != "BYTES":
+            raise InvalidInput(
+                f"Input '{name}' is a categorical feature; send its values as a BYTES [n] tensor of strings "
+                f"(got {tensor.datatype})."
+            )
+        if not categorical and tensor.datatype not in NUMERIC_DATATYPES:
+            raise InvalidInput(f"Input '{name}' has datatype {tensor.datatype}; expected a numeric datatype.")
+        try:
+            if categorical:
+                values = np.asarray(tensor.as_numpy(), dtype=object).reshape(-1)
+                columns.append(np.asarray([category_code(v, codes[name]) for v in values], dtype=np.float32))
+            else:
+                columns.append(np.asarray(tensor.as_numpy(), dtype=np.float32).reshape(-1))
+        except ValueError as exc:
+            raise InvalidInput(f"Input '{name}' data does not match its shape {list(tensor.shape)}: {exc}") from None
+    lengths = {len(c) for c in columns}
+    if len(lengths) != 1:
+        raise InvalidInput(f"Column-form inputs have different lengths {sorted(lengths)}; all must have n rows.")
+    return np.column_stack(columns)
+
+
 def valid_codes(values: np.ndarray, size: int) -> np.ndarray:
     """Numeric codes of a categorical column, with anything that is not a code in ``0..size-1`` made NaN."""
     values = np.asarray(values, dtype=np.float32).copy()
@@ -298,48 +336,10 @@ class XGBoostPredictor(Model):
                     matrix[:, j] = valid_codes(matrix[:, j], len(self.categories[name]))
         return matrix
 
-    def _encode_column(self, name: str, values: Any) -> np.ndarray:
-        """A categorical column's values (strings, nulls) as float32 codes."""
-        codes = self._codes[name]
-        return np.asarray([category_code(v, codes) for v in values], dtype=np.float32)
-
     def _matrix_from_columns(self, tensors: dict[str, Any]) -> np.ndarray:
-        missing = [f for f in self.feature_names if f not in tensors]
-        unknown = [name for name in tensors if name not in self.feature_names]
-        if missing or unknown:
-            raise InvalidInput(
-                f"Column-form request: missing inputs {missing}, unknown inputs {unknown}; send one [n] tensor per "
-                f"feature {self.feature_names}, or a single FP32 tensor '{INPUT_NAME}' of shape [n, {len(self.feature_names)}]."
-            )
-        columns = []
-        for name in self.feature_names:
-            tensor = tensors[name]
-            if name in self._codes:
-                if tensor.datatype != "BYTES":
-                    raise InvalidInput(
-                        f"Input '{name}' is a categorical feature; send its values as a BYTES [n] tensor of strings "
-                        f"(got {tensor.datatype})."
-                    )
-                try:
-                    columns.append(self._encode_column(name, np.asarray(tensor.as_numpy(), dtype=object).reshape(-1)))
-                except ValueError as exc:
-                    raise InvalidInput(
-                        f"Input '{name}' data does not match its shape {list(tensor.shape)}: {exc}"
-                    ) from None
-                continue
-            if tensor.datatype not in NUMERIC_DATATYPES:
-                raise InvalidInput(f"Input '{name}' has datatype {tensor.datatype}; expected a numeric datatype.")
-            try:
-                columns.append(np.asarray(tensor.as_numpy(), dtype=np.float32).reshape(-1))
-            except ValueError as exc:
-                raise InvalidInput(
-                    f"Input '{name}' data does not match its shape {list(tensor.shape)}: {exc}"
-                ) from None
-        lengths = {len(c) for c in columns}
-        if len(lengths) != 1:
-            raise InvalidInput(f"Column-form inputs have different lengths {sorted(lengths)}; all must have n rows.")
-        self._check_batch(lengths.pop())
-        return np.column_stack(columns)
+        matrix = matrix_from_columns(tensors, self.feature_names, self._codes)
+        self._check_batch(len(matrix))
+        return matrix
 
     def _matrix_from_v1(self, payload: dict) -> np.ndarray:
         instances = payload.get("instances", payload.get("inputs"))

@@ -16,8 +16,9 @@ Categorical features (string features of the model, see the predictor) are mappe
 model's frozen categories, whether they come from Feast (a ``String`` feature) or from the request (a request
 field, or an entity key that is also a model input); an unseen value or a null is missing (NaN), never an error.
 
-A V2 request that already carries the feature tensor (one numeric ``[n, n_features]`` input) is passed to the
-predictor unchanged, so the same endpoint serves both. Unknown entities (no online row), missing fields and
+A V2 request that already carries the features is passed to the predictor without a Feast lookup, so the same
+endpoint serves both: one numeric ``[n, n_features]`` input (categorical columns as codes), or the predictor's
+column form (one ``[n]`` tensor per model feature, by name, categoricals as ``BYTES`` strings). Unknown entities (no online row), missing fields and
 oversized batches are answered with HTTP 400 and a message naming the offending instance.
 """
 
@@ -40,6 +41,7 @@ from mlops_serving.predictor import (
     NUMERIC_DATATYPES,
     OUTPUT_NAME,
     category_code,
+    matrix_from_columns,
     model_categories,
 )
 from mlops_serving.storage import find_model_file, resolve_model_dir
@@ -241,6 +243,11 @@ class FeastTransformer(Model):
             and tensor.name not in self.request_fields
         )
 
+    def _is_feature_columns(self, request: InferRequest) -> bool:
+        """Whether the request is the predictor's column form: one tensor per model feature, and not an entity request."""
+        names = {t.name for t in request.inputs}
+        return names == set(self.feature_names) and not names <= {*self.entity_keys, *self.request_fields}
+
     @staticmethod
     def _feature_matrix(tensor: InferInput) -> np.ndarray:
         """Return a passed-through feature tensor as float32 ``[n, n_features]``, nested or flat in JSON."""
@@ -345,8 +352,12 @@ class FeastTransformer(Model):
         """Turn the request into the predictor's V2 feature tensor (or pass a feature tensor through)."""
         if isinstance(payload, InferRequest):
             _V1_REQUEST.set(False)
-            if self._is_feature_tensor(payload):
-                matrix = self._feature_matrix(payload.inputs[0])
+            if self._is_feature_tensor(payload) or self._is_feature_columns(payload):
+                matrix = (
+                    self._feature_matrix(payload.inputs[0])
+                    if self._is_feature_tensor(payload)
+                    else matrix_from_columns({t.name: t for t in payload.inputs}, self.feature_names, self._codes)
+                )
                 # Re-encoded flat: V2 JSON may nest rows, which the gRPC hop to the predictor cannot carry.
                 tensor = InferInput(name=INPUT_NAME, shape=list(matrix.shape), datatype="FP32")
                 tensor.set_data_from_numpy(matrix, binary_data=False)

@@ -128,7 +128,8 @@ def test_scaffold_writes_contract_spec_params_and_day_partitions(tmp_path, names
     assert spec["source"] == {"format": suffix.lstrip(".")}
     features = spec["features"]
     assert sorted(features["request"]) == sorted([names["score"], names["count"], names["flag"]])
-    assert features["categoricals"] == {names["tier"]: ["blue", "green", "grey", "red"]}
+    assert features["categoricals"] == [names["tier"]]
+    assert contract["columns"][names["tier"]]["allowed"] == ["blue", "green", "grey", "red"]
     assert features["aggregates"] == [{"entity": names["entity"], "functions": ["count"], "windows": ["1d", "7d"]}]
     assert spec["gate"]["criteria"]["min_metrics"] == {"roc_auc": 0.6}
     assert spec["training"]["window_days"] == DAYS and spec["retraining"]["cooldown_minutes"] == 360

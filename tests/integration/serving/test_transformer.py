@@ -137,6 +137,14 @@ def test_v2_entity_request_and_feature_tensor_pass_through(transformer, serving_
         {"inputs": [{"name": "input-0", "shape": [2, 15], "datatype": "FP32", "data": X.tolist()[:1]}]},
     )
     assert status == 400 and "does not hold 2x15 numbers" in str(body), body
+    # The predictor's column form (one tensor per model feature, by name) passes through as well.
+    from mlops_provider.serving.analysis import ProbeRows
+
+    probes = ProbeRows(X.tolist(), tuple(booster.feature_names), frozenset({"unused"}))
+    status, body = post_json(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", probes.request(0, 2))
+    assert status == 200, body
+    assert [i["name"] for i in probes.request(0, 2)["inputs"]] == list(booster.feature_names)
+    np.testing.assert_allclose(body["outputs"][0]["data"], expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ SPEC: dict[str, Any] = {
             }
         ],
         "request": ["basket_value", "items"],
-        "categoricals": {"pay_method": ["card", "cash", "voucher"]},
+        "categoricals": ["pay_method"],
     },
 }
 

@@ -194,13 +194,13 @@ ERRORS = [
     ),
     (
         "categorical_numeric",
-        _set("features.categoricals", {"items": ["1"]}),
-        "features.categoricals.items: expected a string column",
+        _set("features.categoricals", ["items"]),
+        "features.categoricals[0]: expected a string column",
     ),
     (
         "categorical_values",
-        _set("features.categoricals.pay_method", ["card", "card"]),
-        "features.categoricals.pay_method: expected a non-empty list of distinct strings",
+        _set("features.categoricals", {"pay_method": ["card", "cash"]}),
+        "features.categoricals: expected a list of string columns",
     ),
     (
         "entity_key_feature_unknown",

@@ -542,7 +542,7 @@ class ModelEndpointSmokeTestOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Send the row; return ``{"endpoint_url", "prediction", "latency_ms"}``."""
-        from mlops_provider.serving.analysis import in_range, post_json, sample_rows, v2_request
+        from mlops_provider.serving.analysis import in_range, post_json, sample_rows
 
         endpoint = self.endpoint
         if isinstance(endpoint, dict) or (isinstance(endpoint, str) and endpoint.strip().startswith("{")):
@@ -558,7 +558,7 @@ class ModelEndpointSmokeTestOperator(BaseOperator):
             )
         rows = sample_rows(url, model_name, self.training_set)
         started = time.perf_counter()
-        status, body = post_json(f"{url.rstrip('/')}/v2/models/{model_name}/infer", v2_request(rows[:1]), self.timeout)
+        status, body = post_json(f"{url.rstrip('/')}/v2/models/{model_name}/infer", rows.request(), self.timeout)
         latency_ms = (time.perf_counter() - started) * 1000
         if status != 200:
             raise MlopsError(

@@ -74,12 +74,47 @@ def post_json(url: str, body: dict, timeout: float) -> tuple[int, Any]:
         return 0, str(exc)
 
 
-def v2_request(rows: Sequence[Sequence[float]]) -> dict:
-    """Build a V2 infer request body with one FP32 tensor ``input-0``.
+@dataclass(frozen=True)
+class ProbeRows:
+    """Rows of a model's features to probe it with, in the model's order.
 
+    A model with categorical features gets them as text: ``columns`` names every feature and ``categorical``
+    the text ones, and requests use the column form (one ``[n]`` tensor per feature, ``BYTES`` for text).
+    """
+
+    rows: list[list[Any]]
+    columns: tuple[str, ...] = ()
+    categorical: frozenset[str] = frozenset()
+
+    def request(self, start: int = 0, count: int = 1) -> dict:
+        """The V2 request body of ``count`` rows from ``start`` on (wrapping around)."""
+        picked = [self.rows[(start + i) % len(self.rows)] for i in range(count)]
+        return v2_request(picked, self.columns if self.categorical else None, self.categorical)
+
+
+def v2_request(
+    rows: Sequence[Sequence[Any]], columns: Sequence[str] | None = None, categorical: frozenset[str] = frozenset()
+) -> dict:
+    """Build a V2 infer request body: one FP32 tensor ``input-0``, or with ``columns`` one ``[n]`` tensor per column.
+
+    In the column form the ``categorical`` columns are ``BYTES`` (strings, nulls stay null), the others FP32.
     Probe rows are logged like any request (logging is the server's setting, never the client's); they are
     rows of the training set, so they do not move the drift verdict.
     """
+    if columns:
+        return {
+            "inputs": [
+                {"name": name, "shape": [len(rows)], "datatype": "BYTES", "data": [r[j] for r in rows]}
+                if name in categorical
+                else {
+                    "name": name,
+                    "shape": [len(rows)],
+                    "datatype": "FP32",
+                    "data": [float("nan") if r[j] is None else float(r[j]) for r in rows],
+                }
+                for j, name in enumerate(columns)
+            ]
+        }
     return {
         "inputs": [
             {
@@ -94,19 +129,35 @@ def v2_request(rows: Sequence[Sequence[float]]) -> dict:
 
 def sample_rows(
     endpoint_url: str, model_name: str, training_set: dict | str | None = None, n_features: int | None = None
-) -> list[list[float]]:
+) -> ProbeRows:
     """Rows for smoke requests: from the training set when given, else synthetic rows of the model's width.
 
-    The width comes from the endpoint's V2 model metadata (``inputs[0].shape[-1]``), else ``n_features``.
+    Training-set rows keep categorical features as text (the manifest's ``categorical_columns``). The synthetic
+    width comes from the endpoint's V2 model metadata (``inputs[0].shape[-1]``), else ``n_features``.
     """
     manifest = parse_payload(training_set, name="training_set", required=False)
     if manifest.get("uri") and manifest.get("feature_columns"):
         from mlops_provider.storage import read_parquet
 
-        frame = read_parquet(manifest["uri"])
-        sample = frame[list(manifest["feature_columns"])].head(20).astype("float32")
-        return sample.values.tolist()
+        columns = list(manifest["feature_columns"])
+        categorical = frozenset(manifest.get("categorical_columns") or []) & set(columns)
+        sample = read_parquet(manifest["uri"])[columns].head(20)
+        sample = sample.astype({c: "float64" for c in columns if c not in categorical}).astype(object)
+        text = [c in categorical for c in columns]
+        # A missing number stays NaN (as in the FP32 tensor); a missing category is a null string.
+        rows = [
+            [None if is_text and (v is None or v != v) else v for v, is_text in zip(row, text, strict=True)]
+            for row in sample.values.tolist()
+        ]
+        return ProbeRows(rows, tuple(columns), categorical)
     status, metadata = http_get_json(f"{endpoint_url.rstrip('/')}/v2/models/{model_name}", timeout=5.0)
+    inputs = metadata.get("inputs") if status == 200 and isinstance(metadata, dict) else None
+    if isinstance(inputs, list) and len(inputs) > 1 and all(len(i.get("shape") or []) == 1 for i in inputs):
+        # The column form (a model with categoricals): synthetic numbers, its text features missing.
+        columns = tuple(str(i["name"]) for i in inputs)
+        categorical = frozenset(str(i["name"]) for i in inputs if i.get("datatype") == "BYTES")
+        rows = [[None if c in categorical else _synthetic(i, j) for j, c in enumerate(columns)] for i in range(10)]
+        return ProbeRows(rows, columns, categorical)
     width = None
     if status == 200 and isinstance(metadata, dict):
         try:
@@ -120,8 +171,12 @@ def sample_rows(
             f"{str(metadata)[:200]}) and no training_set was given.",
             reason="MetadataUnavailable",
         )
-    # Deterministic, varied rows within the usual range of scaled features.
-    return [[((i * 7 + j * 3) % 11) / 10.0 for j in range(width)] for i in range(10)]
+    return ProbeRows([[_synthetic(i, j) for j in range(width)] for i in range(10)])
+
+
+def _synthetic(row: int, column: int) -> float:
+    """Deterministic, varied values within the usual range of scaled features."""
+    return ((row * 7 + column * 3) % 11) / 10.0
 
 
 def in_range(value: float, prediction_range: tuple[float, float]) -> bool:
@@ -132,7 +187,7 @@ def in_range(value: float, prediction_range: tuple[float, float]) -> bool:
 def smoke_check(
     endpoint_url: str,
     model_name: str,
-    rows: Sequence[Sequence[float]],
+    rows: ProbeRows | Sequence[Sequence[float]],
     *,
     requests: int = 10,
     max_error_rate: float = 0.0,
@@ -150,6 +205,7 @@ def smoke_check(
         from any other version, or one that does not say, fails the check: a canary URL that falls back to the
         main route, or a stale revision, must not pass for the new version.
     """
+    probes = rows if isinstance(rows, ProbeRows) else ProbeRows([list(r) for r in rows])
     url = f"{endpoint_url.rstrip('/')}/v2/models/{model_name}/infer"
     latencies: list[float] = []
     errors: list[str] = []
@@ -157,9 +213,8 @@ def smoke_check(
     predictions: list[float] = []
     wrong_versions: list[str] = []
     for i in range(requests):
-        row = rows[i % len(rows)]
         started = time.perf_counter()
-        status, body = post_json(url, v2_request([row]), timeout)
+        status, body = post_json(url, probes.request(i), timeout)
         latencies.append((time.perf_counter() - started) * 1000)
         if status != 200:
             errors.append(f"HTTP {status or 'error'}: {str(body)[:200]}")
@@ -233,7 +288,7 @@ def run_analysis(
     """
     checks: list[dict] = []
     passed = failed = 0
-    rows: list[list[float]] | None = None
+    rows: ProbeRows | None = None
     check: dict[str, Any]
     while True:
         if time.time() > deadline:

@@ -16,8 +16,8 @@ and project without clashing (and without touching the objects the repository de
   ``<data_root>/features/<view>``;
 - a static ``FeatureView`` ``<model>__<table>`` per static table, read from the table's Parquet ``FileSource``;
 - an on-demand view ``<model>__request`` over a ``RequestSource`` with the event's own columns as
-  ``<column>_value``: numbers as ``Float64``, categoricals as ``String`` (a value outside the spec's list is null,
-  so the model, which learns them as XGBoost native categoricals, treats it as missing);
+  ``<column>_value``: numbers as ``Float64``, categoricals as ``String`` (the model learns them as XGBoost native
+  categoricals; a value it never saw is missing there);
 - the ``FeatureService`` named in the spec (default ``<model>_v1``), tagged with the model's name.
 
 Feast is imported inside the functions: only Feast itself (and the operators that load the repository)
@@ -51,28 +51,27 @@ def _s3_endpoint() -> str | None:
     return os.environ.get("FEAST_S3_ENDPOINT_URL") or None
 
 
-def request_transform_source(request: tuple[str, ...], categoricals: dict[str, tuple[str, ...]]) -> str:
+def request_transform_source(request: tuple[str, ...], categoricals: tuple[str, ...]) -> str:
     """Return the source of the on-demand transformation of the request-time features (python mode, lists in and out).
 
     Feast keeps a python-mode transformation as its source text and rebuilds the function from it wherever
     features are computed (training sets, the model server), so the text is self-contained: the spec's
     columns and categorical values are written into it as literals (``repr`` of validated names and strings).
     """
-    allowed = {column: sorted(values) for column, values in categoricals.items()}
     return (
         "def transform(inputs: dict) -> dict:\n"
         f"    request = {tuple(request)!r}\n"
-        f"    categories = {allowed!r}\n"
+        f"    categoricals = {tuple(categoricals)!r}\n"
         "    out = {}\n"
         "    for column in request:\n"
         '        out[column + "_value"] = [None if v is None else float(v) for v in inputs[column]]\n'
-        "    for column, values in categories.items():\n"
-        '        out[column + "_value"] = [v if v in values else None for v in inputs[column]]\n'
+        "    for column in categoricals:\n"
+        '        out[column + "_value"] = [None if v is None else str(v) for v in inputs[column]]\n'
         "    return out\n"
     )
 
 
-def request_transform(request: tuple[str, ...], categoricals: dict[str, tuple[str, ...]]) -> Callable[[dict], dict]:
+def request_transform(request: tuple[str, ...], categoricals: tuple[str, ...]) -> Callable[[dict], dict]:
     """Return the transformation function of :func:`request_transform_source`, built the way Feast rebuilds it."""
     from feast.transformation.udf_rehydrate import resolve_udf
 

@@ -317,25 +317,26 @@ def _features(raw: Any, reader: _Reader, contract: Any, entities: dict[str, str]
                 f"expected a numeric column (int64, float64, bool), {column!r} is {types[column]}; list strings under categoricals",
             )
         request.append(column)
-    categoricals: dict[str, tuple[str, ...]] = {}
-    for column, values in reader.mapping(raw.get("categoricals"), "features.categoricals").items():
-        key = f"features.categoricals.{column}"
+    if isinstance(raw.get("categoricals"), dict):
+        raise reader.fail(
+            "features.categoricals",
+            "expected a list of string columns; the model learns their values from the data (allowed values, if "
+            "any, belong in the contract)",
+        )
+    categoricals = []
+    for i, column in enumerate(reader.list_of(raw.get("categoricals"), "features.categoricals")):
+        key = f"features.categoricals[{i}]"
         column = reader.column(column, key, set(types))
         if types[column] != "string":
             raise reader.fail(key, f"expected a string column, {column!r} is {types[column]}")
-        values = reader.list_of(values, key)
-        if not values or not all(isinstance(v, str) for v in values) or len(set(values)) != len(values):
-            raise reader.fail(
-                key, f"expected a non-empty list of distinct strings (the codes are their positions), got {values!r}"
-            )
-        categoricals[column] = tuple(values)
+        categoricals.append(column)
     entity_keys = []
     for i, column in enumerate(reader.list_of(raw.get("entity_keys"), "features.entity_keys")):
         if column not in entities:
             raise reader.fail(f"features.entity_keys[{i}]", f"expected one of the entity keys {sorted(entities)}, got {column!r}")
         entity_keys.append(column)
-    features = FeaturesSpec(tuple(aggregates), tuple(static), tuple(request), categoricals, tuple(entity_keys))
-    for key, used in (("features.request", request), ("features.categoricals", list(categoricals))):
+    features = FeaturesSpec(tuple(aggregates), tuple(static), tuple(request), tuple(categoricals), tuple(entity_keys))
+    for key, used in (("features.request", request), ("features.categoricals", categoricals)):
         if label in used:
             raise reader.fail(
                 key, f"expected feature columns, got the label {label!r} (the model would see its answer)"

@@ -71,8 +71,8 @@ class FeaturesSpec:
     static: tuple[StaticTable, ...] = ()
     #: Numeric columns of the event itself, used as they are.
     request: tuple[str, ...] = ()
-    #: String columns of the event with their known values, served as strings (others are missing).
-    categoricals: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: String columns of the event, model inputs as text (XGBoost native categoricals).
+    categoricals: tuple[str, ...] = ()
     #: Entity keys that are model inputs too (a string key is a categorical, e.g. a carrier code).
     entity_keys: tuple[str, ...] = ()
 
