@@ -12,13 +12,14 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
 export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift new-model render bench up serve lock clean
+.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift example-data new-model render bench up serve lock clean
 
 help:
 	@echo "make demo    set everything up, run the training pipeline and the drift DAG, print a summary"
 	@echo "             (MODEL=<name>: the same for a model spec's generated DAGs)"
 	@echo "make new-model DATA=<file> LABEL=<column or expression> TIMESTAMP=<column> ENTITY=<column>[,<column>]"
 	@echo "             [NAME=<model>] [LABEL_LAG=6h] [FORCE=1]  spec, contract and params from a data file"
+	@echo "make example-data   land 21 days of the second example's departures (then: make demo MODEL=flight_delays)"
 	@echo "make test    set everything up and run the test suite"
 	@echo "make up      airflow standalone on http://localhost:8080 with the bundle's DAGs"
 	@echo "make serve   serve the current champion locally in the foreground"
@@ -67,6 +68,10 @@ lint: venv
 # mypy on the provider and the model server (configuration in pyproject.toml).
 typecheck: venv
 	$(PY) -m mypy
+
+# The second example's data (include/models/flight_delays.yaml): 21 UTC days into the landing zone.
+example-data: venv
+	$(PY) -m include.examples.flight_delays_generator --start 2026-11-01 --days 21 --rows-per-day 600
 
 demo: setup
 	$(PY) -m include.demo $(if $(MODEL),--model $(MODEL))

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m include.examples.flight_delays_generator",
         description="Write deterministic daily partitions of synthetic flight departures to <root>/landing/departures/.",
     )
-    parser.add_argument("--root", required=True, help="data root URI or path, e.g. file:///tmp/data")
+    parser.add_argument("--root", default=None, help="data root URI or path (default: [mlops] data_root)")
     parser.add_argument("--start", required=True, type=date.fromisoformat, help="first day, YYYY-MM-DD (UTC)")
     parser.add_argument("--days", type=int, default=7, help="number of daily partitions (default 7)")
     parser.add_argument("--rows-per-day", type=int, default=1500, help="departures per day (default 1500)")
@@ -207,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", dest="file_format", choices=("jsonl", "csv", "parquet"), default="jsonl")
     parser.add_argument("--conn-id", default=None, help="storage connection id for s3:// or gs:// roots")
     args = parser.parse_args(argv)
+    if args.root is None:
+        from mlops_provider.settings import get_settings
+
+        args.root = get_settings().data_root
     for uri in generate_days(
         args.root, args.start, args.days, args.rows_per_day, args.seed, args.file_format, args.conn_id
     ):

@@ -102,7 +102,9 @@ def category_code(value: Any, codes: dict[str, int]) -> float:
     return float("nan") if code is None else float(code)
 
 
-def matrix_from_columns(tensors: dict[str, Any], feature_names: list[str], codes: dict[str, dict[str, int]]) -> np.ndarray:
+def matrix_from_columns(
+    tensors: dict[str, Any], feature_names: list[str], codes: dict[str, dict[str, int]]
+) -> np.ndarray:
     """The float32 ``[n, n_features]`` matrix of a column-form request: one ``[n]`` tensor per feature, by name.
 
     Categorical features (``codes``: ``{feature: {category: code}}``) come as ``BYTES`` strings and are mapped

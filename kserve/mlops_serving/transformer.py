@@ -246,7 +246,7 @@ class FeastTransformer(Model):
     def _is_feature_columns(self, request: InferRequest) -> bool:
         """Whether the request is the predictor's column form: one tensor per model feature, and not an entity request."""
         names = {t.name for t in request.inputs}
-        return names == set(self.feature_names) and not names <= {*self.entity_keys, *self.request_fields}
+        return names == set(self.feature_names or []) and not names <= {*self.entity_keys, *self.request_fields}
 
     @staticmethod
     def _feature_matrix(tensor: InferInput) -> np.ndarray:
@@ -356,7 +356,7 @@ class FeastTransformer(Model):
                 matrix = (
                     self._feature_matrix(payload.inputs[0])
                     if self._is_feature_tensor(payload)
-                    else matrix_from_columns({t.name: t for t in payload.inputs}, self.feature_names, self._codes)
+                    else matrix_from_columns({t.name: t for t in payload.inputs}, self.feature_names or [], self._codes)
                 )
                 # Re-encoded flat: V2 JSON may nest rows, which the gRPC hop to the predictor cannot carry.
                 tensor = InferInput(name=INPUT_NAME, shape=list(matrix.shape), datatype="FP32")

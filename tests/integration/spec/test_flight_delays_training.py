@@ -117,11 +117,12 @@ def _predict_through_the_transformer(deployed: dict, history: pd.DataFrame) -> N
         "scheduled_hour": float(row["scheduled_hour"]),
         "weather_severity": float(row["weather_severity"]),
     }
-    unseen = {**instance, "aircraft_type": "Concorde", "carrier_code": "ZZ"}
-    status, body = post_json(
-        f"{deployed['endpoint_url'].rstrip('/')}/v1/models/flight_delays:predict",
-        {"instances": [{**instance, "aircraft_type": row["aircraft_type"]}, unseen]},
-    )
+    unseen = {**instance, "aircraft_type": "Concorde"}
+    url = f"{deployed['endpoint_url'].rstrip('/')}/v1/models/flight_delays:predict"
+    status, body = post_json(url, {"instances": [{**instance, "aircraft_type": row["aircraft_type"]}, unseen]})
     assert status == 200, body
     predictions = body["predictions"]
     assert len(predictions) == 2 and all(-60 <= p <= 1440 for p in predictions), body
+    # A carrier with no online features is an unknown entity: a clear 400, not a guess.
+    status, body = post_json(url, {"instances": [{**instance, "aircraft_type": "A320", "carrier_code": "ZZ"}]})
+    assert status == 400 and "Unknown entity in instance 0" in str(body), body

@@ -7,13 +7,14 @@ import io
 import json
 import time
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import MlopsError, SourceDataMissingError
+from mlops_provider.features.aggregates import SOURCE_TAG
 from mlops_provider.hooks.feast import FeastHook
 from mlops_provider.partitions import day_bounds, partition_uri, resolve_dates, safe_segment, zone_uri
 from mlops_provider.payloads import TrainingSetManifest
@@ -120,6 +121,10 @@ class FeastApplyOperator(_FeastOperator):
         return self.hook.apply()
 
 
+#: Where a static table's materialization starts: before any row it can hold.
+EPOCH = datetime(1970, 1, 2, tzinfo=UTC)
+
+
 class FeastMaterializeOperator(_FeastOperator):
     """Build the interval's aggregate features and load them into the online store.
 
@@ -127,7 +132,8 @@ class FeastMaterializeOperator(_FeastOperator):
     interval's days are rebuilt from the validated zone, then Feast materializes the interval. Re-running
     an interval rewrites the same files and the same online values. Materializing an older interval after
     a newer one extends the range to the newest materialized end, so the online store never goes back
-    in time.
+    in time. Any other view (a static per-entity table, whose rows are valid from a date long before the
+    interval) is materialized from its first row: its latest row per entity up to the end goes online.
 
     :param start: first day, YYYY-MM-DD; empty means the run's date. (templated)
     :param end: last day (inclusive); empty means ``start``. (templated)
@@ -186,7 +192,12 @@ class FeastMaterializeOperator(_FeastOperator):
         newest = [make_tzaware(v.most_recent_end_time) for v in views if v.most_recent_end_time]
         effective_end = max([end, *newest])
         began = time.perf_counter()
-        store.materialize(start_date=start, end_date=effective_end, feature_views=names)
+        rebuilt = [v.name for v in views if (v.tags or {}).get(SOURCE_TAG)]
+        static = [name for name in names if name not in rebuilt]
+        if rebuilt:
+            store.materialize(start_date=start, end_date=effective_end, feature_views=rebuilt)
+        if static:
+            store.materialize(start_date=EPOCH, end_date=effective_end, feature_views=static)
         materialize_seconds = time.perf_counter() - began
         self.log.info(
             "Materialized %s over %s..%s into %s", names, start, effective_end, store.config.online_store.type

@@ -143,10 +143,10 @@ def sample_rows(
         categorical = frozenset(manifest.get("categorical_columns") or []) & set(columns)
         sample = read_parquet(manifest["uri"])[columns].head(20)
         sample = sample.astype({c: "float64" for c in columns if c not in categorical}).astype(object)
-        text = [c in categorical for c in columns]
+        is_text = [c in categorical for c in columns]
         # A missing number stays NaN (as in the FP32 tensor); a missing category is a null string.
         rows = [
-            [None if is_text and (v is None or v != v) else v for v, is_text in zip(row, text, strict=True)]
+            [None if text and (v is None or v != v) else v for v, text in zip(row, is_text, strict=True)]
             for row in sample.values.tolist()
         ]
         return ProbeRows(rows, tuple(columns), categorical)
@@ -154,10 +154,12 @@ def sample_rows(
     inputs = metadata.get("inputs") if status == 200 and isinstance(metadata, dict) else None
     if isinstance(inputs, list) and len(inputs) > 1 and all(len(i.get("shape") or []) == 1 for i in inputs):
         # The column form (a model with categoricals): synthetic numbers, its text features missing.
-        columns = tuple(str(i["name"]) for i in inputs)
-        categorical = frozenset(str(i["name"]) for i in inputs if i.get("datatype") == "BYTES")
-        rows = [[None if c in categorical else _synthetic(i, j) for j, c in enumerate(columns)] for i in range(10)]
-        return ProbeRows(rows, columns, categorical)
+        names = tuple(str(i["name"]) for i in inputs)
+        text = frozenset(str(i["name"]) for i in inputs if i.get("datatype") == "BYTES")
+        synthetic: list[list[Any]] = [
+            [None if c in text else _synthetic(i, j) for j, c in enumerate(names)] for i in range(10)
+        ]
+        return ProbeRows(synthetic, names, text)
     width = None
     if status == 200 and isinstance(metadata, dict):
         try:

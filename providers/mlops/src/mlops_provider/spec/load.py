@@ -333,7 +333,9 @@ def _features(raw: Any, reader: _Reader, contract: Any, entities: dict[str, str]
     entity_keys = []
     for i, column in enumerate(reader.list_of(raw.get("entity_keys"), "features.entity_keys")):
         if column not in entities:
-            raise reader.fail(f"features.entity_keys[{i}]", f"expected one of the entity keys {sorted(entities)}, got {column!r}")
+            raise reader.fail(
+                f"features.entity_keys[{i}]", f"expected one of the entity keys {sorted(entities)}, got {column!r}"
+            )
         entity_keys.append(column)
     features = FeaturesSpec(tuple(aggregates), tuple(static), tuple(request), tuple(categoricals), tuple(entity_keys))
     for key, used in (("features.request", request), ("features.categoricals", categoricals)):
