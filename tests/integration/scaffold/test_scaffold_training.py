@@ -3,10 +3,8 @@
 The scaffold writes into a temporary project folder, ``[mlops] model_specs_folder`` points there, and the
 generated training DAG runs with ``dag.test()`` on the landed days: ingestion derives the label from the
 expression, validation applies the inferred contract, Feast registers and materializes the model's views, and
-the point-in-time training set has the request features, the categorical codes and the count aggregates.
-
-Where the trainer knows the spec's ``task`` key (params file), the run goes on through training, the gate,
-local deployment and the smoke test; otherwise it stops after the training set (as the flight_delays test).
+the point-in-time training set has the request features, the categorical (text) and the count aggregates; then
+training, the gate, local deployment and the smoke test (which probes the categorical as text).
 """
 
 from __future__ import annotations
@@ -24,12 +22,6 @@ from tests.integration.scaffold.test_scaffold import DAYS, FIRST, _frame, _names
 from tests.loopback import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-def _trainer_knows_tasks() -> bool:
-    from include.trainer.params import DEFAULT_PARAMS
-
-    return "task" in DEFAULT_PARAMS
 
 
 def _stop_local_endpoint() -> None:
@@ -62,20 +54,16 @@ def test_scaffolded_model_trains_through_its_generated_dag(tmp_path: Path, monke
     )
     assert len(landed) == DAYS
 
-    full = _trainer_knows_tasks()
     # Its own port, and the endpoint stopped afterwards: nothing left listening for later tests (or runs).
     monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_SERVING_PORT", str(free_port()))
     reset_settings()
     request.addfinalizer(_stop_local_endpoint)
     dag = load_dag("scaffold_e2e__training")
-    if not full:
-        dag = dag.partial_subset(task_ids=["build_training_set"], include_upstream=True, include_downstream=False)
     as_of = pd.Timestamp(FIRST) + pd.Timedelta(days=DAYS - 1)
     dag_run = dag.test(run_conf={"as_of": f"{as_of:%Y-%m-%d}", "window_days": DAYS})
     states = task_states(dag_run)
     done = ["ingest", "validate", "apply_features", "materialize_features", "build_training_set"]
-    if full:
-        done += ["train", "evaluation_gate", "deploy", "smoke_test"]
+    done += ["train", "evaluation_gate", "deploy", "smoke_test"]
     assert {t: states.get(t) for t in done} == dict.fromkeys(done, "success"), states
 
     manifest = task_xcom(dag_run, "build_training_set")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlops_provider.spec.load import parse_spec
+from tests.airflow_helpers import assert_chain
 from tests.conftest import REPO_ROOT
 
 
@@ -42,20 +43,7 @@ def test_dag_ids_and_hygiene(dags):
 
 def test_training_chain_and_schedule(dags):
     dag = dags["refunds__training"]
-    chain = [
-        "retraining_cooldown",
-        "ingest",
-        "validate",
-        "apply_features",
-        "materialize_features",
-        "build_training_set",
-        "train",
-        "evaluation_gate",
-        "deploy",
-        "smoke_test",
-    ]
-    for upstream, downstream in zip(chain, chain[1:], strict=False):
-        assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
+    assert_chain(dag)
     condition = dag.timetable.asset_condition
     assert type(condition).__name__ == "AssetAny"
     assert {a.name for a in condition.objects} == {"validated.orders", "drift.refunds"}

@@ -76,10 +76,37 @@ def dag_id(spec: ModelSpec, kind: str) -> str:
     return f"{spec.name}__{kind}"
 
 
-def _default_args(spec: ModelSpec, retries: int, minutes: int) -> dict:
+def _spec_dag(
+    spec: ModelSpec,
+    kind: str,
+    *,
+    schedule: Any,
+    title: str,
+    body: str,
+    tag: str,
+    retries: int,
+    retry_minutes: int,
+    params: dict | None = None,
+) -> DAG:
+    """A DAG of ``spec`` with what all its DAGs share: id, start date, one run at a time, docs, tags, retries."""
     import pendulum
+    from airflow.sdk import DAG
 
-    return {"owner": spec.owner, "retries": retries, "retry_delay": pendulum.duration(minutes=minutes)}
+    return DAG(
+        dag_id=dag_id(spec, kind),
+        schedule=schedule,
+        start_date=_start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=_doc(spec, title, body),
+        tags=["mlops", tag, spec.name, *spec.tags],
+        default_args={
+            "owner": spec.owner,
+            "retries": retries,
+            "retry_delay": pendulum.duration(minutes=retry_minutes),
+        },
+        params=params or {},
+    )
 
 
 def _start_date(spec: ModelSpec):
@@ -121,8 +148,6 @@ def _ingest_kwargs(spec: ModelSpec) -> dict:
 
 def training_dag(spec: ModelSpec) -> DAG:
     """The training DAG of ``spec``: from raw data to a gated, deployed and smoke-tested model."""
-    from airflow.sdk import DAG
-
     from mlops_provider.notifications import alert_notifier
     from mlops_provider.operators.feast import (
         FeastApplyOperator,
@@ -142,15 +167,15 @@ def training_dag(spec: ModelSpec) -> DAG:
         f"gate against the `champion`, deploy and smoke-test. Runs on `{assets.validated.name}` or "
         f"`{assets.drift.name}`; a cooldown keeps drift storms from becoming retraining storms."
     )
-    with DAG(
-        dag_id=dag_id(spec, TRAINING),
+    with _spec_dag(
+        spec,
+        TRAINING,
         schedule=(assets.validated | assets.drift),
-        start_date=_start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        doc_md=_doc(spec, "training", body),
-        tags=["mlops", "training", spec.name, *spec.tags],
-        default_args=_default_args(spec, retries=2, minutes=2),
+        title="training",
+        body=body,
+        tag="training",
+        retries=2,
+        retry_minutes=2,
         params=_window_params(spec.training.window_days, "training window"),
     ) as dag:
         cooldown = RetrainingCooldownOperator(
@@ -236,8 +261,6 @@ def training_dag(spec: ModelSpec) -> DAG:
 
 def materialization_dag(spec: ModelSpec) -> DAG:
     """The materialization DAG of ``spec``: each interval's data ingested, validated and materialized."""
-    from airflow.sdk import DAG
-
     from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
     from mlops_provider.operators.ingestion import IngestionOperator
     from mlops_provider.operators.validation import DataValidationOperator
@@ -249,15 +272,15 @@ def materialization_dag(spec: ModelSpec) -> DAG:
         f"(bad rows to quarantine) and materialize the model's feature views into the online store. Its "
         f"`{assets.validated.name}` event schedules `{dag_id(spec, TRAINING)}`."
     )
-    with DAG(
-        dag_id=dag_id(spec, MATERIALIZATION),
+    with _spec_dag(
+        spec,
+        MATERIALIZATION,
         schedule=spec.materialization_schedule,
-        start_date=_start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        doc_md=_doc(spec, "feature materialization", body),
-        tags=["mlops", "features", spec.name, *spec.tags],
-        default_args=_default_args(spec, retries=3, minutes=5),
+        title="feature materialization",
+        body=body,
+        tag="features",
+        retries=3,
+        retry_minutes=5,
     ) as dag:
         wait_for_source = SourceDataSensor(
             task_id="wait_for_source",
@@ -297,8 +320,6 @@ def materialization_dag(spec: ModelSpec) -> DAG:
 
 def drift_dag(spec: ModelSpec) -> DAG:
     """The drift-monitoring DAG of ``spec``: check, and emit ``drift.<model>`` when drift exceeds the policy."""
-    from airflow.sdk import DAG
-
     from mlops_provider.drift.task_group import drift_check_tasks
 
     assets = spec_assets(spec)
@@ -307,15 +328,15 @@ def drift_dag(spec: ModelSpec) -> DAG:
         f"the spec's policy emit `{assets.drift.name}`, which schedules `{dag_id(spec, TRAINING)}`. Skips before "
         "the first promotion."
     )
-    with DAG(
-        dag_id=dag_id(spec, DRIFT),
+    with _spec_dag(
+        spec,
+        DRIFT,
         schedule=spec.drift.schedule,
-        start_date=_start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        doc_md=_doc(spec, "drift monitoring", body),
-        tags=["mlops", "monitoring", spec.name, *spec.tags],
-        default_args=_default_args(spec, retries=2, minutes=2),
+        title="drift monitoring",
+        body=body,
+        tag="monitoring",
+        retries=2,
+        retry_minutes=2,
         params=_window_params(spec.drift.window_days, "current window"),
     ) as dag:
         drift_check_tasks(
