@@ -94,6 +94,25 @@ def model_name(data_file: Path) -> str:
     return name if name[0].isalpha() else f"m_{name}"
 
 
+def identifier_names(columns: list[str]) -> dict[str, str]:
+    """``{column: identifier}`` for the columns that are not identifiers (``Trip ID`` -> ``trip_id``), distinct."""
+    taken = {c for c in columns if _IDENTIFIER.match(c)}
+    out = {}
+    for column in columns:
+        if column in taken:
+            continue
+        base = re.sub(r"[^a-z0-9_]+", "_", column.strip().lower()).strip("_") or "column"
+        base = base if base[0].isalpha() or base[0] == "_" else f"c_{base}"
+        name = base
+        for i in range(2, len(columns) + 2):
+            if name not in taken:
+                break
+            name = f"{base}_{i}"
+        taken.add(name)
+        out[column] = name
+    return out
+
+
 def read_data(data_file: Path) -> tuple[pd.DataFrame, str]:
     """Read ``data_file`` by extension: ``(rows, format)``; text columns stay text (no type guessing)."""
     import pandas as pd
@@ -273,6 +292,12 @@ def _is_copy_of(feature: pd.Series, label: pd.Series) -> str | None:
             return "it equals the label in every row"
         if f.std() > 0 and y.std() > 0 and abs(f.corr(y)) > 0.9999:
             return f"it is perfectly correlated with the label (r = {f.corr(y):.4f})"
+        classes = sorted(y.unique())
+        if len(classes) == 2 and min(y.value_counts()) >= 10:
+            # A binary label that a threshold on this column reproduces in every row was computed from it.
+            low, high = f[y == classes[0]], f[y == classes[1]]
+            if low.max() < high.min() or high.max() < low.min():
+                return "a threshold on it gives the label in every row (the label is computed from it)"
         return None
     # A text column that maps one to one onto the label's values names the answer.
     if both.groupby("f")["y"].nunique().max() == 1 and both.groupby("y")["f"].nunique().max() == 1:
@@ -304,12 +329,15 @@ def build_plan(
     problems: list[str] = []
     if not _IDENTIFIER.match(name):
         problems.append(f"NAME {name!r} must be letters, digits and '_' (starting with a letter)")
-    bad_names = [c for c in columns if not _IDENTIFIER.match(c)]
-    if bad_names:
-        problems.append(
-            f"columns {bad_names} are not identifiers (letters, digits, '_'); rename them in the file "
-            "(contracts and features refer to columns by name)"
-        )
+    # Contracts, expressions and features name columns as identifiers: others get one, and the spec's
+    # source.rename maps the source's names at every ingestion (the file itself stays as it is).
+    rename = identifier_names(columns)
+    if rename:
+        frame = frame.rename(columns=rename)
+        columns = [rename.get(c, c) for c in columns]
+        timestamp = rename.get(timestamp, timestamp)
+        entities = [rename.get(e, e) for e in entities]
+        label = rename.get(label, label)
     for role, wanted in (("TIMESTAMP", [timestamp]), ("ENTITY", entities)):
         for column in wanted:
             if column not in columns:
@@ -354,7 +382,7 @@ def build_plan(
     for column in frame.columns:
         if pd.api.types.is_bool_dtype(frame[column]):
             frame[column] = frame[column].astype("int64")
-    notes: list[str] = []
+    notes: list[str] = [f"{original!r} is column {column} (source.rename)" for original, column in rename.items()]
     contract_columns: dict[str, dict[str, Any]] = {}
     request: list[str] = []
     categoricals: list[str] = []
@@ -456,7 +484,7 @@ def build_plan(
         "name": name,
         "description": f"{task.capitalize()} model of {label_column} from {data_file.name} (scaffolded; review it).",
         "dataset": name,
-        "source": {"format": fmt},
+        "source": {"format": fmt, **({"rename": rename} if rename else {})},
         "contract": paths["contract"],
     }
     if expression is not None:

@@ -207,6 +207,11 @@ ERRORS = [
         _set("features.entity_keys", ["pay_method"]),
         "features.entity_keys[0]: expected one of the entity keys ['region_code', 'shop_id'], got 'pay_method'",
     ),
+    (
+        "rename_target_unknown",
+        _set("source", {"rename": {"Shop ID": "shopid"}}),
+        "source.rename.Shop ID: expected a column declared in the contract, got 'shopid'",
+    ),
     ("no_features", _set("features", {"request": []}), "features: expected at least one feature"),
     ("feature_service", _set("feature_service", "v 1"), "feature_service: expected a name"),
     (

@@ -37,6 +37,8 @@ class IngestionOperator(BaseOperator):
         (templated)
     :param file_format: ``auto`` (by file extension), ``parquet``, ``csv`` or ``jsonl`` (JSON lines). (templated)
     :param csv_delimiter: delimiter of CSV sources. (templated)
+    :param rename: source column -> column name (``{"Trip ID": "trip_id"}``), applied first: the raw zone, the
+        contract and ``derive`` see the new names; a source column not in the mapping keeps its name.
     :param derive: derived columns, ``{column: expression}`` over the source's columns (see
         :mod:`mlops_provider.spec.derive`), computed in order before the raw partition is written, so the
         contract validates them like any other column.
@@ -66,6 +68,7 @@ class IngestionOperator(BaseOperator):
         source_uri: str | None = None,
         file_format: str = "auto",
         csv_delimiter: str = ",",
+        rename: dict[str, str] | None = None,
         derive: dict[str, str] | None = None,
         allow_empty: bool = False,
         source_conn_id: str | None = None,
@@ -79,6 +82,7 @@ class IngestionOperator(BaseOperator):
         self.source_uri = source_uri
         self.file_format = file_format
         self.csv_delimiter = csv_delimiter
+        self.rename = dict(rename or {})
         self.derive = dict(derive or {})
         self.allow_empty = allow_empty
         self.source_conn_id = source_conn_id
@@ -123,6 +127,8 @@ class IngestionOperator(BaseOperator):
             table = concat_tables(
                 [read_source_file(f, self.file_format, self.csv_delimiter) for f in files], f"{uri} ({day})"
             )
+            if self.rename:
+                table = table.rename_columns([self.rename.get(c, c) for c in table.column_names])
             if self.derive:
                 from mlops_provider.spec.derive import apply_derived
 

@@ -142,6 +142,7 @@ def _ingest_kwargs(spec: ModelSpec) -> dict:
         "file_format": spec.source.format,
         "csv_delimiter": spec.source.csv_delimiter,
         "source_conn_id": spec.source.conn_id,
+        "rename": dict(spec.source.rename),
         "derive": dict(spec.derive),
     }
 

@@ -436,7 +436,15 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
             raise reader.fail(key, f"expected a safe expression: {err}") from None
         derive[column] = expression.strip()
 
-    source_raw = reader.mapping(raw.get("source"), "source", ("uri", "format", "csv_delimiter", "conn_id"))
+    source_raw = reader.mapping(raw.get("source"), "source", ("uri", "format", "csv_delimiter", "conn_id", "rename"))
+    rename: dict[str, str] = {}
+    for original, column in reader.mapping(source_raw.get("rename"), "source.rename").items():
+        key = f"source.rename.{original}"
+        if column not in columns:
+            raise reader.fail(key, f"expected a column declared in the contract, got {column!r}")
+        if column in rename.values():
+            raise reader.fail(key, f"expected distinct column names, {column!r} is the name of two source columns")
+        rename[str(original)] = column
     source_spec = SourceSpec(
         uri=reader.string(source_raw["uri"], "source.uri", expected="a URI")
         if source_raw.get("uri") is not None
@@ -448,6 +456,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         conn_id=reader.string(source_raw["conn_id"], "source.conn_id")
         if source_raw.get("conn_id") is not None
         else None,
+        rename=rename,
     )
 
     features = _features(raw["features"], reader, contract, entities, label)

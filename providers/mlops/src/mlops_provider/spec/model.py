@@ -28,6 +28,8 @@ class SourceSpec:
     format: str = "auto"
     csv_delimiter: str = ","
     conn_id: str | None = None
+    #: Source column -> column name, applied at ingestion (e.g. ``"Trip ID": trip_id``), before ``derive``.
+    rename: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
