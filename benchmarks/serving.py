@@ -7,7 +7,9 @@ them sequentially with ``tritonclient.http`` (binary tensors, as its defaults se
 * ``predictor``: one FP32 ``input-0`` tensor, 1 row and 100 rows;
 * ``transformer``: an entity request (customer, merchant and transaction fields) of 1 and 100 instances, which
   the transformer turns into features from Feast's online store and forwards to the predictor;
-* ``inprocess``: ``Booster.inplace_predict`` on the same rows in this process, the floor.
+* ``inprocess``: ``Booster.inplace_predict`` on the same rows in this process, the floor;
+* ``explain``: the predictor with the V2 ``explain`` parameter (TreeSHAP contributions next to the prediction),
+  1 row, against ``explain_inprocess``: ``Booster.predict(pred_contribs=True)`` in this process.
 
 Each server is timed in interleaved rounds (default 5) and the median round is reported, with the worst round's
 p99 next to it: other work on the shared machine comes in bursts. Prints p50/p99 latency and throughput with their ratios to the floor and to the anchor measured on this 2-core
@@ -195,6 +197,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         calls[("predictor", "single")] = (tensor_call(single), args.requests, 200)
         calls[("predictor", "batch100")] = (tensor_call(batch), args.batch_requests, 50)
 
+        # Explanations (TreeSHAP): the V2 "explain" parameter against pred_contribs in process.
+        single_matrix = xgb.DMatrix(single, feature_names=booster.feature_names)
+        calls[("explain_inprocess", "single")] = (
+            lambda: booster.predict(single_matrix, pred_contribs=True),
+            args.requests,
+            200,
+        )
+        explain_tensor = _t(httpclient, single)
+        explained = client.infer(MODEL_NAME, [explain_tensor], parameters={"explain": True}).as_numpy("contributions")
+        np.testing.assert_allclose(
+            explained, booster.predict(single_matrix, pred_contribs=True)[:, :-1], rtol=1e-4, atol=1e-5
+        )
+        calls[("explain", "single")] = (
+            lambda: client.infer(MODEL_NAME, [explain_tensor], parameters={"explain": True}).as_numpy("contributions"),
+            args.requests,
+            200,
+        )
+
         tclient = httpclient.InferenceServerClient(url=f"127.0.0.1:{transformer.http_port}")
         now = int(time.time())
 
@@ -246,14 +266,14 @@ def _report(results: dict) -> list[dict]:
     )
     print(f"{'server':<12}{'batch':<10}{'p50 ms':>9}{'p99 ms':>9}{'worst':>9}{'req/s':>9}   ratios")
     for (component, batch), (lat, rps) in results.items():
-        floor = results[("inprocess", batch)][0]
+        floor = results[("explain_inprocess" if component.startswith("explain") else "inprocess", batch)][0]
         notes = []
         for stat in ("p50", "p99"):
             value = round(lat[stat], 4)
             if component == "predictor":
                 baseline = ANCHOR[(batch, stat)]
                 notes.append(f"{stat} {value / baseline:.2f}x anchor")
-            elif component == "transformer":
+            elif component in ("transformer", "explain"):
                 baseline = round(floor[stat], 4)
             else:
                 baseline = None
@@ -266,7 +286,7 @@ def _report(results: dict) -> list[dict]:
                     "ratio": round(value / baseline, 3) if baseline else None,
                 }
             )
-            if component != "inprocess":
+            if not component.endswith("inprocess"):
                 records.append(
                     {
                         "metric": f"{component}_{batch}_{stat}_vs_inprocess",

@@ -23,6 +23,15 @@ Responses depend on the model's task (read from the model file, see :func:`model
   ``{"predictions": [label, ...], "probabilities": [[p, ...], ...]}``. The class order is the model's (the
   trainer's sorted label values, in the model file's ``mlops_classes`` attribute).
 
+Explanations (XGBoost's TreeSHAP, ``pred_contribs``): per-feature contributions and the bias of each row, in the
+model's margin units (log-odds for binary, per-class scores for multiclass, the value for regression), so that
+contributions plus bias equal the margin. A categorical feature contributes as one feature; a missing value
+contributes what the trees' default branches give it. KServe's V1 ``/v1/models/<name>:explain`` answers
+``{"predictions": [...], "explanations": [{"bias": b, "contributions": {feature: c}}, ...]}`` (multiclass: both
+per class label); a V2 request with the parameter ``"explain": true`` gets the outputs ``contributions``
+(``[n, n_features]``, multiclass ``[n, classes, n_features]``), ``bias`` (``[n]``, ``[n, classes]``) and, for
+multiclass, ``classes`` (the class labels in that order) next to its predictions.
+
 Every served row goes to the prediction log when the server was started with ``--prediction_log_uri``: logging is
 the server's setting, and nothing in a request (parameters, headers) can turn it off.
 
@@ -41,7 +50,7 @@ import numpy as np
 import xgboost as xgb
 from kserve.errors import InvalidInput
 from kserve.model import Model
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, to_http_parameters
 
 from mlops_serving.prediction_log import PredictionLogger
 from mlops_serving.storage import find_model_file, model_version_from_dir, resolve_model
@@ -66,6 +75,10 @@ INPUT_NAME = "input-0"
 OUTPUT_NAME = "output-0"
 #: V2 output with a multiclass model's arg-max class label.
 CLASS_OUTPUT_NAME = "class"
+#: V2 explanation outputs (request parameter ``explain``): TreeSHAP contributions, bias, multiclass class labels.
+CONTRIBUTIONS_OUTPUT_NAME = "contributions"
+BIAS_OUTPUT_NAME = "bias"
+CLASSES_OUTPUT_NAME = "classes"
 
 # The model file's task attributes: the names of mlops_provider.lineage.BOOSTER_TASK_ATTR/BOOSTER_CLASSES_ATTR
 # (the serving image does not install the provider; tests/unit/serving/test_task_contract.py keeps them equal).
@@ -140,6 +153,34 @@ def matrix_from_columns(
     if len(lengths) != 1:
         raise InvalidInput(f"Column-form inputs have different lengths {sorted(lengths)}; all must have n rows.")
     return np.column_stack(columns)
+
+
+def wants_explanation(request: InferRequest) -> bool:
+    """Whether a V2 request asks for explanations (parameter ``explain``: true, over REST or gRPC)."""
+    flag = to_http_parameters(request.parameters or {}).get("explain")
+    return flag is True or str(flag).lower() == "true"
+
+
+def v1_explanations(
+    feature_names: list[str], contributions: np.ndarray, bias: np.ndarray, classes: list | None = None
+) -> list[dict[str, Any]]:
+    """Per row ``{"bias": b, "contributions": {feature: c}}``; multiclass (``classes``): both per class label."""
+
+    def row(values: np.ndarray, b: float) -> dict[str, Any]:
+        return {"bias": float(b), "contributions": dict(zip(feature_names, map(float, values), strict=True))}
+
+    if classes is None:
+        return [row(c, b) for c, b in zip(contributions, bias, strict=True)]
+    out = []
+    for per_class, biases in zip(contributions, bias, strict=True):
+        rows = [row(c, b) for c, b in zip(per_class, biases, strict=True)]
+        out.append(
+            {
+                "bias": {str(k): r["bias"] for k, r in zip(classes, rows, strict=True)},
+                "contributions": {str(k): r["contributions"] for k, r in zip(classes, rows, strict=True)},
+            }
+        )
+    return out
 
 
 def valid_codes(values: np.ndarray, size: int) -> np.ndarray:
@@ -391,6 +432,22 @@ class XGBoostPredictor(Model):
         )
         return scores if self.task == "multiclass" else scores[:, -1]
 
+    def explain_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """TreeSHAP contributions ``[n, n_features]`` and bias ``[n]`` of each row, in margin units.
+
+        Multiclass: ``[n, classes, n_features]`` and ``[n, classes]``. Contributions plus bias sum to the margin.
+        """
+        assert self.booster is not None, "load() first"
+        data = xgb.DMatrix(
+            matrix,
+            feature_names=self.feature_names,
+            feature_types=self.booster.feature_types,
+            enable_categorical=bool(self.categories),
+            missing=np.nan,
+        )
+        contributions = np.asarray(self.booster.predict(data, pred_contribs=True), dtype=np.float32)
+        return contributions[..., :-1], contributions[..., -1]
+
     def class_labels(self, probabilities: np.ndarray) -> list:
         """The arg-max class label of each row of a multiclass model's probabilities."""
         classes = self.classes or list(range(probabilities.shape[1]))
@@ -408,6 +465,8 @@ class XGBoostPredictor(Model):
         if self.prediction_log is not None:
             self.prediction_log.log(matrix, predictions)
         multiclass = self.task == "multiclass"
+        if isinstance(payload, InferRequest) and wants_explanation(payload):
+            return self._v2_response(payload, predictions, explanation=self.explain_matrix(matrix))
         if isinstance(payload, dict):
             if multiclass:
                 return {
@@ -415,6 +474,36 @@ class XGBoostPredictor(Model):
                     "probabilities": predictions.tolist(),
                 }
             return {"predictions": predictions.tolist()}
+        return self._v2_response(payload, predictions)
+
+    def explain(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
+        """V1 ``:explain``: predictions and per-row TreeSHAP explanations (V2: ``predict`` with ``explain``)."""
+        if isinstance(payload, InferRequest):
+            payload.parameters = {**(payload.parameters or {}), "explain": True}
+            return self.predict(payload, headers)
+        if not isinstance(payload, dict):
+            raise InvalidInput(f"Unsupported request body of type {type(payload).__name__}.")
+        matrix = self._matrix_from_v1(payload)
+        predictions = self.predict_matrix(matrix)
+        if self.prediction_log is not None:
+            self.prediction_log.log(matrix, predictions)
+        contributions, bias = self.explain_matrix(matrix)
+        multiclass = self.task == "multiclass"
+        return {
+            "predictions": self.class_labels(predictions) if multiclass else predictions.tolist(),
+            "explanations": v1_explanations(
+                self.feature_names, contributions, bias, self.classes if multiclass else None
+            ),
+            "model_version": self.model_version,
+        }
+
+    def _v2_response(
+        self,
+        payload: InferRequest,
+        predictions: np.ndarray,
+        explanation: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> InferResponse:
+        multiclass = self.task == "multiclass"
         output = InferOutput(name=OUTPUT_NAME, shape=list(predictions.shape), datatype="FP32")
         output.set_data_from_numpy(predictions, binary_data=payload.use_binary_outputs)
         outputs = [output]
@@ -425,6 +514,20 @@ class XGBoostPredictor(Model):
             label_output = InferOutput(name=CLASS_OUTPUT_NAME, shape=[len(labels)], datatype=datatype)
             label_output.set_data_from_numpy(values, binary_data=payload.use_binary_outputs)
             outputs.append(label_output)
+        if explanation is not None:
+            for name, values in zip((CONTRIBUTIONS_OUTPUT_NAME, BIAS_OUTPUT_NAME), explanation, strict=True):
+                tensor = InferOutput(name=name, shape=list(values.shape), datatype="FP32")
+                tensor.set_data_from_numpy(np.ascontiguousarray(values), binary_data=payload.use_binary_outputs)
+                outputs.append(tensor)
+            if multiclass:
+                classes = self.classes or list(range(predictions.shape[1]))
+                datatype = self._class_datatype()
+                array = (
+                    np.asarray(classes, dtype=np.int64) if datatype == "INT64" else np.asarray(classes, dtype=object)
+                )
+                tensor = InferOutput(name=CLASSES_OUTPUT_NAME, shape=[len(classes)], datatype=datatype)
+                tensor.set_data_from_numpy(array, binary_data=payload.use_binary_outputs)
+                outputs.append(tensor)
         return InferResponse(
             response_id=payload.id or str(uuid.uuid4()),
             model_name=self.name,

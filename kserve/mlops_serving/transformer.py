@@ -36,13 +36,17 @@ from kserve.model import Model
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 from mlops_serving.predictor import (
+    BIAS_OUTPUT_NAME,
     CLASS_OUTPUT_NAME,
+    CLASSES_OUTPUT_NAME,
+    CONTRIBUTIONS_OUTPUT_NAME,
     INPUT_NAME,
     NUMERIC_DATATYPES,
     OUTPUT_NAME,
     category_code,
     matrix_from_columns,
     model_categories,
+    v1_explanations,
 )
 from mlops_serving.storage import find_model_file, resolve_model_dir
 
@@ -378,12 +382,19 @@ class FeastTransformer(Model):
         tensor.set_data_from_numpy(matrix, binary_data=False)
         return InferRequest(model_name=self.name, infer_inputs=[tensor], request_id=getattr(payload, "id", None))
 
+    async def explain(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+        """V1 ``:explain``: the features looked up as for a prediction, explained by the predictor (V2 ``explain``)."""
+        payload.parameters = {**(payload.parameters or {}), "explain": True}
+        return await self.predict(payload, headers)
+
     def postprocess(
         self, result: dict | InferResponse, headers: dict[str, str] | None = None, response_headers: dict | None = None
     ) -> dict | InferResponse:
         """Answer V1 requests in V1 (the predictor's V1 shapes for each task); V2 responses pass through."""
         if _V1_REQUEST.get() and isinstance(result, InferResponse):
             outputs = {output.name: output for output in result.outputs}
+            if CONTRIBUTIONS_OUTPUT_NAME in outputs:
+                return self._v1_explanation(outputs)
             if CLASS_OUTPUT_NAME in outputs:  # a multiclass model: its class labels and per-class probabilities
                 labels = outputs[CLASS_OUTPUT_NAME].as_numpy().reshape(-1)
                 return {
@@ -392,6 +403,23 @@ class FeastTransformer(Model):
                 }
             return {"predictions": result.outputs[0].as_numpy().reshape(-1).tolist()}
         return result
+
+    def _v1_explanation(self, outputs: dict[str, Any]) -> dict:
+        """The predictor's V2 explanation outputs as V1 ``:explain`` answers them (see the predictor)."""
+        contributions = outputs[CONTRIBUTIONS_OUTPUT_NAME].as_numpy()
+        bias = outputs[BIAS_OUTPUT_NAME].as_numpy()
+        if CLASSES_OUTPUT_NAME in outputs:
+            classes = [
+                _plain(v.decode() if isinstance(v, bytes) else v) for v in outputs[CLASSES_OUTPUT_NAME].as_numpy()
+            ]
+            labels = outputs[CLASS_OUTPUT_NAME].as_numpy().reshape(-1)
+            predictions = [_plain(v.decode() if isinstance(v, bytes) else v) for v in labels]
+        else:
+            classes, predictions = None, outputs[OUTPUT_NAME].as_numpy().reshape(-1).tolist()
+        return {
+            "predictions": predictions,
+            "explanations": v1_explanations(self.feature_names or [], contributions, bias, classes),
+        }
 
 
 def _plain(value: Any) -> Any:

@@ -204,3 +204,26 @@ def test_v2_metadata_lists_the_column_form_with_bytes_for_categoricals(categoric
         {"name": "merchant_code", "datatype": "BYTES", "shape": [-1]},
         {"name": "hour", "datatype": "FP32", "shape": [-1]},
     ]
+
+
+def test_explanations_of_a_categorical_model_sum_to_the_margin(categorical_server):
+    """A categorical feature contributes as one feature; an unseen category and a null are missing there too."""
+    import xgboost as xgb
+
+    server, booster = categorical_server
+    frame = pd.DataFrame(ROWS, columns=NAMES)
+    codes = pd.Categorical(frame["merchant_code"], categories=CODES)  # unseen and null: missing
+    frame["merchant_code"] = codes
+    margin = booster.predict(xgb.DMatrix(frame, enable_categorical=True), output_margin=True)
+    status, body = post_json(
+        f"{server.url}/v1/models/categorical_model:explain",
+        {"instances": [dict(zip(NAMES, row, strict=True)) for row in ROWS]},
+    )
+    assert status == 200, body
+    for i, explanation in enumerate(body["explanations"]):
+        assert list(explanation["contributions"]) == NAMES
+        total = sum(explanation["contributions"].values()) + explanation["bias"]
+        assert total == pytest.approx(float(margin[i]), abs=1e-4), i
+    # The risky category is what pushes the first row up.
+    first = body["explanations"][0]["contributions"]
+    assert first["merchant_code"] == max(first.values())

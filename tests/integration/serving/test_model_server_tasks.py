@@ -154,3 +154,49 @@ def test_the_rollout_analysis_passes_each_task(task_servers, task):
     assert check["ok"], check["failures"]
     if task == "regression":  # values outside [0, 1] fail a probability range, as for a binary model
         assert not smoke_check(server.url, server.model_name, X[:5].tolist(), requests=5)["ok"]
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_explanations_sum_to_the_margin_per_task(task_servers, task):
+    """TreeSHAP over V1 ``:explain`` and V2 ``explain``: contributions plus bias are the model's margin."""
+    import xgboost as xgb
+
+    servers, models = task_servers
+    server, (booster, X) = servers[task], models[task]
+    rows = X[:3].copy()
+    rows[1, 2] = np.nan  # a missing value gets the default branches' share
+    margin = booster.predict(xgb.DMatrix(rows, feature_names=NAMES, missing=np.nan), output_margin=True)
+    status, body = post_json(
+        f"{server.url}/v1/models/{server.model_name}:explain",
+        {"instances": [[None if np.isnan(v) else float(v) for v in row] for row in rows]},
+    )
+    assert status == 200, body
+    explanations = body["explanations"]
+    assert len(explanations) == 3 and body["model_version"] == "1"
+    if task == "multiclass":
+        assert body["predictions"] == [CLASSES[i] for i in margin.argmax(axis=1)]
+        for i, explanation in enumerate(explanations):
+            assert set(explanation["contributions"]) == set(CLASSES)
+            for k, label in enumerate(CLASSES):
+                total = sum(explanation["contributions"][label].values()) + explanation["bias"][label]
+                assert total == pytest.approx(float(margin[i, k]), abs=1e-4)
+    else:
+        for i, explanation in enumerate(explanations):
+            assert list(explanation["contributions"]) == NAMES
+            assert sum(explanation["contributions"].values()) + explanation["bias"] == pytest.approx(
+                float(margin[i]), abs=1e-4
+            )
+
+    tensor = {"name": "input-0", "shape": [1, 3], "datatype": "FP32", "data": X[0].tolist()}
+    status, body = post_json(
+        f"{server.url}/v2/models/{server.model_name}/infer", {"inputs": [tensor], "parameters": {"explain": True}}
+    )
+    assert status == 200, body
+    outputs = {o["name"]: o for o in body["outputs"]}
+    contributions = np.reshape(outputs["contributions"]["data"], outputs["contributions"]["shape"])
+    bias = np.reshape(outputs["bias"]["data"], outputs["bias"]["shape"])
+    np.testing.assert_allclose(contributions.sum(axis=-1) + bias, margin[:1], atol=1e-4)
+    if task == "multiclass":
+        assert outputs["classes"]["data"] == CLASSES and list(contributions.shape) == [1, 3, 3]
+    else:
+        assert "classes" not in outputs and list(contributions.shape) == [1, 3]

@@ -164,3 +164,19 @@ def test_bad_entity_requests_get_400(transformer, instances, message):
     assert message in body["error"].lower()
     status, _ = post_json(f"{transformer.url}/v1/models/{MODEL_NAME}:predict", {"instances": [_request(2, 20)]})
     assert status == 200
+
+
+def test_v1_explain_through_the_transformer_explains_the_looked_up_features(transformer, serving_models):
+    """``:explain`` on the endpoint: the entity's online features, explained by the predictor (TreeSHAP)."""
+    booster = serving_models["v1"].booster
+    url = f"{transformer.url}/v1/models/{MODEL_NAME}"
+    batch = [_request(1, 10, amount=12.5), _request(2, 20, amount=480.0)]
+    status, predicted = post_json(f"{url}:predict", {"instances": batch})
+    assert status == 200, predicted
+    status, body = post_json(f"{url}:explain", {"instances": batch})
+    assert status == 200, body
+    np.testing.assert_allclose(body["predictions"], predicted["predictions"], rtol=1e-6)
+    for p, explanation in zip(body["predictions"], body["explanations"], strict=True):
+        assert list(explanation["contributions"]) == list(booster.feature_names)
+        margin = sum(explanation["contributions"].values()) + explanation["bias"]
+        assert margin == pytest.approx(float(np.log(p / (1 - p))), abs=1e-3)  # binary: the log-odds
