@@ -1,7 +1,9 @@
 """Buffered log of served requests and predictions, written as Parquet for drift monitoring.
 
 Layout (the team contract): ``<base_uri>/dt=YYYY-MM-DD/<uuid>.parquet`` with the feature columns, ``prediction``,
-``model_version`` and ``served_at`` (UTC). ``base_uri`` is ``<data_root>/predictions/<model_name>``.
+``model_version``, ``served_at`` (UTC), ``request_id`` (the id the response carries; every row of a batch shares
+it, ``request_row`` numbers them) and ``latency_ms`` (the server's time for the request's batch). ``base_uri``
+is ``<data_root>/predictions/<model_name>``.
 A categorical feature is logged as its category (the text the model saw; null for a missing, unseen or null value),
 so the drift check compares it with the training set's strings. ``prediction`` is the positive-class probability
 (binary) or the value (regression); for a multiclass model it is the arg-max class index, and
@@ -61,17 +63,19 @@ class PredictionLogger:
         self.flush_seconds = flush_seconds
         self.files_written: list[str] = []
         self._lock = threading.Lock()
-        self._chunks: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self._chunks: list[tuple[np.ndarray, np.ndarray, float, str, float]] = []
         self._rows = 0
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def log(self, features: np.ndarray, predictions: np.ndarray) -> None:
+    def log(
+        self, features: np.ndarray, predictions: np.ndarray, request_id: str = "", latency_ms: float = float("nan")
+    ) -> None:
         """Buffer one served batch (cheap: no I/O on the request path)."""
         with self._lock:
-            self._chunks.append((features, predictions, time.time()))
+            self._chunks.append((features, predictions, time.time(), request_id, latency_ms))
             self._rows += len(predictions)
             if self._rows >= self.flush_rows:
                 self._wake.set()
@@ -98,6 +102,9 @@ class PredictionLogger:
         predictions = np.concatenate([np.asarray(c[1], dtype=np.float64).reshape(len(c[1]), -1) for c in chunks])
         per_class = predictions.shape[1] > 1
         served_at = np.concatenate([np.full(len(c[1]), c[2]) for c in chunks])
+        request_ids = np.concatenate([np.full(len(c[1]), c[3], dtype=object) for c in chunks])
+        rows = np.concatenate([np.arange(len(c[1]), dtype=np.int64) for c in chunks])
+        latencies = np.concatenate([np.full(len(c[1]), c[4], dtype=np.float64) for c in chunks])
         stamps = (served_at * 1_000_000).astype("int64").astype("datetime64[us]")
         days = stamps.astype("datetime64[D]")
         written = []
@@ -112,6 +119,9 @@ class PredictionLogger:
                 columns[PREDICTION_COLUMN] = pa.array(predictions[mask, 0])
             columns["model_version"] = pa.array([self.model_version] * int(mask.sum()), pa.string())
             columns["served_at"] = pa.array(stamps[mask], pa.timestamp("us", tz="UTC"))
+            columns["request_id"] = pa.array(request_ids[mask].tolist(), pa.string())
+            columns["request_row"] = pa.array(rows[mask])
+            columns["latency_ms"] = pa.array(latencies[mask])
             uri = f"{self.base_uri}/dt={day}/{uuid.uuid4().hex}.parquet"
             self._write(pa.table(columns), uri)
             written.append(uri)

@@ -42,6 +42,7 @@ Malformed requests raise :class:`kserve.errors.InvalidInput`, which the server a
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,19 @@ def matrix_from_columns(
     if len(lengths) != 1:
         raise InvalidInput(f"Column-form inputs have different lengths {sorted(lengths)}; all must have n rows.")
     return np.column_stack(columns)
+
+
+def new_request_id() -> str:
+    """A new request id (a UUID4's hex)."""
+    return uuid.uuid4().hex
+
+
+def request_id_of(payload: dict | InferRequest, headers: dict[str, str] | None) -> str:
+    """The request's id: a V2 request's ``id``, else the ``x-request-id`` header (KServe's), else a new one."""
+    if isinstance(payload, InferRequest) and payload.id:
+        return str(payload.id)
+    header = next((v for k, v in (headers or {}).items() if k.lower() == "x-request-id"), None)
+    return str(header) if header else new_request_id()
 
 
 def wants_explanation(request: InferRequest) -> bool:
@@ -454,27 +468,33 @@ class XGBoostPredictor(Model):
         return [classes[i] for i in probabilities.argmax(axis=1)]
 
     def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
-        """Score a V1 or V2 request; synchronous because one booster call is faster than a thread hop."""
+        """Score a V1 or V2 request; synchronous because one booster call is faster than a thread hop.
+
+        Every answer names its request id (the V2 request's ``id``, else the ``x-request-id`` header, else a new
+        one) and the model version; the prediction log records both for each row.
+        """
+        started = time.perf_counter()
+        request_id = request_id_of(payload, headers)
         if isinstance(payload, InferRequest):
             matrix = self._matrix_from_v2(payload)
+            payload.id = request_id
         elif isinstance(payload, dict):
             matrix = self._matrix_from_v1(payload)
         else:
             raise InvalidInput(f"Unsupported request body of type {type(payload).__name__}.")
         predictions = self.predict_matrix(matrix)
+        explanation = (
+            self.explain_matrix(matrix) if isinstance(payload, InferRequest) and wants_explanation(payload) else None
+        )
         if self.prediction_log is not None:
-            self.prediction_log.log(matrix, predictions)
-        multiclass = self.task == "multiclass"
-        if isinstance(payload, InferRequest) and wants_explanation(payload):
-            return self._v2_response(payload, predictions, explanation=self.explain_matrix(matrix))
-        if isinstance(payload, dict):
-            if multiclass:
-                return {
-                    "predictions": self.class_labels(predictions),
-                    "probabilities": predictions.tolist(),
-                }
-            return {"predictions": predictions.tolist()}
-        return self._v2_response(payload, predictions)
+            latency_ms = (time.perf_counter() - started) * 1000
+            self.prediction_log.log(matrix, predictions, request_id, latency_ms)
+        if isinstance(payload, InferRequest):
+            return self._v2_response(payload, predictions, explanation=explanation)
+        identity = {"model_version": self.model_version, "request_id": request_id}
+        if self.task == "multiclass":
+            return {"predictions": self.class_labels(predictions), "probabilities": predictions.tolist(), **identity}
+        return {"predictions": predictions.tolist(), **identity}
 
     def explain(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
         """V1 ``:explain``: predictions and per-row TreeSHAP explanations (V2: ``predict`` with ``explain``)."""
@@ -483,11 +503,13 @@ class XGBoostPredictor(Model):
             return self.predict(payload, headers)
         if not isinstance(payload, dict):
             raise InvalidInput(f"Unsupported request body of type {type(payload).__name__}.")
+        started = time.perf_counter()
+        request_id = request_id_of(payload, headers)
         matrix = self._matrix_from_v1(payload)
         predictions = self.predict_matrix(matrix)
-        if self.prediction_log is not None:
-            self.prediction_log.log(matrix, predictions)
         contributions, bias = self.explain_matrix(matrix)
+        if self.prediction_log is not None:
+            self.prediction_log.log(matrix, predictions, request_id, (time.perf_counter() - started) * 1000)
         multiclass = self.task == "multiclass"
         return {
             "predictions": self.class_labels(predictions) if multiclass else predictions.tolist(),
@@ -495,6 +517,7 @@ class XGBoostPredictor(Model):
                 self.feature_names, contributions, bias, self.classes if multiclass else None
             ),
             "model_version": self.model_version,
+            "request_id": request_id,
         }
 
     def _v2_response(
@@ -529,7 +552,7 @@ class XGBoostPredictor(Model):
                 tensor.set_data_from_numpy(array, binary_data=payload.use_binary_outputs)
                 outputs.append(tensor)
         return InferResponse(
-            response_id=payload.id or str(uuid.uuid4()),
+            response_id=payload.id or new_request_id(),
             model_name=self.name,
             model_version=self.model_version,
             infer_outputs=outputs,

@@ -46,6 +46,7 @@ from mlops_serving.predictor import (
     category_code,
     matrix_from_columns,
     model_categories,
+    request_id_of,
     v1_explanations,
 )
 from mlops_serving.storage import find_model_file, resolve_model_dir
@@ -353,7 +354,12 @@ class FeastTransformer(Model):
 
     # -- kserve handlers -----------------------------------------------------------------------------------------
     def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> InferRequest:
-        """Turn the request into the predictor's V2 feature tensor (or pass a feature tensor through)."""
+        """Turn the request into the predictor's V2 feature tensor (or pass a feature tensor through).
+
+        The request id (the V2 ``id``, else ``x-request-id``, else a new one) travels to the predictor, which
+        answers and logs under it.
+        """
+        request_id = request_id_of(payload, headers)
         if isinstance(payload, InferRequest):
             _V1_REQUEST.set(False)
             if self._is_feature_tensor(payload) or self._is_feature_columns(payload):
@@ -368,7 +374,7 @@ class FeastTransformer(Model):
                 return InferRequest(
                     model_name=self.name,
                     infer_inputs=[tensor],
-                    request_id=payload.id,
+                    request_id=request_id,
                     parameters=payload.parameters,
                 )
             rows = self._rows_from_v2(payload)
@@ -380,7 +386,8 @@ class FeastTransformer(Model):
         matrix = self.features_for(rows)
         tensor = InferInput(name=INPUT_NAME, shape=list(matrix.shape), datatype="FP32")
         tensor.set_data_from_numpy(matrix, binary_data=False)
-        return InferRequest(model_name=self.name, infer_inputs=[tensor], request_id=getattr(payload, "id", None))
+        parameters = payload.parameters if isinstance(payload, InferRequest) else None
+        return InferRequest(model_name=self.name, infer_inputs=[tensor], request_id=request_id, parameters=parameters)
 
     async def explain(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
         """V1 ``:explain``: the features looked up as for a prediction, explained by the predictor (V2 ``explain``)."""
@@ -393,15 +400,17 @@ class FeastTransformer(Model):
         """Answer V1 requests in V1 (the predictor's V1 shapes for each task); V2 responses pass through."""
         if _V1_REQUEST.get() and isinstance(result, InferResponse):
             outputs = {output.name: output for output in result.outputs}
+            identity = {"model_version": result.model_version, "request_id": result.id}
             if CONTRIBUTIONS_OUTPUT_NAME in outputs:
-                return self._v1_explanation(outputs)
+                return {**self._v1_explanation(outputs), **identity}
             if CLASS_OUTPUT_NAME in outputs:  # a multiclass model: its class labels and per-class probabilities
                 labels = outputs[CLASS_OUTPUT_NAME].as_numpy().reshape(-1)
                 return {
                     "predictions": [_plain(v.decode() if isinstance(v, bytes) else v) for v in labels],
                     "probabilities": outputs[OUTPUT_NAME].as_numpy().reshape(len(labels), -1).tolist(),
+                    **identity,
                 }
-            return {"predictions": result.outputs[0].as_numpy().reshape(-1).tolist()}
+            return {"predictions": result.outputs[0].as_numpy().reshape(-1).tolist(), **identity}
         return result
 
     def _v1_explanation(self, outputs: dict[str, Any]) -> dict:

@@ -144,7 +144,15 @@ def test_prediction_log_is_written_in_batches_as_parquet(predictor_servers, serv
     assert files, f"no prediction log under {log_dir}"
     assert files[0].parent.name == f"dt={time.strftime('%Y-%m-%d', time.gmtime())}"
     frame = pd.concat(pd.read_parquet(f) for f in files)
-    assert list(frame.columns) == [*model.booster.feature_names, "prediction", "model_version", "served_at"]
+    assert list(frame.columns) == [
+        *model.booster.feature_names,
+        "prediction",
+        "model_version",
+        "served_at",
+        "request_id",
+        "request_row",
+        "latency_ms",
+    ]
     assert (frame["model_version"] == "2").all() and str(frame["served_at"].dt.tz) == "UTC"
     rows = frame[np.isclose(frame["amount_log"], float(X[0, 7]))]
     assert len(rows) >= 1

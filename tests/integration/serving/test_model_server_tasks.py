@@ -137,7 +137,7 @@ def test_the_transformer_answers_a_v1_multiclass_request_like_the_predictor():
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     body = json.loads(out.stdout.strip().splitlines()[-1])
-    assert body["predictions"] == ["high", "mid"]
+    assert body["predictions"] == ["high", "mid"] and body["request_id"] == "r"
     np.testing.assert_allclose(body["probabilities"], [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], rtol=1e-6)
 
 
@@ -200,3 +200,40 @@ def test_explanations_sum_to_the_margin_per_task(task_servers, task):
         assert outputs["classes"]["data"] == CLASSES and list(contributions.shape) == [1, 3, 3]
     else:
         assert "classes" not in outputs and list(contributions.shape) == [1, 3]
+
+
+def test_every_answer_names_its_request_id_and_model_version_and_the_log_keeps_them(task_servers):
+    """V1 echoes ``x-request-id`` (or makes one), V2 its request ``id``; the prediction log rows carry both."""
+    import urllib.request
+
+    import pandas as pd
+
+    servers, models = task_servers
+    server, (_, X) = servers["regression"], models["regression"]
+    request = urllib.request.Request(
+        f"{server.url}/v1/models/{server.model_name}:predict",
+        data=json.dumps({"instances": X[:3].tolist()}).encode(),
+        headers={"Content-Type": "application/json", "x-request-id": "trace-v1-0042"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["request_id"] == "trace-v1-0042" and body["model_version"] == "1"
+    status, body = post_json(f"{server.url}/v1/models/{server.model_name}:predict", {"instances": X[:1].tolist()})
+    assert status == 200 and len(body["request_id"]) == 32, body  # none sent: a new one
+    tensor = {"name": "input-0", "shape": [2, 3], "datatype": "FP32", "data": X[:2].reshape(-1).tolist()}
+    status, body = post_json(
+        f"{server.url}/v2/models/{server.model_name}/infer", {"id": "trace-v2-7", "inputs": [tensor]}
+    )
+    assert status == 200 and body["id"] == "trace-v2-7" and body["model_version"] == "1", body
+
+    deadline, logged = time.time() + 10, pd.DataFrame()
+    while time.time() < deadline:
+        files = sorted(server.extra["log_dir"].rglob("*.parquet"))
+        logged = pd.concat([pd.read_parquet(f) for f in files]) if files else logged
+        if {"trace-v1-0042", "trace-v2-7"} <= set(logged.get("request_id", [])):
+            break
+        time.sleep(0.2)
+    v1 = logged[logged["request_id"] == "trace-v1-0042"]
+    assert list(v1["request_row"]) == [0, 1, 2] and set(v1["model_version"]) == {"1"}
+    assert (v1["latency_ms"] > 0).all()
+    assert len(logged[logged["request_id"] == "trace-v2-7"]) == 2

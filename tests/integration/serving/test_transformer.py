@@ -173,6 +173,8 @@ def test_v1_explain_through_the_transformer_explains_the_looked_up_features(tran
     batch = [_request(1, 10, amount=12.5), _request(2, 20, amount=480.0)]
     status, predicted = post_json(f"{url}:predict", {"instances": batch})
     assert status == 200, predicted
+    # The predictor's identity of the answer reaches the client through the transformer.
+    assert predicted["model_version"] and len(predicted["request_id"]) == 32, predicted
     status, body = post_json(f"{url}:explain", {"instances": batch})
     assert status == 200, body
     np.testing.assert_allclose(body["predictions"], predicted["predictions"], rtol=1e-6)
