@@ -117,7 +117,8 @@ def _setup_feature_store(local_root: Path) -> str:
         frame.to_parquet(folder / "part-0.parquet", index=False)
     hook = FeastHook()
     hook.apply(hook.get_feature_store())
-    hook.get_feature_store().materialize(t0 - timedelta(minutes=5), now)
+    # Only the example's views: the repository also registers every model spec's views, whose data is not here.
+    hook.get_feature_store().materialize(t0 - timedelta(minutes=5), now, feature_views=list(frames))
     return str(hook.write_resolved_config())
 
 
