@@ -137,8 +137,8 @@ def _run(dag_id: str, log_file: Path, *, conf: dict | None = None, logical_date=
     return dag_run
 
 
-def _predict(endpoint_url: str, model_name: str, training_set: dict) -> float:
-    """The endpoint's answer for the training set's first row (categorical features sent as text)."""
+def _predict(endpoint_url: str, model_name: str, training_set: dict) -> tuple[float, str]:
+    """The endpoint's answer for the training set's first row (categorical features sent as text), and its id."""
     from mlops_provider.serving.analysis import sample_rows
 
     request = urllib.request.Request(
@@ -148,7 +148,7 @@ def _predict(endpoint_url: str, model_name: str, training_set: dict) -> float:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         payload = json.load(response)
-    return float(payload["outputs"][0]["data"][0])
+    return float(payload["outputs"][0]["data"][0]), str(payload.get("id"))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     endpoint_url = deployed.get("endpoint_url") or f"http://127.0.0.1:{settings.local_serving_port}"
 
     training_set = task_xcom(training, "build_training_set") or {}
-    prediction = _predict(endpoint_url, EXAMPLE_MODEL, training_set)
+    prediction, request_id = _predict(endpoint_url, EXAMPLE_MODEL, training_set)
 
     summary = {
         "model_name": EXAMPLE_MODEL,
@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
         "gate_decision": gate.get("decision"),
         "endpoint_url": endpoint_url,
         "sample_prediction": round(prediction, 6),
+        # python -m include.trace <id> walks it back to the version, run, training set and validation reports.
+        "sample_request_id": request_id,
         "drift_detected": bool(drift.get("drift_detected")),
         "drift_share": None if drift.get("drift_share") is None else round(float(drift["drift_share"]), 4),
         # One scheduler pass after the drift check: the runs it created for the training pipeline
@@ -345,10 +347,10 @@ def spec_demo(model: str, out: Path) -> dict:
     with contextlib.suppress(Exception):  # no champion yet when the gate refused the first version
         champion = MlflowHook().get_client().get_model_version_by_alias(spec.name, "champion").version
     endpoint_url = deployed.get("endpoint_url") or f"http://127.0.0.1:{settings.local_serving_port}"
-    prediction = None
+    prediction = request_id = None
     if deployed:
         training_set = task_xcom(training, "build_training_set") or {}
-        prediction = _predict(endpoint_url, spec.name, training_set)
+        prediction, request_id = _predict(endpoint_url, spec.name, training_set)
     summary = {
         "model_name": spec.name,
         "task": spec.task,
@@ -359,6 +361,7 @@ def spec_demo(model: str, out: Path) -> dict:
         "gate_decision": gate.get("decision"),
         "endpoint_url": endpoint_url if deployed else None,
         "sample_prediction": None if prediction is None else round(prediction, 6),
+        "sample_request_id": request_id,
         "monitored_days": [d.isoformat() for d in monitored],
         "drift_detected": bool(drift.get("drift_detected")) if drift else None,
         "drift_share": None if drift.get("drift_share") is None else round(float(drift["drift_share"]), 4),

@@ -46,6 +46,7 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env):
     assert 0.0 <= first["sample_prediction"] <= 1.0
     assert first["drift_detected"] is False, "the monitored days come from the training distribution"
     assert storage_path(first["reports"]["drift_html"]).exists()
+    _trace_the_sample_prediction(first)
 
     second = main(["--rows-per-day", "800", "--out", str(out), "--inject-drift"])
     assert second["model_version"] == "2", "a rerun trains and registers one new version, not duplicates"
@@ -71,3 +72,33 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env):
         ingested = pq.ParquetFile(str(raw / day / "data.parquet")).metadata.num_rows
         assert ingested == landed > 0, f"{day}: {ingested} raw rows for {landed} landed rows"
     assert (out.parent / "airflow.log").stat().st_size > 0, "Airflow's own logs go to the file the demo names"
+
+
+def _trace_the_sample_prediction(summary: dict) -> None:
+    """``include.trace``: the demo's request -> its version, run, training set and validation reports."""
+    import time
+
+    from include.demo import TRAIN_DAYS
+    from include.fraud_example import MODEL_NAME
+    from include.trace import TraceError, main, trace
+
+    deadline = time.time() + 30  # the predictor writes its log every few seconds
+    while True:
+        try:
+            lineage = trace(summary["sample_request_id"], MODEL_NAME)
+            break
+        except TraceError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+    request = lineage["request"]
+    assert request["model_name"] == MODEL_NAME and request["rows"] == 1 and request["latency_ms"] > 0
+    assert request["predictions"][0] == pytest.approx(summary["sample_prediction"], abs=1e-5)
+    assert lineage["model_version"]["version"] == summary["model_version"]
+    assert "champion" in lineage["model_version"]["aliases"]
+    assert lineage["run"]["airflow"]["airflow.dag_id"] == "ml_training_pipeline"
+    training_set = lineage["training_set"]
+    assert len(training_set["hash"]) >= 12 and training_set["rows"] > 0
+    reports = lineage["validation_reports"]
+    assert len(reports) == TRAIN_DAYS and all(r["published"] for r in reports), reports
+    assert main(["no-such-request", "--model", MODEL_NAME]) == 2
