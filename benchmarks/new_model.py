@@ -32,6 +32,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _records import emit, record  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from include.airflow_runner import prepare_metadata_db  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench" / "new_model"
 MODEL = "bench_new_model"
@@ -108,15 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     env = _environment()
-    airflow = str(Path(sys.executable).with_name("airflow"))
     setup = time.perf_counter()
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        [airflow, "pools", "set", "mlops_promotion", "1", "Serialize promotion"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    prepare_metadata_db(env)
     setup_seconds = time.perf_counter() - setup
     data = WORK / "events.csv"
     events(args.rows, args.days).to_csv(data, index=False)

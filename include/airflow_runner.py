@@ -10,6 +10,22 @@ from pathlib import Path
 from typing import Any
 
 
+def prepare_metadata_db(env: dict[str, str]) -> None:
+    """What a user does once per Airflow home (``env``'s): ``airflow db migrate`` and the promotion pool."""
+    import subprocess
+    import sys
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], check=True, env=env, stdout=subprocess.DEVNULL)
+    # Promotion and deployment are serialized per model through this pool (see the training DAGs).
+    subprocess.run(
+        [airflow, "pools", "set", "mlops_promotion", "1", "Serialize promotion"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def load_dag(dag_id: str, folders: Iterable[Path]):
     """Parse ``dag_id`` from the first folder that defines it."""
     from airflow.dag_processing.dagbag import DagBag

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -60,19 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
             shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(TEST_HOME, ignore_errors=True)
     TEST_HOME.mkdir(parents=True)
-    subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
-    # Promotion and deployment are serialized per model through this pool (see the training DAG).
-    subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "pools", "set", "mlops_promotion", "1", "Serialize promotion"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
+    from include.airflow_runner import prepare_metadata_db
+
+    prepare_metadata_db(os.environ.copy())
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -146,3 +147,15 @@ class InMemoryKServeHook:
         new["metadata"].pop("resourceVersion", None)
         replaced = self.store.replace("serving.kserve.io", "inferenceservices", namespace, existing, new, None)
         return copy.deepcopy(replaced)
+
+
+def run_in_serving_python(code: str, *args: str, timeout: float = 120, **kwargs: Any) -> Any:
+    """Run ``code`` with the serving environment's Python (only ``kserve/`` on its path); return its last line as JSON."""
+    import json
+
+    env = {"PYTHONPATH": str(REPO_ROOT / "kserve"), "PATH": "/usr/bin:/bin", **kwargs.pop("env", {})}
+    out = subprocess.run(
+        [str(SERVING_PYTHON), "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

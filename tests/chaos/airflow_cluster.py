@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from include.airflow_runner import prepare_metadata_db
 from tests.loopback import free_port, wait_ready
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -166,13 +167,7 @@ def running_airflow(root: Path, extra_env: dict[str, str]):
             **extra_env,
         }
     )
-    subprocess.run([AIRFLOW, "db", "migrate"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        [AIRFLOW, "pools", "set", "mlops_promotion", "1", "Serialize promotion"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    prepare_metadata_db(env)
     scheduler_health = f"http://127.0.0.1:{env['AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT']}/health"
     logs = [root / name for name in ("api-server.log", "scheduler.log", "dag-processor.log")]
     with ExitStack() as stack:

@@ -573,20 +573,14 @@ def wave3(airflow, wave2, chaos_root, serving_models):
     try:
         yield {"run_id": run_id, "candidates": candidates, "settings_env": settings_env}
     finally:
-        saved = {k: os.environ.get(k) for k in settings_env}
-        os.environ.update(settings_env)
-        try:
-            from mlops_provider.settings import get_settings, reset_settings
+        from mlops_provider.settings import get_settings, reset_settings
 
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in settings_env.items():
+                patch.setenv(key, value)
             reset_settings()
             LocalEndpoint(settings=get_settings()).stop_all()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            reset_settings()
+        reset_settings()
 
 
 def test_kill_with_the_local_candidate_running_leaves_one_analysed_server(airflow, wave3, chaos_root):

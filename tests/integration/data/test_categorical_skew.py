@@ -10,14 +10,13 @@ nulls and an unknown entity included.
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.serving_support import REPO_ROOT, SERVING_PYTHON, save_mlflow_model
+from tests.serving_support import run_in_serving_python, save_mlflow_model
 
 pytestmark = pytest.mark.integration
 
@@ -114,13 +113,11 @@ def test_offline_training_rows_and_online_features_encode_categories_identically
     assert data["route"].tolist() == ["r2", None, "r9", None]
     offline = encode_features(data, FEATURES, CATEGORIES)
 
-    out = subprocess.run(
-        [str(SERVING_PYTHON), "-c", ONLINE, str(root), _model(root), json.dumps(FEATURES), json.dumps(carriers)],
-        env={"PYTHONPATH": str(REPO_ROOT / "kserve"), "PATH": "/usr/bin:/bin", "HOME": str(root)},
-        capture_output=True, text=True, timeout=180, check=False, cwd=str(root),
+    answer = run_in_serving_python(
+        ONLINE, str(root), _model(root), json.dumps(FEATURES), json.dumps(carriers),
+        timeout=180, env={"HOME": str(root)}, cwd=str(root),
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    online = np.array(json.loads(out.stdout.strip().splitlines()[-1]), dtype=float)
+    online = np.array(answer, dtype=float)
     np.testing.assert_array_equal(online, offline.astype(float))  # NaN == NaN here: missing on both sides
     # a: r2 -> 1, a -> 0; b: null route -> missing; c: unseen route and carrier -> missing; zz: unknown entity.
     assert offline[0].tolist() == [1.5, 1.0, 0.0] and np.isnan(offline[2, 1:]).all() and np.isnan(offline[3]).all()

@@ -178,16 +178,9 @@ print(json.dumps({"matrix": [[None if v != v else float(v) for v in row] for row
 def test_the_transformer_encodes_feast_strings_and_an_entity_key_that_is_a_feature():
     """Feast ``String`` features, a string entity key that is also a model input, and a categorical request field
     become their codes; unseen values and nulls are missing, and a null optional field is no error."""
-    import subprocess
+    from tests.serving_support import run_in_serving_python
 
-    from tests.serving_support import REPO_ROOT, SERVING_PYTHON
-
-    out = subprocess.run(
-        [str(SERVING_PYTHON), "-c", TRANSFORMER_LOOKUP],
-        env={"PYTHONPATH": str(REPO_ROOT / "kserve"), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    body = json.loads(out.stdout.strip().splitlines()[-1])
+    body = run_in_serving_python(TRANSFORMER_LOOKUP)
     assert body["matrix"] == [[1.5, 1.0, 0.0, 1.0], [2.5, None, None, None], [None, None, 1.0, None]]
     # The null request field is left out of Feast's entity rows; the key is sent as the string it is.
     assert body["sent"] == [[{"carrier": "a", "note": "y"}, {"carrier": "b"}, {"carrier": "c", "note": "unseen"}]]

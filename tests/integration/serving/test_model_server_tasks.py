@@ -127,16 +127,9 @@ print(json.dumps(model.postprocess(InferResponse(response_id="r", model_name="m"
 
 def test_the_transformer_answers_a_v1_multiclass_request_like_the_predictor():
     """The transformer turns the predictor's V2 multiclass outputs into the predictor's own V1 shape."""
-    import subprocess
+    from tests.serving_support import run_in_serving_python
 
-    from tests.serving_support import REPO_ROOT, SERVING_PYTHON
-
-    out = subprocess.run(
-        [str(SERVING_PYTHON), "-c", TRANSFORMER_V1],
-        env={"PYTHONPATH": str(REPO_ROOT / "kserve"), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    body = json.loads(out.stdout.strip().splitlines()[-1])
+    body = run_in_serving_python(TRANSFORMER_V1)
     assert body["predictions"] == ["high", "mid"] and body["request_id"] == "r"
     np.testing.assert_allclose(body["probabilities"], [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], rtol=1e-6)
 

@@ -341,18 +341,16 @@ def test_every_function_equals_the_definition_at_any_instant(seed):
     assert ev.duplicated(["entity", "ts"]).sum() > 60
 
 
+def _events_spec(*fields: AggregateField) -> AggregateSpec:
+    """A view over ``events`` keyed by ``entity`` at ``ts`` with ``fields``."""
+    return AggregateSpec("v", "events", "entity", "ts", "/unused", fields)
+
+
 def test_label_lag_delays_entry_but_not_exit():
-    spec = AggregateSpec(
-        "v",
-        "events",
-        "entity",
-        "ts",
-        "/unused",
-        (
-            AggregateField("n", "count", timedelta(hours=10)),
-            AggregateField("n_lag", "count", timedelta(hours=10), None, timedelta(hours=2)),
-            AggregateField("sum_lag", "sum", timedelta(hours=10), "x", timedelta(hours=2)),
-        ),
+    spec = _events_spec(
+        AggregateField("n", "count", timedelta(hours=10)),
+        AggregateField("n_lag", "count", timedelta(hours=10), None, timedelta(hours=2)),
+        AggregateField("sum_lag", "sum", timedelta(hours=10), "x", timedelta(hours=2)),
     )
     ev = pd.DataFrame({"entity": [1], "ts": [pd.Timestamp("2026-11-02 10:00", tz="UTC")], "x": [5.0]})
     rows = compute_change_points(ev, spec, datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
@@ -378,14 +376,9 @@ def test_label_lag_delays_entry_but_not_exit():
 
 
 def test_nulls_are_skipped_not_zero():
-    spec = AggregateSpec(
-        "v",
-        "events",
-        "entity",
-        "ts",
-        "/unused",
-        tuple(AggregateField(fn, fn, timedelta(days=1), "x") for fn in FUNCTIONS)
-        + (AggregateField("events", "count", timedelta(days=1)),),
+    spec = _events_spec(
+        *(AggregateField(fn, fn, timedelta(days=1), "x") for fn in FUNCTIONS),
+        AggregateField("events", "count", timedelta(days=1)),
     )
     ev = pd.DataFrame(
         {
@@ -409,7 +402,7 @@ def test_nulls_are_skipped_not_zero():
 
 def test_a_range_starting_more_than_a_window_before_the_first_event():
     """Baseline rows at ``start`` search their own entity's events only (this once raised an IndexError)."""
-    spec = AggregateSpec("v", "events", "entity", "ts", "/unused", (AggregateField("n", "count", timedelta(hours=1)),))
+    spec = _events_spec(AggregateField("n", "count", timedelta(hours=1)))
     ev = pd.DataFrame(
         {
             "entity": [1, 1, 2],

@@ -141,7 +141,7 @@ def sample_rows(
 
         columns = list(manifest["feature_columns"])
         categorical = frozenset(manifest.get("categorical_columns") or []) & set(columns)
-        sample = read_parquet(manifest["uri"])[columns].head(20)
+        sample = read_parquet(manifest["uri"], columns=columns).head(20)
         sample = sample.astype({c: "float64" for c in columns if c not in categorical}).astype(object)
         is_text = [c in categorical for c in columns]
         # A missing number stays NaN (as in the FP32 tensor); a missing category is a null string.
