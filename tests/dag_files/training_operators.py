@@ -30,6 +30,7 @@ TRAIN = {
     "params_file": "{{ dag_run.conf['params_file'] }}",
 }
 FAST_POD = {
+    "schedule_timeout_seconds": 3,
     "startup_timeout_seconds": 3,
     "poll_interval": 0.3,
     "startup_check_interval_seconds": 1,
@@ -58,6 +59,14 @@ def training_gate():
 @dag(dag_id="training_kubernetes_sync", **COMMON)
 def training_kubernetes_sync():
     XGBoostTrainKubernetesOperator(task_id="train", deferrable=False, **TRAIN, **FAST_POD)
+
+
+@dag(dag_id="training_kubernetes_gpu_pool", **COMMON)
+def training_kubernetes_gpu_pool():
+    """Scheduling may take far longer than starting: a node pool scaling up, then a fast image pull."""
+    XGBoostTrainKubernetesOperator(
+        task_id="train", deferrable=True, **TRAIN, **{**FAST_POD, "schedule_timeout_seconds": 12}
+    )
 
 
 @dag(dag_id="training_kubernetes_deferrable", **COMMON)
@@ -137,6 +146,7 @@ for _factory in (
     training_local,
     training_gate,
     training_kubernetes_sync,
+    training_kubernetes_gpu_pool,
     training_kubernetes_deferrable,
     training_kubernetes_render,
     training_vertex,

@@ -72,7 +72,7 @@ class Kubelet:
         missing = self._missing_secrets(namespace, pod)
         if missing:  # the kubelet cannot build the container's environment
             chosen = PodBehavior(outcome="config_error", message=f'secret "{missing[0]}" not found')
-        started = now + chosen.pending_seconds
+        started = now + chosen.schedule_seconds + chosen.pending_seconds
         self.runtime[(namespace, pod["metadata"]["name"])] = {
             "behavior": chosen,
             "created": now,
@@ -138,7 +138,7 @@ class Kubelet:
         runtime = self.runtime.get(key)
         if runtime is None:
             return
-        started = runtime["created"] + behavior.pending_seconds
+        started = runtime["created"] + behavior.schedule_seconds + behavior.pending_seconds
         time.sleep(max(0.0, started - time.time()))
         try:
             exit_code, lines = behavior.run(pod)  # type: ignore[misc]

@@ -34,7 +34,9 @@ class PodBehavior:
     :param exit_code: the main container's exit code (defaults: 0 succeeded, 1 failed, 137 oomkilled).
     :param reason: the terminated/waiting reason (defaults: Completed, Error, OOMKilled, ErrImagePull).
     :param message: termination message / waiting message / scheduler message.
-    :param pending_seconds: seconds in ``Pending``/``ContainerCreating`` before the container starts.
+    :param schedule_seconds: seconds the pod is ``Unschedulable`` before a node is found (an autoscaled GPU pool
+        adding a node); the other stages follow from then on.
+    :param pending_seconds: seconds in ``Pending``/``ContainerCreating`` (after scheduling) before the container starts.
     :param run_seconds: seconds the container runs before it terminates.
     :param match: labels (all must be equal) or a predicate over the pod manifest; None matches every pod.
     :param phase: override the terminal pod phase (e.g. ``Succeeded`` for an OOMKilled container with exit 0).
@@ -48,6 +50,7 @@ class PodBehavior:
     exit_code: int | None = None
     reason: str | None = None
     message: str | None = None
+    schedule_seconds: float = 0.0
     pending_seconds: float = 0.2
     run_seconds: float = 0.3
     match: dict[str, str] | Callable[[dict], bool] | None = None
@@ -93,12 +96,8 @@ def _image(pod: dict, name: str) -> str:
 
 def compute_status(pod: dict, behavior: PodBehavior, created: float, now: float) -> tuple[dict, str]:
     """Return ``(status, stage)`` for ``pod`` at ``now``; ``stage`` names the lifecycle step (for Events)."""
-    elapsed = now - created
     names = _container_names(pod)
-    base_status = {"hostIP": "10.0.0.10", "startTime": rfc3339(created), "qosClass": _qos(pod)}
-    scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(created)}
-
-    if behavior.outcome == "unschedulable":
+    if behavior.outcome == "unschedulable" or now - created < behavior.schedule_seconds:
         message = (
             behavior.message
             or "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
@@ -116,6 +115,11 @@ def compute_status(pod: dict, behavior: PodBehavior, created: float, now: float)
             ],
             "qosClass": _qos(pod),
         }, "unschedulable"
+
+    created += behavior.schedule_seconds  # every later stage counts from the moment a node was found
+    elapsed = now - created
+    base_status = {"hostIP": "10.0.0.10", "startTime": rfc3339(created), "qosClass": _qos(pod)}
+    scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(created)}
 
     def waiting(reason: str, message: str | None = None) -> list[dict]:
         state = {"reason": reason}

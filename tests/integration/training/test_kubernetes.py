@@ -118,6 +118,34 @@ def test_deferrable_pod_trains_through_the_trigger(cluster, k8s_snapshot, fast_p
     assert len(cluster.created_pods) == 1 and cluster.pods() == []
 
 
+def test_slow_scheduling_on_a_scaling_gpu_pool_is_not_a_startup_timeout(cluster, k8s_snapshot, fast_params_file,
+                                                                          tmp_path):  # fmt: skip
+    # 5 s without a node, then a fast start: fails under one shared 3 s timeout, passes with a 12 s schedule timeout.
+    cluster.set_pod_behavior(
+        "succeeded", run=kubelet_running_the_trainer(cluster, tmp_path), schedule_seconds=5, pending_seconds=0.3
+    )
+    name = f"k8sgpu_{uuid.uuid4().hex[:8]}"
+    dag_run = run_dag("training_kubernetes_gpu_pool", conf=_conf(name, k8s_snapshot, fast_params_file))
+    assert task_states(dag_run) == {"train": "success"}
+    assert task_xcom(dag_run, "train")["model_version"] == "1"
+    assert len(cluster.created_pods) == 1 and cluster.pods() == []
+
+
+def test_launch_timeouts_default_to_the_settings_at_run_time(monkeypatch):
+    from mlops_provider.operators.training_kubernetes import XGBoostTrainKubernetesOperator
+
+    monkeypatch.setenv("AIRFLOW__MLOPS__TRAINING_SCHEDULE_TIMEOUT_SECONDS", "1800")
+    defaults = XGBoostTrainKubernetesOperator(task_id="train", model_name="m", training_set="file:///tmp/t.parquet")
+    explicit = XGBoostTrainKubernetesOperator(
+        task_id="train", model_name="m", training_set="file:///tmp/t.parquet", schedule_timeout_seconds=60,
+        startup_timeout_seconds=30,
+    )  # fmt: skip
+    for operator in (defaults, explicit):
+        operator._resolve_defaults()
+    assert (defaults.schedule_timeout_seconds, defaults.startup_timeout_seconds) == (1800, 300)
+    assert (explicit.schedule_timeout_seconds, explicit.startup_timeout_seconds) == (60, 30)
+
+
 def _failed_run(cluster, capfd, conf, dag_id="training_kubernetes_sync") -> str:
     dag_run = run_dag(dag_id, conf=conf)
     assert task_states(dag_run) == {"train": "failed"}
@@ -135,8 +163,17 @@ def _failed_run(cluster, capfd, conf, dag_id="training_kubernetes_sync") -> str:
         ),
         pytest.param(
             {"outcome": "unschedulable"},
-            ["Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu"],
-            id="pending-past-startup-timeout",
+            [
+                "found no node within 3 s",
+                "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu",
+                "raise schedule_timeout_seconds",
+            ],
+            id="unschedulable-past-schedule-timeout",
+        ),
+        pytest.param(
+            {"outcome": "succeeded", "pending_seconds": 60},
+            ["was scheduled but its container did not start within 3 s", "raise startup_timeout_seconds"],
+            id="creating-past-startup-timeout",
         ),
         pytest.param(
             {"outcome": "oomkilled", "exit_code": 137, "pending_seconds": 0.1, "run_seconds": 0.2},

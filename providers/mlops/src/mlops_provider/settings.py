@@ -81,6 +81,16 @@ OPTIONS: dict[str, Option] = {
     "trainer_image": Option(
         "ghcr.io/example/mlops-trainer:0.1.0", "Trainer image for the kubernetes and vertex backends."
     ),
+    "training_schedule_timeout_seconds": Option(
+        "900",
+        "Seconds a training pod may wait for a node (an autoscaled GPU pool adds one in minutes) before it fails.",
+        "integer",
+    ),
+    "training_startup_timeout_seconds": Option(
+        "300",
+        "Seconds a scheduled training pod may take to start its container (image pull) before it fails.",
+        "integer",
+    ),
     "serving_image": Option("ghcr.io/example/mlops-serving:0.1.0", "Model server image for KServe."),
     "serving_python": Option(
         "",
@@ -146,6 +156,8 @@ class MlopsSettings:
     serving_backend: ServingBackend
     model_name: str
     trainer_image: str
+    training_schedule_timeout_seconds: int
+    training_startup_timeout_seconds: int
     serving_image: str
     serving_python: str
     local_serving_port: int
@@ -272,6 +284,8 @@ def _resolve() -> MlopsSettings:
         serving_backend=cast(ServingBackend, _choice("serving_backend", SERVING_BACKENDS)),
         model_name=_get("model_name"),
         trainer_image=_get("trainer_image"),
+        training_schedule_timeout_seconds=_int("training_schedule_timeout_seconds"),
+        training_startup_timeout_seconds=_int("training_startup_timeout_seconds"),
         serving_image=_get("serving_image"),
         serving_python=_get("serving_python") or str(project_root / ".venv-serving" / "bin" / "python"),
         local_serving_port=_int("local_serving_port"),

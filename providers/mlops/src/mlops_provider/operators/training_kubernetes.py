@@ -24,7 +24,7 @@ from mlops_provider.exceptions import TrainingFailedError
 from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink
 from mlops_provider.operators.training_base import DEFAULT_PARAMS_FILE, TRAINING_TEMPLATE_FIELDS, XGBoostTrainMixin
 from mlops_provider.payloads import TrainingResult
-from mlops_provider.settings import get_settings
+from mlops_provider.settings import OPTIONS, get_settings
 from mlops_provider.training.launch import RESULT_PATH, argument_value, label_value
 from mlops_provider.training.manifests import TRAINER_SERVICE_ACCOUNT, trainer_rbac
 from mlops_provider.utils.deferrable import default_deferrable
@@ -69,6 +69,18 @@ def describe_pod_failure(pod: Any) -> str | None:
     return "; ".join(parts) or None
 
 
+def _messages_of(exc: BaseException) -> list[str]:
+    """Messages of ``exc`` and what it was raised from or during (the pod cleanup re-raises over the cause)."""
+    messages: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        messages.append(str(current))
+        current = current.__cause__ or current.__context__
+    return messages
+
+
 def was_oom_killed(pod: Any, container: str = "base") -> bool:
     """True when the container was OOMKilled, whatever exit code the kubelet reported (it can be 0)."""
     for cs in getattr(getattr(pod, "status", None), "container_statuses", None) or []:
@@ -102,8 +114,13 @@ class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
     :param namespace: default ``[mlops] namespace``. (templated)
     :param kubernetes_conn_id: default ``[mlops] kubernetes_conn_id``. (templated)
 
+    :param schedule_timeout_seconds: how long the pod may wait for a node; default
+        ``[mlops] training_schedule_timeout_seconds`` (15 min: an autoscaled GPU pool adds a node in minutes).
+    :param startup_timeout_seconds: how long a scheduled pod may take to start (image pull); default
+        ``[mlops] training_startup_timeout_seconds`` (5 min).
+
     Every other keyword is the KubernetesPodOperator's (``service_account_name``, ``deferrable``,
-    ``startup_timeout_seconds``, ``poll_interval``, ``labels``, ``affinity``, ...).
+    ``poll_interval``, ``labels``, ``affinity``, ...).
     """
 
     backend = "kubernetes"
@@ -173,8 +190,10 @@ class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
         kwargs.setdefault("on_kill_action", "delete_pod")
         kwargs.setdefault("get_logs", True)
         kwargs.setdefault("log_events_on_failure", True)
-        kwargs.setdefault("startup_timeout_seconds", 900)
-        kwargs.setdefault("schedule_timeout_seconds", kwargs["startup_timeout_seconds"])
+        # Two waits with two causes: finding a node (minutes on an autoscaled GPU pool) and starting the container
+        # (an image pull that should fail fast). None: the [mlops] setting, resolved at run time.
+        self.schedule_timeout_override: int | None = kwargs.pop("schedule_timeout_seconds", None)
+        self.startup_timeout_override: int | None = kwargs.pop("startup_timeout_seconds", None)
         kwargs.setdefault("image_pull_policy", "IfNotPresent")
         kwargs.setdefault("termination_grace_period", 30)
         kwargs.setdefault("deferrable", default_deferrable())
@@ -211,6 +230,10 @@ class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
             env_from=env_from,
             volumes=[k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="2Gi"))],
             volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
+            startup_timeout_seconds=self.startup_timeout_override
+            or int(OPTIONS["training_startup_timeout_seconds"].default),
+            schedule_timeout_seconds=self.schedule_timeout_override
+            or int(OPTIONS["training_schedule_timeout_seconds"].default),
             **kwargs,
         )
         self._init_training(
@@ -239,6 +262,8 @@ class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
         self.image = self.image or settings.trainer_image
         self.namespace = self.namespace or settings.namespace
         self.kubernetes_conn_id = self.kubernetes_conn_id or settings.kubernetes_conn_id
+        self.schedule_timeout_seconds = self.schedule_timeout_override or settings.training_schedule_timeout_seconds
+        self.startup_timeout_seconds = self.startup_timeout_override or settings.training_startup_timeout_seconds
 
     def resolved_code_version(self) -> str:
         """``code_version``, else the trainer image reference (what the pod runs)."""
@@ -366,10 +391,24 @@ class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
         name = pod.metadata.name if pod is not None and pod.metadata else self.name
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         detail = reason or (event or {}).get("message") or first_line
-        return TrainingFailedError(
-            f"Training pod {self.namespace}/{name} for model {self.model_name} failed: {detail}. "
-            f"({type(exc).__name__}: {first_line})"
-        )
+        where = f"Training pod {self.namespace}/{name} for model {self.model_name}"
+        said = " ".join([*_messages_of(exc), str((event or {}).get("message") or "")])
+        # The KubernetesPodOperator's own wording for its two launch timeouts (sync and deferrable alike).
+        if "too long to be scheduled" in said:
+            return TrainingFailedError(
+                f"{where} found no node within {self.schedule_timeout_seconds} s: {detail}. An autoscaled GPU pool "
+                "takes minutes to add a node: raise schedule_timeout_seconds ([mlops] "
+                "training_schedule_timeout_seconds); otherwise check the GPU quota, node selector "
+                f"{self.node_selector} and tolerations."
+            )
+        if "too long to start" in said:
+            return TrainingFailedError(
+                f"{where} was scheduled but its container did not start within {self.startup_timeout_seconds} s: "
+                f"{detail}. Usually a slow or failing pull of {self.image}: check the image reference and pull "
+                "secret, or raise startup_timeout_seconds ([mlops] training_startup_timeout_seconds) for a very "
+                "large image."
+            )
+        return TrainingFailedError(f"{where} failed: {detail}. ({type(exc).__name__}: {first_line})")
 
     def _complete(self, context: Context) -> TrainingResult:
         pod = self._pod()
