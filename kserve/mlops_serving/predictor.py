@@ -458,6 +458,7 @@ class XGBoostPredictor(Model):
             feature_types=self.booster.feature_types,
             enable_categorical=bool(self.categories),
             missing=np.nan,
+            nthread=self.nthread,  # the default (every core) spins OpenMP threads against the event loop
         )
         contributions = np.asarray(self.booster.predict(data, pred_contribs=True), dtype=np.float32)
         return contributions[..., :-1], contributions[..., -1]
