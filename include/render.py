@@ -7,6 +7,7 @@ Uses the current configuration (``AIRFLOW__MLOPS__*``); needs no cluster. One fi
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +51,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "manifests")
     args = parser.parse_args()
-    for path in write_manifests(render_all(), args.out):
+    objects = render_all()
+    for path in write_manifests(objects, args.out):
         print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    for warning in reachability_warnings(objects):
+        print(f"WARNING: {warning}", file=sys.stderr)
+
+
+def reachability_warnings(objects: list[dict]) -> list[str]:
+    """One line per object that hands its workload a path on this machine (no pod can read it there)."""
+    from mlops_provider.reachability import machine_local_uris
+
+    return [
+        f"{obj['kind']}/{obj['metadata']['name']} reads {uri}, a path on this machine: set [mlops] data_root and "
+        "the MLflow artifact store to s3:// or gs:// before applying it to a cluster."
+        for obj in objects
+        for uri in machine_local_uris(obj)
+    ]
 
 
 if __name__ == "__main__":

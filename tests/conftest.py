@@ -41,6 +41,9 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__MLOPS__PROJECT_ROOT"] = str(REPO_ROOT)
 os.environ["AIRFLOW__MLOPS__LOCAL_ROOT"] = str(TEST_HOME / "mlops")
+# The fake cluster's kubelet and KServe run workloads on this machine, so its paths are theirs (tests of the
+# check itself turn this off).
+os.environ["AIRFLOW__MLOPS__CLUSTER_SHARES_LOCAL_PATHS"] = "True"
 os.environ.setdefault("PYTHONPATH", str(REPO_ROOT))
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))

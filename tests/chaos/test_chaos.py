@@ -48,6 +48,8 @@ def airflow(chaos_root, mlflow_server, _fake_k8s_server) -> ChaosAirflow:
         f"AIRFLOW_CONN_{_fake_k8s_server.conn_id.upper()}": _fake_k8s_server.connection_json(),
         "AIRFLOW__MLOPS__KUBERNETES_CONN_ID": _fake_k8s_server.conn_id,
         "AIRFLOW__MLOPS__NAMESPACE": "chaos",
+        # The fake cluster's kubelet runs pods on this machine: its paths are theirs.
+        "AIRFLOW__MLOPS__CLUSTER_SHARES_LOCAL_PATHS": "True",
         "AIRFLOW__MLOPS__PROJECT_ROOT": str(REPO_ROOT),
         "AIRFLOW__MLOPS__LOCAL_ROOT": str(chaos_root / "local"),
         "AIRFLOW__MLOPS__DATA_ROOT": str(chaos_root / "data"),

@@ -131,6 +131,20 @@ def test_slow_scheduling_on_a_scaling_gpu_pool_is_not_a_startup_timeout(cluster,
     assert len(cluster.created_pods) == 1 and cluster.pods() == []
 
 
+def test_a_training_set_on_this_machine_fails_before_any_pod_is_created(cluster, k8s_snapshot, fast_params_file,
+                                                                         capfd, monkeypatch):  # fmt: skip
+    from mlops_provider.settings import reset_settings
+
+    monkeypatch.setenv("AIRFLOW__MLOPS__CLUSTER_SHARES_LOCAL_PATHS", "False")
+    reset_settings()
+    try:
+        output = _failed_run(cluster, capfd, _conf(f"local_{uuid.uuid4().hex[:6]}", k8s_snapshot, fast_params_file))
+    finally:
+        reset_settings()
+    assert "cannot read the training set at" in output and "AIRFLOW__MLOPS__DATA_ROOT" in output
+    assert cluster.created_pods == []
+
+
 def test_launch_timeouts_default_to_the_settings_at_run_time(monkeypatch):
     from mlops_provider.operators.training_kubernetes import XGBoostTrainKubernetesOperator
 

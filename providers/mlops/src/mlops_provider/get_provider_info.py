@@ -62,7 +62,7 @@ def get_provider_info() -> dict[str, Any]:
                         "description": option.description,
                         "version_added": "0.1.0",
                         # Airflow's config types; JSON options are strings holding a JSON object.
-                        "type": "integer" if option.type == "integer" else "string",
+                        "type": option.type if option.type in ("integer", "boolean") else "string",
                         "example": option.example,
                         "default": option.default,
                     }

@@ -37,7 +37,7 @@ class Option(NamedTuple):
 
     default: str
     description: str
-    type: str = "string"  # "string" | "integer" | "json"
+    type: str = "string"  # "string" | "integer" | "boolean" | "json"
     example: str | None = None
 
 
@@ -80,6 +80,12 @@ OPTIONS: dict[str, Option] = {
     ),
     "trainer_image": Option(
         "ghcr.io/example/mlops-trainer:0.1.0", "Trainer image for the kubernetes and vertex backends."
+    ),
+    "cluster_shares_local_paths": Option(
+        "False",
+        "True when every cluster node mounts this machine's data and artifact paths at the same place (a "
+        "single-node kind cluster, an NFS share): file:// URIs may then be handed to pods and InferenceServices.",
+        "boolean",
     ),
     "training_schedule_timeout_seconds": Option(
         "900",
@@ -156,6 +162,7 @@ class MlopsSettings:
     serving_backend: ServingBackend
     model_name: str
     trainer_image: str
+    cluster_shares_local_paths: bool
     training_schedule_timeout_seconds: int
     training_startup_timeout_seconds: int
     serving_image: str
@@ -231,6 +238,17 @@ def _default_project_root() -> Path:
     return Path.cwd()
 
 
+def _bool(key: str) -> bool:
+    text = _get(key).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise MlopsConfigError(
+        f"[mlops] {key}={text!r} is not a boolean; set AIRFLOW__MLOPS__{key.upper()} to True or False."
+    )
+
+
 def _int(key: str) -> int:
     text = _get(key)
     try:
@@ -284,6 +302,7 @@ def _resolve() -> MlopsSettings:
         serving_backend=cast(ServingBackend, _choice("serving_backend", SERVING_BACKENDS)),
         model_name=_get("model_name"),
         trainer_image=_get("trainer_image"),
+        cluster_shares_local_paths=_bool("cluster_shares_local_paths"),
         training_schedule_timeout_seconds=_int("training_schedule_timeout_seconds"),
         training_startup_timeout_seconds=_int("training_startup_timeout_seconds"),
         serving_image=_get("serving_image"),

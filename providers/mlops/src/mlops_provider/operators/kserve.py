@@ -378,6 +378,15 @@ class ModelDeployOperator(BaseOperator):
         """Deploy the candidate with the configured backend."""
         candidate = self._candidate()
         backend = self._backend()
+        if backend != "local":
+            from mlops_provider.reachability import ARTIFACT_STORE_SETTING, require_cluster_reachable
+
+            require_cluster_reachable(
+                candidate["storage_uri"],
+                what=f"artifacts of version {candidate['version']}",
+                reader=f"The InferenceService of {self.model_name}",
+                setting=ARTIFACT_STORE_SETTING,
+            )
         promotion = self._begin_promotion(context, candidate)
         return self._guarded(context, promotion, lambda: self._deploy(context, candidate, backend, promotion))
 

@@ -130,6 +130,13 @@ class XGBoostTrainMixin(_OperatorBase):
                 "SQLite store only exists on this worker."
             )
 
+    def require_reachable_training_set(self, reader: str) -> None:
+        """Fail before launching when ``reader`` (a pod, a cloud job) could not read the training set."""
+        from mlops_provider.reachability import DATA_ROOT_SETTING, require_cluster_reachable
+
+        uri, _ = self.training_set_identity()
+        require_cluster_reachable(uri, what="training set", reader=reader, setting=DATA_ROOT_SETTING)
+
     # ------------------------------------------------------------------ results
     def registered_result(self, key: str, where: str) -> TrainingResult:
         """The version the trainer registered under idempotency ``key``; fail naming ``where`` it ran if none."""

@@ -325,13 +325,7 @@ class XGBoostTrainKubernetesOperator(XGBoostTrainMixin, KubernetesPodOperator):
             return self._push_result(context, self.write_render(context, "pod", self.render_pod(context)))
         if self.mlflow_tracking_uri is None:
             self.require_remote_mlflow()
-        uri, _ = self.training_set_identity()
-        if uri.startswith("file://") or "://" not in uri:
-            self.log.warning(
-                "Training set %s is a local path: the pod can only read it if the same path is mounted there. "
-                "Set [mlops] data_root to an s3:// or gs:// bucket for the kubernetes backend.",
-                uri,
-            )
+        self.require_reachable_training_set(f"The training pod of {self.model_name}")
         try:
             super().execute(context)  # TaskDeferred is a BaseException: deferral passes through
         except (TrainingFailedError, AirflowSkipException):

@@ -182,6 +182,7 @@ class XGBoostTrainVertexOperator(XGBoostTrainMixin, BaseOperator):
         if self.render_only:
             return self.write_render(context, "customjob", self.custom_job_spec(context))
         self.require_remote_mlflow()
+        self.require_reachable_training_set(f"The Vertex AI job of {self.model_name}")
         conn_id, project, region = self.target()
         spec = self.custom_job_spec(context)
         hook = self.vertex_hook
