@@ -21,6 +21,7 @@ from include.fraud_example import (
     RAW_TRANSACTIONS,
     VALIDATED_TRANSACTIONS,
 )
+from mlops_provider.names import FEAST_REGISTRY_POOL
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.validation import DataValidationOperator
@@ -60,9 +61,10 @@ def feature_materialization():
         partition_end="{{ ds }}",
         outlets=[VALIDATED_TRANSACTIONS],
     )
-    apply_features = FeastApplyOperator(task_id="apply_features")
+    apply_features = FeastApplyOperator(task_id="apply_features", pool=FEAST_REGISTRY_POOL)
     materialize = FeastMaterializeOperator(
         task_id="materialize_features",
+        pool=FEAST_REGISTRY_POOL,
         start="{{ ds }}",
         end="{{ ds }}",
         feature_views=FEATURE_VIEWS,

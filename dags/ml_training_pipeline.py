@@ -29,6 +29,7 @@ from include.fraud_example import (
     TRANSACTIONS_TRAINING_SET,
     VALIDATED_TRANSACTIONS,
 )
+from mlops_provider.names import FEAST_REGISTRY_POOL
 from mlops_provider.notifications import alert_notifier
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
 from mlops_provider.operators.ingestion import IngestionOperator
@@ -74,9 +75,10 @@ def ml_training_pipeline():
         partition_start=WINDOW_START,
         partition_end=WINDOW_END,
     )
-    apply_features = FeastApplyOperator(task_id="apply_features")
+    apply_features = FeastApplyOperator(task_id="apply_features", pool=FEAST_REGISTRY_POOL)
     materialize = FeastMaterializeOperator(
         task_id="materialize_features",
+        pool=FEAST_REGISTRY_POOL,
         start=WINDOW_START,
         end=WINDOW_END,
         feature_views=FEATURE_VIEWS,

@@ -11,19 +11,31 @@ from typing import Any
 
 
 def prepare_metadata_db(env: dict[str, str]) -> None:
-    """What a user does once per Airflow home (``env``'s): ``airflow db migrate`` and the promotion pool."""
+    """What a user does once per Airflow home (``env``'s): ``airflow db migrate`` and the bundle's pools."""
     import subprocess
     import sys
 
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], check=True, env=env, stdout=subprocess.DEVNULL)
-    # Promotion and deployment are serialized per model through this pool (see the training DAGs).
-    subprocess.run(
-        [airflow, "pools", "set", "mlops_promotion", "1", "Serialize promotion"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    create_pools(env)
+
+
+def create_pools(env: dict[str, str]) -> None:
+    """Create (or update) the one-slot pools the bundle's DAGs serialize on (also in ``airflow_settings.yaml``)."""
+    import subprocess
+    import sys
+
+    from mlops_provider.names import FEAST_REGISTRY_POOL
+
+    pools = {
+        "mlops_promotion": "Serializes model promotion and deployment (MLflow version creation races)",
+        FEAST_REGISTRY_POOL: "Serializes Feast apply and materialize (registry writes)",
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    for name, description in pools.items():
+        subprocess.run(
+            [airflow, "pools", "set", name, "1", description], check=True, env=env, stdout=subprocess.DEVNULL
+        )
 
 
 def load_dag(dag_id: str, folders: Iterable[Path]):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from include.airflow_runner import create_pools
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,12 +22,7 @@ def main() -> None:
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         AIRFLOW__API__PORT=os.environ.get("AIRFLOW__API__PORT", "8080"),
     )
-    subprocess.run(
-        [airflow, "pools", "set", "mlops_promotion", "1", "Serializes model promotion and deployment"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    create_pools(env)
     # Register the bundle's DAGs now and unpause them, also when an earlier run (e.g. `make demo`) created them paused.
     subprocess.run([airflow, "dags", "reserialize"], check=True, env=env, stdout=subprocess.DEVNULL)
     for dag_file in sorted((ROOT / "dags").glob("*.py")):

@@ -117,7 +117,11 @@ data_source_sensor()
     catchup=False,
     default_args=DEFAULTS,
     tags=["test"],
-    params={"start": Param("", type="string"), "end": Param("", type="string")},
+    params={
+        "start": Param("", type="string"),
+        "end": Param("", type="string"),
+        "chunk_days": Param("", type="string"),
+    },
 )
 def data_features():
     apply_features = FeastApplyOperator(task_id="apply_features")
@@ -125,6 +129,7 @@ def data_features():
         task_id="materialize_features",
         start="{{ params.start }}",
         end="{{ params.end }}",
+        chunk_days="{{ params.chunk_days }}",
         feature_views=FEATURE_VIEWS,
         outlets=[FRAUD_FEATURES],
     )

@@ -48,7 +48,11 @@ def _materialize(dag_id: str):
     @dag(dag_id=dag_id, **COMMON)
     def chaos():
         materialize = FeastMaterializeOperator(
-            task_id="materialize_features", start=CONF("start"), end=CONF("end"), feature_views=FEATURE_VIEWS
+            task_id="materialize_features",
+            start=CONF("start"),
+            end=CONF("end"),
+            feature_views=FEATURE_VIEWS,
+            chunk_days=1,  # three chunks: the kill lands after the first, the retry resumes after it
         )
         _ingested_and_validated() >> FeastApplyOperator(task_id="apply_features") >> materialize
 

@@ -292,6 +292,44 @@ def test_rerun_is_idempotent(built):
     assert task_xcom(older, "materialize_features")["end"] == xcoms["materialize_features"]["end"]
 
 
+def test_chunked_materialization_writes_what_one_call_writes(built):
+    _, xcoms, _ = built
+    before = online_store_rows()
+    assert xcoms["materialize_features"]["chunks"] == 1  # 7 days, the default chunk of 7
+    dag_run = run_dag("data_features", conf={"start": f"{TRAIN_START}", "end": f"{TRAIN_END}", "chunk_days": "2"})
+    result = task_xcom(dag_run, "materialize_features")
+    assert (result["chunks"], result["chunks_resumed"]) == (4, 0)
+    assert online_store_rows() == before
+
+
+def test_apply_of_a_changed_view_keeps_the_online_watermark(built):
+    """A schema change re-registers the view: Feast must carry its materialized intervals over, or the next
+    materialization of an older interval would move the online store back in time."""
+    from feast import FeatureView
+    from feast.protos.feast.core.Feature_pb2 import FeatureSpecV2
+    from feast.protos.feast.types.Value_pb2 import ValueType
+
+    from mlops_provider.hooks.feast import FeastHook
+
+    _, xcoms, _ = built
+    store = FeastHook().get_feature_store()
+    view = store.get_feature_view("customer_stats")
+    watermark = view.most_recent_end_time
+    assert watermark is not None
+    # As a repository edit arrives: one more feature, and no materialization history of its own.
+    proto = view.to_proto()
+    proto.spec.features.append(FeatureSpecV2(name="customer_extra_feature", value_type=ValueType.DOUBLE))
+    del proto.meta.materialization_intervals[:]
+    changed = FeatureView.from_proto(proto)
+    assert changed.most_recent_end_time is None and len(changed.features) == len(view.features) + 1
+    store.apply([changed])
+    assert store.get_feature_view("customer_stats").most_recent_end_time == watermark
+    # The DAG re-applies the repository's definition (another schema change), then materializes an older day.
+    older = run_dag("data_features", conf={"start": f"{TRAIN_START}", "end": f"{TRAIN_START}"})
+    assert task_xcom(older, "materialize_features")["end"] == xcoms["materialize_features"]["end"]
+    assert FeastHook().get_feature_store().get_feature_view("customer_stats").most_recent_end_time == watermark
+
+
 def test_product_feature_materialization_dag_runs_a_day(built):
     """The shipped ``feature_materialization`` DAG: sensor -> ingest -> validate -> apply -> materialize."""
     from airflow.models.asset import AssetEvent

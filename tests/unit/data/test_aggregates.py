@@ -446,3 +446,17 @@ def test_range_kernels_on_long_ranges():
         latest = stamps[present].max()
         assert got_last[i] == part[present & (stamps == latest)].max()
         assert got_distinct[i] == len(set(part[present]))
+
+
+def test_materialization_chunks_cover_the_window_once_oldest_first():
+    from datetime import UTC, datetime, timedelta
+
+    from mlops_provider.operators.feast import materialization_chunks
+
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    end = datetime(2026, 3, 8, tzinfo=UTC) - timedelta(microseconds=1)  # seven whole days
+    chunks = materialization_chunks(start, end, 3)
+    assert [(a.day, b.day) for a, b in chunks] == [(1, 3), (4, 6), (7, 7)]
+    assert chunks[0][0] == start and chunks[-1][1] == end
+    assert all(b + timedelta(microseconds=1) == a for (_, b), (a, _) in zip(chunks, chunks[1:], strict=False))
+    assert materialization_chunks(start, end, 30) == [(start, end)]

@@ -66,6 +66,11 @@ OPTIONS: dict[str, Option] = {
         "feast_default", "Feast connection; when it does not exist Feast's local provider is used."
     ),
     "feast_repo_path": Option("", "Feast feature repository. Empty means <project_root>/include/feature_repo."),
+    "feast_materialize_chunk_days": Option(
+        "7",
+        "Days of feature data per Feast materialize call; a killed materialization resumes after its last chunk.",
+        "integer",
+    ),
     "model_specs_folder": Option(
         "",
         "Folder of the model specs (<model>.yaml) that DAGs and Feast definitions are generated from. "
@@ -155,6 +160,7 @@ class MlopsSettings:
     mlflow_conn_id: str
     feast_conn_id: str
     feast_repo_path: Path
+    feast_materialize_chunk_days: int
     model_specs_folder: Path
     kubernetes_conn_id: str
     namespace: str
@@ -295,6 +301,7 @@ def _resolve() -> MlopsSettings:
         mlflow_conn_id=_get("mlflow_conn_id"),
         feast_conn_id=_get("feast_conn_id"),
         feast_repo_path=Path(_get("feast_repo_path") or str(project_root / "include" / "feature_repo")),
+        feast_materialize_chunk_days=_int("feast_materialize_chunk_days"),
         model_specs_folder=Path(_get("model_specs_folder") or str(project_root / "include" / "models")).expanduser(),
         kubernetes_conn_id=_get("kubernetes_conn_id"),
         namespace=_get("namespace"),

@@ -135,16 +135,31 @@ class FeastMaterializeOperator(_FeastOperator):
     in time. Any other view (a static per-entity table, whose rows are valid from a date long before the
     interval) is materialized from its first row: its latest row per entity up to the end goes online.
 
+    Long windows are materialized in chunks of ``chunk_days``, oldest first, each recorded in a checkpoint
+    (``<data_root>/checkpoints/feast_materialize/``) of this task: a retry after a killed worker goes on after the last
+    completed chunk instead of starting over. Both DAGs that write a feature store use the pool
+    :data:`~mlops_provider.names.FEAST_REGISTRY_POOL` (one slot) for apply and materialize, so registry writes
+    never overlap.
+
     :param start: first day, YYYY-MM-DD; empty means the run's date. (templated)
     :param end: last day (inclusive); empty means ``start``. (templated)
     :param feature_views: views to materialize; default every online feature view. (templated)
+    :param chunk_days: days per materialize call; default ``[mlops] feast_materialize_chunk_days``. (templated)
     :param build_features: rebuild aggregate files before materializing.
     :param feast_conn_id: Feast connection. (templated)
     :param repo_path: feature repository. (templated)
     :param storage_conn_id: connection for ``data_root``. (templated)
     """
 
-    template_fields: Sequence[str] = ("start", "end", "feature_views", "feast_conn_id", "repo_path", "storage_conn_id")
+    template_fields: Sequence[str] = (
+        "start",
+        "end",
+        "feature_views",
+        "chunk_days",
+        "feast_conn_id",
+        "repo_path",
+        "storage_conn_id",
+    )
     ui_color = "#f0e0f5"
 
     def __init__(
@@ -153,6 +168,7 @@ class FeastMaterializeOperator(_FeastOperator):
         start: str = "",
         end: str = "",
         feature_views: list[str] | None = None,
+        chunk_days: int | str | None = None,
         build_features: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -160,6 +176,7 @@ class FeastMaterializeOperator(_FeastOperator):
         self.start = start
         self.end = end
         self.feature_views = feature_views
+        self.chunk_days = chunk_days
         self.build_features = build_features
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -184,7 +201,6 @@ class FeastMaterializeOperator(_FeastOperator):
         began = time.perf_counter()
         built = self._build_aggregates(store, names, days) if self.build_features else {}
         build_seconds = time.perf_counter() - began
-        fault_point("feast.mid_materialize")
 
         start = day_bounds(days[0])[0]
         end = day_bounds(days[-1])[1] - timedelta(microseconds=1)
@@ -194,8 +210,17 @@ class FeastMaterializeOperator(_FeastOperator):
         began = time.perf_counter()
         rebuilt = [v.name for v in views if (v.tags or {}).get(SOURCE_TAG)]
         static = [name for name in names if name not in rebuilt]
-        if rebuilt:
-            store.materialize(start_date=start, end_date=effective_end, feature_views=rebuilt)
+        chunks = materialization_chunks(start, effective_end, self._chunk_days())
+        checkpoint = self._checkpoint_uri(context, store.project, names, start, end)
+        done = read_checkpoint(checkpoint, self._conn_id)
+        resumed = [c for c in chunks if done is not None and c[1] <= done]
+        if resumed:
+            self.log.info("Resuming after chunk %s..%s, completed by an earlier try", *resumed[-1])
+        for chunk_start, chunk_end in chunks[len(resumed) :]:
+            if rebuilt:
+                store.materialize(start_date=chunk_start, end_date=chunk_end, feature_views=rebuilt)
+            write_checkpoint(checkpoint, chunk_end, self._conn_id)
+            fault_point("feast.mid_materialize")
         if static:
             store.materialize(start_date=EPOCH, end_date=effective_end, feature_views=static)
         materialize_seconds = time.perf_counter() - began
@@ -209,6 +234,8 @@ class FeastMaterializeOperator(_FeastOperator):
             "end": effective_end.isoformat(),
             "online_store": store.config.online_store.type,
             "feature_rows": {name: sum(p["rows"] for p in parts) for name, parts in built.items()},
+            "chunks": len(chunks),
+            "chunks_resumed": len(resumed),
             "seconds": {"build_features": round(build_seconds, 3), "materialize": round(materialize_seconds, 3)},
         }
         for outlet in self.outlets or []:
@@ -216,6 +243,51 @@ class FeastMaterializeOperator(_FeastOperator):
                 k: result[k] for k in ("project", "feature_views", "start", "end", "feature_rows")
             }
         return result
+
+    def _chunk_days(self) -> int:
+        value = self.chunk_days if self.chunk_days not in (None, "") else self.settings.feast_materialize_chunk_days
+        try:
+            days = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            days = 0
+        if days < 1:
+            raise MlopsError(f"chunk_days must be a whole number of days >= 1, got {value!r}.")
+        return days
+
+    def _checkpoint_uri(self, context: Context, project: str, views: list[str], start: datetime, end: datetime) -> str:
+        """Checkpoint of this task: one per run, task and window, the same for every try."""
+        ti = context["ti"]
+        identity = [ti.dag_id, ti.run_id, ti.task_id, ti.map_index, project, sorted(views), f"{start}", f"{end}"]
+        key = hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:32]
+        return f"{zone_uri(self.settings.data_root, 'checkpoints', 'feast_materialize')}/{key}.json"
+
+
+def materialization_chunks(start: datetime, end: datetime, chunk_days: int) -> list[tuple[datetime, datetime]]:
+    """Split ``start..end`` (inclusive) into consecutive windows of ``chunk_days`` days, oldest first."""
+    chunks = []
+    chunk_start = start
+    while chunk_start <= end:
+        chunk_end = min(chunk_start + timedelta(days=chunk_days) - timedelta(microseconds=1), end)
+        chunks.append((chunk_start, chunk_end))
+        chunk_start = chunk_end + timedelta(microseconds=1)
+    return chunks
+
+
+def read_checkpoint(uri: str, conn_id: str | None) -> datetime | None:
+    """End of the last chunk a try of this task completed, or None."""
+    from mlops_provider.storage import storage_path
+
+    path = storage_path(uri, conn_id)
+    if not path.exists():
+        return None
+    return datetime.fromisoformat(json.loads(path.read_text())["completed_until"])
+
+
+def write_checkpoint(uri: str, completed_until: datetime, conn_id: str | None) -> None:
+    """Record that every chunk up to ``completed_until`` is in the online store (atomically)."""
+    from mlops_provider.storage import write_bytes_atomic
+
+    write_bytes_atomic(json.dumps({"completed_until": completed_until.isoformat()}).encode(), uri, conn_id)
 
 
 def label_rate(labels: Any) -> float | None:

@@ -33,6 +33,7 @@ from mlops_provider.assets import (
     training_set_asset,
     validated_asset,
 )
+from mlops_provider.names import FEAST_REGISTRY_POOL
 from mlops_provider.spec.model import ModelSpec
 
 if TYPE_CHECKING:
@@ -195,9 +196,13 @@ def training_dag(spec: ModelSpec) -> DAG:
             partition_start=_WINDOW_START,
             partition_end=_WINDOW_END,
         )
-        apply_features = FeastApplyOperator(task_id="apply_features")
+        apply_features = FeastApplyOperator(task_id="apply_features", pool=FEAST_REGISTRY_POOL)
         materialize = FeastMaterializeOperator(
-            task_id="materialize_features", start=_WINDOW_START, end=_WINDOW_END, feature_views=spec.feature_views
+            task_id="materialize_features",
+            pool=FEAST_REGISTRY_POOL,
+            start=_WINDOW_START,
+            end=_WINDOW_END,
+            feature_views=spec.feature_views,
         )
         training_set = FeastTrainingSetOperator(
             task_id="build_training_set",
@@ -307,9 +312,10 @@ def materialization_dag(spec: ModelSpec) -> DAG:
             partition_end="{{ ds }}",
             outlets=[assets.validated],
         )
-        apply_features = FeastApplyOperator(task_id="apply_features")
+        apply_features = FeastApplyOperator(task_id="apply_features", pool=FEAST_REGISTRY_POOL)
         materialize = FeastMaterializeOperator(
             task_id="materialize_features",
+            pool=FEAST_REGISTRY_POOL,
             start="{{ ds }}",
             end="{{ ds }}",
             feature_views=spec.feature_views,
