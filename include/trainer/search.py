@@ -198,8 +198,9 @@ def run_search(
         pruning = PruningCallback(trial, eval_metric, maximize)
         state, metrics = "FAIL", {}
         try:
-            trained, _, best_iteration = train_booster(params, booster, *trial_matrices(booster), callbacks=[pruning])
-            scores = validation_scores(trained, best_iteration, trial_matrices(booster)[1], data, params)
+            dtrain, dval = trial_matrices(booster)
+            trained, _, best_iteration = train_booster(params, booster, dtrain, dval, callbacks=[pruning])
+            scores = validation_scores(trained, best_iteration, dval, data, params)
             metrics = {**{f"validation_{k}": v for k, v in scores.items()}, "best_iteration": float(best_iteration)}
             state = "COMPLETE"
             return scores[config.metric]

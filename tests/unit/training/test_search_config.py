@@ -69,3 +69,36 @@ def test_bad_search_blocks_are_refused_naming_the_file_and_key(tmp_path, search,
     with pytest.raises(TrainingError, match=message) as raised:
         load_params(path)
     assert str(raised.value).startswith(f"{path}: search")
+
+
+@pytest.mark.parametrize(
+    ("eval_metric", "study_maximizes", "reported"),
+    [("aucpr", True, 0.8), ("logloss", True, -0.8), ("ndcg@5", False, -0.8), ("error@0.7", False, 0.8)],
+)
+def test_the_pruning_callback_reports_the_curve_in_the_studys_direction(eval_metric, study_maximizes, reported):
+    import optuna
+
+    from include.trainer.search import PruningCallback
+
+    class Trial:
+        def __init__(self, prune: bool) -> None:
+            self.prune, self.reports = prune, []
+
+        def report(self, value: float, step: int) -> None:
+            self.reports.append((value, step))
+
+        def should_prune(self) -> bool:
+            return self.prune
+
+    keep = Trial(prune=False)
+    assert (
+        PruningCallback(keep, eval_metric, study_maximizes).after_iteration(
+            None, 3, {"validation": {eval_metric: [0.8]}}
+        )
+        is False
+    )
+    assert keep.reports == [(reported, 3)]
+    with pytest.raises(optuna.TrialPruned, match="round 4"):
+        PruningCallback(Trial(prune=True), eval_metric, study_maximizes).after_iteration(
+            None, 4, {"validation": {eval_metric: [0.8]}}
+        )
