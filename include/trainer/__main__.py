@@ -12,6 +12,8 @@ it with :mod:`mlops_provider.training.launch`)::
 * :mod:`~include.trainer.data`: the snapshot (``<uri>/data.parquet`` + ``<uri>/manifest.json``), split by
   time into train, validation (early stopping, threshold) and holdout (the reported metrics).
 * :mod:`~include.trainer.fit`: XGBoost ``hist``, ``device="cuda"`` with ``QuantileDMatrix`` on a GPU.
+* :mod:`~include.trainer.search`: with a ``search:`` block in the params file, an Optuna study (each trial a
+  nested run) picks the ``xgboost`` params the final model is trained with.
 * :mod:`~include.trainer.tracking`: MLflow run, lineage tags, model, registered version; idempotent per
   attempt (a second start with the same key returns the version the first one registered).
 
@@ -35,7 +37,8 @@ from typing import Any
 from include.trainer import tracking
 from include.trainer.data import prepare, read_training_set
 from include.trainer.fit import booster_params, fit, gpu_visible, training_plan
-from include.trainer.params import TrainingError, check_params_digest, check_task, load_params
+from include.trainer.params import TrainingError, check_params_digest, check_task, load_params, search_config
+from include.trainer.search import run_search, with_best_params
 from mlops_provider.lineage import (
     ERROR_MARKER,
     EXIT_TRAINING_ERROR,
@@ -67,8 +70,18 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[
         return reused
 
     data = prepare(df, manifest, params["split"], task)
-    plan = training_plan(params, gpu=gpu_visible(env))
+    gpu = gpu_visible(env)
+    plan = training_plan(params, gpu=gpu)
+    search = search_config(params, args.params_file)
     with tracking.training_run(experiment, args.run_name, tags) as run_id:
+        if search is not None:
+            tracking.log_search_config(search)
+            outcome = run_search(
+                params, plan, data, search, client=client, experiment_id=experiment, parent_run_id=run_id, tags=tags
+            )
+            tracking.log_search_outcome(outcome)
+            params = with_best_params(params, outcome.best_params)
+            plan = training_plan(params, gpu=gpu)
         tracking.log_params(params, booster_params(params, plan, data.y_train, data.classes), plan, data)
         fitted = fit(params, plan, data)
         model_info = tracking.log_training(params, plan, data, fitted, manifest)

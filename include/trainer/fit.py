@@ -117,11 +117,10 @@ def booster_params(
     return resolved
 
 
-def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) -> FitResult:
-    """Train with early stopping on the validation part, then score validation and holdout."""
+def matrices(plan: Mapping[str, Any], data: TrainingData, booster: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The train and validation matrices of the plan's type (``QuantileDMatrix`` binned with ``max_bin``)."""
     import xgboost as xgb
 
-    resolved = booster_params(params, plan, data.y_train, data.classes)
     # Categorical features are pandas categories with the frozen categories: XGBoost's native categoricals.
     categorical = bool(data.categories)
     if plan["matrix"] == "QuantileDMatrix":
@@ -129,7 +128,7 @@ def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) 
             data.x_train,
             label=data.y_train,
             feature_names=data.features,
-            max_bin=resolved.get("max_bin", 256),
+            max_bin=booster.get("max_bin", 256),
             enable_categorical=categorical,
         )
         dval = xgb.QuantileDMatrix(
@@ -140,20 +139,41 @@ def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) 
             data.x_train, label=data.y_train, feature_names=data.features, enable_categorical=categorical
         )
         dval = xgb.DMatrix(data.x_val, label=data.y_val, feature_names=data.features, enable_categorical=categorical)
+    return dtrain, dval
+
+
+def train_booster(
+    params: Mapping[str, Any],
+    booster: Mapping[str, Any],
+    dtrain: Any,
+    dval: Any,
+    callbacks: list[Any] | None = None,
+) -> tuple[Any, dict[str, Any], int]:
+    """Boost with early stopping on ``dval``; return the booster, its evaluation log and its best iteration."""
+    import xgboost as xgb
 
     evals_result: dict[str, Any] = {}
-    started = time.perf_counter()
-    booster = xgb.train(
-        resolved,
+    trained = xgb.train(
+        dict(booster),
         dtrain,
         num_boost_round=int(params["n_estimators"]),
         evals=[(dtrain, "train"), (dval, "validation")],
         early_stopping_rounds=int(params["early_stopping_rounds"]) if params.get("early_stopping_rounds") else None,
         evals_result=evals_result,
         verbose_eval=False,
+        callbacks=callbacks,
     )
+    best_iteration = int(getattr(trained, "best_iteration", trained.num_boosted_rounds() - 1))
+    return trained, evals_result, best_iteration
+
+
+def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) -> FitResult:
+    """Train with early stopping on the validation part, then score validation and holdout."""
+    resolved = booster_params(params, plan, data.y_train, data.classes)
+    dtrain, dval = matrices(plan, data, resolved)
+    started = time.perf_counter()
+    booster, evals_result, best_iteration = train_booster(params, resolved, dtrain, dval)
     train_seconds = time.perf_counter() - started
-    best_iteration = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
     booster = booster[: best_iteration + 1]  # the registered model holds exactly the early-stopped trees
     booster.set_param({"device": "cpu"})  # served on CPU; inference must not expect a GPU
     booster.feature_names = data.features

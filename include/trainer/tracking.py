@@ -20,7 +20,8 @@ from typing import Any
 
 from include.trainer.data import TrainingData
 from include.trainer.fit import FitResult
-from include.trainer.params import TrainingError
+from include.trainer.params import SearchConfig, TrainingError
+from include.trainer.search import SearchOutcome
 from mlops_provider import lineage
 from mlops_provider.training.evaluation import booster_predict
 from mlops_provider.training.launch import file_sha256, idempotency_key
@@ -212,6 +213,48 @@ def log_params(
     import mlflow
 
     mlflow.log_params(flat_params(params, booster, plan, data))
+
+
+def log_search_config(config: SearchConfig) -> None:
+    """Log the search's budget and space on the training run (before the trials, so a killed search shows them)."""
+    import mlflow
+
+    mlflow.log_params(
+        {
+            "search.metric": config.metric,
+            "search.trials": config.trials,
+            "search.timeout_minutes": config.timeout_minutes,
+            "search.parallelism": config.parallelism,
+            "search.seed": config.seed,
+            "search.pruning": json.dumps(
+                {"startup_trials": config.startup_trials, "warmup_rounds": config.warmup_rounds}
+                if config.pruning
+                else False
+            ),
+            "search.space": json.dumps(
+                {s.name: {k: v for k, v in vars(s).items() if k != "name"} for s in config.space}
+            ),
+        }
+    )
+
+
+def log_search_outcome(outcome: SearchOutcome) -> None:
+    """Log the best params (``search.best_params``), the best validation score and the trial counts."""
+    import mlflow
+
+    mlflow.log_param("search.best_params", json.dumps(outcome.best_params, sort_keys=True))
+    mlflow.log_metrics(
+        {
+            "search.best_value": outcome.best_value,
+            "search.n_trials": outcome.n_trials,
+            "search.n_complete": outcome.n_complete,
+            "search.n_pruned": outcome.n_pruned,
+            "search.seconds": outcome.seconds,
+        }
+    )
+    mlflow.set_tag(lineage.SEARCH_BEST_TRIAL_TAG, outcome.best_run_id)
+    mlflow.log_dict({"metric": outcome.metric, "best_trial": outcome.best_trial, "trials": outcome.trials},
+                    "search/trials.json")  # fmt: skip
 
 
 def log_training(

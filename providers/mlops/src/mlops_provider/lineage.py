@@ -41,6 +41,16 @@ TASK_TAG: Final = "mlops.task"
 #: What a run is (``training``, ``drift_check``), so runs of one experiment can be told apart.
 RUN_KIND_TAG: Final = "mlops.kind"
 GIT_COMMIT_TAG: Final = "mlflow.source.git.commit"
+#: MLflow's own link from a nested run to its parent (what ``start_run(nested=True)`` writes).
+PARENT_RUN_ID_TAG: Final = "mlflow.parentRunId"
+#: ``RUN_KIND_TAG`` of a hyperparameter-search trial, a nested run of the training run that registers the model.
+SEARCH_TRIAL_RUN_KIND: Final = "search_trial"
+#: On a trial run: the training attempt's idempotency key (not ``IDEMPOTENCY_TAG``: a trial registers nothing).
+SEARCH_KEY_TAG: Final = "mlops.search.idempotency_key"
+#: On a trial run: ``COMPLETE``, ``PRUNED`` or ``FAIL`` (Optuna's trial states).
+SEARCH_TRIAL_STATE_TAG: Final = "mlops.search.trial_state"
+#: On the training run: the run id of the trial whose params the final model was trained with.
+SEARCH_BEST_TRIAL_TAG: Final = "mlops.search.best_trial_run_id"
 
 #: Evaluation gate outcome, on the candidate's model version and run.
 GATE_DECISION_TAG: Final = "mlops.gate.decision"

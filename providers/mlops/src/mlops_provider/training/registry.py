@@ -28,11 +28,11 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def runs_with_key(client: Any, experiment_id: str, key: str) -> list:
-    """Every run of ``experiment_id`` tagged with idempotency ``key``, newest first."""
+def runs_with_key(client: Any, experiment_id: str, key: str, tag: str = IDEMPOTENCY_TAG) -> list:
+    """Every run of ``experiment_id`` whose ``tag`` (default: the idempotency key) is ``key``, newest first."""
     return client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{IDEMPOTENCY_TAG}` = '{_quote(key)}'",
+        filter_string=f"tags.`{tag}` = '{_quote(key)}'",
         order_by=["attributes.start_time DESC"],
     )
 
