@@ -188,3 +188,27 @@ def test_batch_scoring_dag_scores_a_day_with_the_champion_as_its_training_set_wa
             .all()
         )
     assert len(events) == 2 and all(e.extra["model_version"] == str(champion.version) for e in events)
+
+    # A batch row's request id traces back to the version, its run and training set, like a served request's.
+    from include.trace import trace
+
+    lineage = trace(scores["request_id"].iloc[5], "flight_delays")
+    assert lineage["request"]["predictions"] == [pytest.approx(scores["prediction"].iloc[5])]
+    assert lineage["model_version"]["version"] == str(champion.version)
+    assert lineage["training_set"]["hash"] == manifest["hash"]
+
+    # A new champion rescoring the day replaces the partition: every row says the version that scored it.
+    client = MlflowHook().get_client()
+    # The same logged model (``models:/<model id>``) registered again: a second version, no second training.
+    model_id = champion.model_id or champion.source.removeprefix("models:/")
+    successor = client.create_model_version("flight_delays", champion.source, run_id=champion.run_id, model_id=model_id)
+    client.set_registered_model_alias("flight_delays", "champion", successor.version)
+    try:
+        assert task_states(dag.test(run_conf={"as_of": f"{END}", "window_days": 1})) == {"score_batch": "success"}
+    finally:
+        client.set_registered_model_alias("flight_delays", "champion", champion.version)
+    rescored = pd.read_parquet(partition / "data.parquet")
+    assert [f.name for f in partition.iterdir()] == ["data.parquet"] and len(rescored) == ROWS
+    assert set(rescored["model_version"]) == {str(successor.version)}
+    assert rescored["request_id"].iloc[0] == f"batch-flight_delays-v{successor.version}-{END:%Y%m%d}-000000"
+    assert rescored["prediction"].to_numpy() == pytest.approx(scores["prediction"].to_numpy()), "same model file"

@@ -16,6 +16,7 @@ atomically: a rerun of the interval replaces its partitions, and each row says w
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from datetime import date
 from functools import cached_property
@@ -156,7 +157,7 @@ class BatchScoringOperator(_FeastOperator):
         """Score every day of the window; see the class docstring for the result."""
         from mlops_provider.drift.scoring import model_scorer
         from mlops_provider.operators.feast import service_layout
-        from mlops_provider.storage import write_parquet_atomic
+        from mlops_provider.storage import storage_path, write_parquet_atomic
 
         safe_segment(self.dataset, "dataset name")
         zone = zone_uri(self.settings.data_root, BATCH_SCORES_ZONE, self.model_name)
@@ -174,7 +175,15 @@ class BatchScoringOperator(_FeastOperator):
                 f"{self.model_name} version {version_id} names no feature service in its lineage "
                 f"({lineage.FEATURE_SERVICE_TAG}) and the operator was given none; pass feature_service."
             )
-        model = self.mlflow.load_xgboost_model(self.model_name, version_id)
+        validated = zone_uri(self.settings.data_root, "validated", self.dataset)
+        absent = [d.isoformat() for d in days if not storage_path(partition_uri(validated, d), self._conn_id).exists()]
+        if absent:  # before anything is written: a window is scored whole or not at all
+            raise SourceDataMissingError(
+                f"Validated partitions {absent} of {self.dataset} do not exist; run ingestion and validation for the "
+                "window before scoring it."
+            )
+        with tempfile.TemporaryDirectory(prefix="mlops-batch-model-") as workdir:  # the model is read into memory
+            model = self.mlflow.load_xgboost_model(self.model_name, version_id, workdir=workdir)
         scorer, features = model_scorer(model), model_feature_names(model)
         store = self.hook.get_feature_store()
         layout = service_layout(store, service_name)
