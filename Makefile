@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
 export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift example-data new-model render bench up serve lock clean
+.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift batch-score example-data new-model render bench up serve lock clean
 
 help:
 	@echo "make demo    set everything up, run the training pipeline and the drift DAG, print a summary"
@@ -20,6 +20,7 @@ help:
 	@echo "make new-model DATA=<file> LABEL=<column or expression> TIMESTAMP=<column> ENTITY=<column>[,<column>]"
 	@echo "             [NAME=<model>] [LABEL_LAG=6h] [FORCE=1]  spec, contract and params from a data file"
 	@echo "make example-data   land 21 days of the second example's departures (then: make demo MODEL=flight_delays)"
+	@echo "make batch-score MODEL=<name> AS_OF=YYYY-MM-DD [DAYS=1]  the champion scores validated days (batch_scores/)"
 	@echo "make test    set everything up and run the test suite"
 	@echo "make up      airflow standalone on http://localhost:8080 with the bundle's DAGs"
 	@echo "make serve   serve the current champion locally in the foreground"
@@ -86,6 +87,11 @@ new-model: venv
 
 demo-drift: setup
 	$(PY) -m include.demo --inject-drift
+
+# A model spec's batch scoring through Airflow: the champion scores the validated days up to AS_OF.
+batch-score: setup
+	@test -n "$(MODEL)" -a -n "$(AS_OF)" || { echo "usage: make batch-score MODEL=<name> AS_OF=YYYY-MM-DD [DAYS=1]"; exit 2; }
+	$(ROOT)/.venv/bin/airflow dags test $(MODEL)__batch_scoring -c '{"as_of": "$(AS_OF)", "window_days": $(or $(DAYS),1)}'
 
 render: venv
 	$(PY) -m include.render --out build/manifests

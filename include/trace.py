@@ -1,7 +1,8 @@
 """``python -m include.trace <request_id>``: which data and code made this prediction.
 
 Walks one served request back through the systems of record: the prediction log row(s) with that request id
-(``<data_root>/predictions/<model>/``: features as served, prediction, model version, latency) -> the MLflow
+(``<data_root>/predictions/<model>/``: features as served, prediction, model version, latency; or a batch-scored
+row's ``batch-...`` id in ``<data_root>/batch_scores/<model>/``: entity keys, timestamp, prediction) -> the MLflow
 model version and its aliases -> the run that trained it (parameters, code version, Airflow run) -> the
 training-set snapshot (content hash, rows, feature service, window) -> the validation report of each day of
 that window. Prints one JSON document; exits 2 with a message when the request id is in no log.
@@ -24,10 +25,13 @@ class TraceError(LookupError):
 
 def find_request(request_id: str, model: str | None = None, days: int | None = None) -> tuple[str, list[dict]]:
     """Return ``(model name, logged rows)`` of ``request_id`` from the prediction logs under ``<data_root>``."""
+    from mlops_provider.operators.batch_scoring import BATCH_SCORES_ZONE
     from mlops_provider.settings import get_settings
     from mlops_provider.storage import read_parquet, storage_path
 
-    root = storage_path(f"{get_settings().data_root.rstrip('/')}/predictions")
+    # Batch-scored rows carry ids of their own (``batch-<model>-v<version>-<day>-<row>``), in their own zone.
+    zone = BATCH_SCORES_ZONE if request_id.startswith("batch-") else "predictions"
+    root = storage_path(f"{get_settings().data_root.rstrip('/')}/{zone}")
     models = [model] if model else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
     for name in models:
         folder = root / name
@@ -87,7 +91,7 @@ def trace(request_id: str, model: str | None = None, days: int | None = None) ->
         "request": {
             "request_id": request_id,
             "model_name": model_name,
-            "served_at": str(rows[0]["served_at"]),
+            "served_at": None if rows[0].get("served_at") is None else str(rows[0]["served_at"]),  # None: batch
             "rows": len(rows),
             "latency_ms": rows[0].get("latency_ms"),
             "predictions": [r["prediction"] for r in rows],

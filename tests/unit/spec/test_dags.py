@@ -32,7 +32,7 @@ def _chain(dag) -> list[str]:
 
 
 def test_dag_ids_and_hygiene(dags):
-    assert set(dags) == {"refunds__training", "refunds__materialization", "refunds__drift"}
+    assert set(dags) == {"refunds__training", "refunds__materialization", "refunds__drift", "refunds__batch_scoring"}
     for dag in dags.values():
         assert dag.catchup is False and dag.max_active_runs == 1
         assert "mlops" in dag.tags and "refunds" in dag.tags
@@ -109,11 +109,26 @@ def test_drift_dag(dags):
     assert dag.schedule == "0 3 * * *"
 
 
-def test_serving_and_drift_can_be_switched_off(spec_dict):
+def test_batch_scoring_dag(spec_dict):
+    from mlops_provider.operators.batch_scoring import BatchScoringOperator
+    from mlops_provider.spec.dags import build_dags
+
+    spec_dict["batch_scoring"] = {"schedule": "0 2 * * *", "window_days": 2}
+    dag = build_dags(parse_spec(spec_dict, "include/models/refunds.yaml", REPO_ROOT))["refunds__batch_scoring"]
+    score = dag.get_task("score_batch")
+    assert type(score) is BatchScoringOperator
+    assert (score.model_name, score.dataset, score.feature_service) == ("refunds", "orders", "refunds_v1")
+    assert score.timestamp_column == "ordered_at" and "params.window_days" in score.partition_start
+    assert [a.name for a in score.outlets] == ["batch_scores.refunds"]
+    assert dag.schedule == "0 2 * * *" and dag.params["window_days"] == 2
+
+
+def test_serving_drift_and_batch_scoring_can_be_switched_off(spec_dict):
     from mlops_provider.spec.dags import build_dags
 
     spec_dict["serving"] = {"enabled": False}
     spec_dict["drift"] = {"enabled": False}
+    spec_dict["batch_scoring"] = {"enabled": False}
     dags = build_dags(parse_spec(spec_dict, "include/models/refunds.yaml", REPO_ROOT))
     assert set(dags) == {"refunds__training", "refunds__materialization"}
     assert _chain(dags["refunds__training"])[-1] == "evaluation_gate"
@@ -144,7 +159,14 @@ def test_the_loader_dag_file_parses_with_a_dagbag(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     errors, dag_ids, heavy = out.stdout.strip().splitlines()[-3:]
     assert errors == "{}"
-    assert dag_ids == str(["flight_delays__drift", "flight_delays__materialization", "flight_delays__training"])
+    assert dag_ids == str(
+        [
+            "flight_delays__batch_scoring",
+            "flight_delays__drift",
+            "flight_delays__materialization",
+            "flight_delays__training",
+        ]
+    )
     assert heavy == "[]"
 
 

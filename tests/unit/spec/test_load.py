@@ -48,6 +48,11 @@ def test_valid_spec_and_its_defaults(spec_dict):
     assert spec.serving.canary_traffic_percent == 10 and spec.serving.max_latency_ms == 500.0
     assert spec.drift.schedule == "0 */6 * * *" and spec.drift.window_days == 3 and spec.drift.policy == {}
     assert spec.materialization_schedule == "@daily" and spec.start_date == "2026-01-01"
+    assert (spec.batch_scoring.enabled, spec.batch_scoring.schedule, spec.batch_scoring.window_days) == (
+        True,
+        "@daily",
+        1,
+    )
     assert spec.cooldown_minutes is None and spec.daily_cap is None and spec.gate_criteria == {}
     assert spec.features.static[0].timestamp_column == "valid_from"
     assert spec.column_types["ordered_at"] == "timestamp"
@@ -268,6 +273,13 @@ ERRORS = [
         _set("materialization", {"schedule": "daily"}),
         "materialization.schedule: expected a cron expression of 5 fields",
     ),
+    (
+        "batch_backend",
+        _set("batch_scoring", {"backend": "dask"}),
+        "batch_scoring.backend: expected one of local, got 'dask'",
+    ),
+    ("batch_window", _set("batch_scoring", {"window_days": 0}), "batch_scoring.window_days: expected an integer >= 1"),
+    ("batch_key", _set("batch_scoring", {"windows": 2}), "batch_scoring"),
     ("cooldown", _set("retraining", {"cooldown_minutes": -5}), "retraining.cooldown_minutes: expected an integer >= 0"),
     ("daily_cap", _set("retraining", {"daily_cap": 1.5}), "retraining.daily_cap: expected an integer >= 1"),
     ("start_date", _set("start_date", "1st of May"), "start_date: expected a date like 2026-01-01"),

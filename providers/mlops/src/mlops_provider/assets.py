@@ -39,3 +39,8 @@ def model_asset(model_name: str) -> Asset:
 def drift_asset(model_name: str) -> Asset:
     """Drift verdicts for ``model_name`` that call for retraining."""
     return Asset(name=f"drift.{model_name}", uri=f"x-mlops://drift/{model_name}", group=GROUP)
+
+
+def batch_scores_asset(model_name: str) -> Asset:
+    """Batch scores of ``model_name``: one Parquet partition per scored day."""
+    return Asset(name=f"batch_scores.{model_name}", uri=f"x-mlops://batch_scores/{model_name}", group=GROUP)

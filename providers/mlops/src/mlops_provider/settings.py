@@ -25,6 +25,8 @@ ServingBackend = Literal["local", "kserve"]
 
 TRAINING_BACKENDS: tuple[str, ...] = ("local", "kubernetes", "vertex")
 SERVING_BACKENDS: tuple[str, ...] = ("local", "kserve")
+#: Where batch scoring runs; Kubernetes and Dask are not written yet.
+BATCH_SCORING_BACKENDS: tuple[str, ...] = ("local",)
 SECTION = "mlops"
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseOperator
 
@@ -290,6 +290,64 @@ def write_checkpoint(uri: str, completed_until: datetime, conn_id: str | None) -
     write_bytes_atomic(json.dumps({"completed_until": completed_until.isoformat()}).encode(), uri, conn_id)
 
 
+class ServiceLayout(NamedTuple):
+    """What a feature service joins and returns (see :func:`service_layout`)."""
+
+    #: The service's feature service object (what ``get_historical_features`` takes).
+    service: Any
+    #: Its batch (non on-demand) feature views: the ones with aggregate files to build.
+    batch_views: list[str]
+    #: Join keys of its batch views, in first-seen order: the entity frame's key columns.
+    entity_columns: list[str]
+    #: Request-source fields its on-demand views read from the entity frame.
+    request_fields: list[str]
+    #: ``view:feature`` references and the feature columns they become, in the service's order.
+    feature_refs: list[str]
+    feature_columns: list[str]
+
+
+def service_layout(store: FeatureStore, feature_service: str) -> ServiceLayout:
+    """Return the views, entity keys, request fields and features of ``feature_service``.
+
+    Training sets and batch scoring both read it, so both join the same keys and return the same columns.
+    """
+    service = store.get_feature_service(feature_service)
+    odfv_names = {v.name for v in store.list_on_demand_feature_views()}
+    layout = ServiceLayout(service, [], [], [], [], [])
+    for projection in service.feature_view_projections:
+        for feature in projection.features:
+            layout.feature_refs.append(f"{projection.name_to_use()}:{feature.name}")
+            layout.feature_columns.append(feature.name)
+        if projection.name in odfv_names:
+            odfv = store.get_on_demand_feature_view(projection.name)
+            for source in odfv.source_request_sources.values():
+                layout.request_fields.extend(f.name for f in source.schema if f.name not in layout.request_fields)
+        else:
+            layout.batch_views.append(projection.name)
+            for key in store.get_feature_view(projection.name).join_keys:
+                if key not in layout.entity_columns:
+                    layout.entity_columns.append(key)
+    return layout
+
+
+def historical_features(
+    store: FeatureStore, layout: ServiceLayout, events: pd.DataFrame, timestamp_column: str
+) -> pd.DataFrame:
+    """Join ``events`` with the service's features as of each event's ``timestamp_column`` (point in time).
+
+    ``events`` holds the entity keys, the timestamp and the request fields (plus any column to carry along).
+    Feast's as-of join reads each row's time from ``event_timestamp``; the result keeps ``timestamp_column``
+    under its own name, as the dataset has it.
+    """
+    import pandas as pd
+
+    entity_df = events.copy()
+    entity_df[FEAST_ENTITY_TIMESTAMP] = pd.to_datetime(entity_df[timestamp_column], utc=True)
+    joined = store.get_historical_features(entity_df=entity_df, features=layout.service).to_df()
+    joined[timestamp_column] = joined[FEAST_ENTITY_TIMESTAMP]
+    return joined
+
+
 def label_rate(labels: Any) -> float | None:
     """The mean of a numeric label (the positive rate of a 0/1 label); None for text labels (multiclass)."""
     import pandas as pd
@@ -304,11 +362,13 @@ def training_set_frame(
     entity_columns: list[str],
     timestamp_column: str,
     feature_columns: list[str],
-    label_column: str,
+    label_column: str | None,
     *,
     what: str = "the feature service",
 ) -> tuple[pd.DataFrame, list[str]]:
     """Return the training set's rows, deterministically sorted, and its categorical feature columns.
+
+    Batch scoring builds its rows through here too, without a label (``label_column`` None).
 
     Numeric and boolean features stay as they are; string (and ``category``) features stay strings (nulls kept),
     listed as categorical; any other type (timestamps, bytes, lists) is refused. A column that is both an entity
@@ -318,7 +378,8 @@ def training_set_frame(
 
     from mlops_provider.training.evaluation import categorical_columns
 
-    columns = list(dict.fromkeys([*entity_columns, timestamp_column, *feature_columns, label_column]))
+    label = [label_column] if label_column else []
+    columns = list(dict.fromkeys([*entity_columns, timestamp_column, *feature_columns, *label]))
     missing = [c for c in columns if c not in joined.columns]
     if missing:
         raise MlopsError(f"Columns {missing} of {what} are not in the joined training rows.")
@@ -341,7 +402,7 @@ def training_set_frame(
             data[column].astype(object).where(data[column].notna(), None).map(lambda v: v if v is None else str(v))
         )
     data[timestamp_column] = pd.to_datetime(data[timestamp_column], utc=True).astype("datetime64[us, UTC]")
-    order = list(dict.fromkeys([timestamp_column, *entity_columns, *feature_columns, label_column]))
+    order = list(dict.fromkeys([timestamp_column, *entity_columns, *feature_columns, *label]))
     data = data.sort_values(order, kind="mergesort").reset_index(drop=True)
     return data, categorical
 
@@ -421,27 +482,12 @@ class FeastTrainingSetOperator(_FeastOperator):
 
         days = resolve_dates(self.partition_start, self.partition_end, context)
         store = self.hook.get_feature_store()
-        service = store.get_feature_service(self.feature_service)
-
-        view_names, request_fields, feature_refs, feature_columns = [], [], [], []
-        entity_columns: list[str] = []
-        odfv_names = {v.name for v in store.list_on_demand_feature_views()}
-        for projection in service.feature_view_projections:
-            view_names.append(projection.name)
-            for feature in projection.features:
-                feature_refs.append(f"{projection.name_to_use()}:{feature.name}")
-                feature_columns.append(feature.name)
-            if projection.name in odfv_names:
-                odfv = store.get_on_demand_feature_view(projection.name)
-                for source in odfv.source_request_sources.values():
-                    request_fields += [f.name for f in source.schema if f.name not in request_fields]
-            else:
-                for key in store.get_feature_view(projection.name).join_keys:
-                    if key not in entity_columns:
-                        entity_columns.append(key)
+        layout = service_layout(store, self.feature_service)
+        entity_columns, request_fields = layout.entity_columns, layout.request_fields
+        feature_refs, feature_columns = layout.feature_refs, list(layout.feature_columns)
 
         if self.build_features:
-            self._build_aggregates(store, [n for n in view_names if n not in odfv_names], days)
+            self._build_aggregates(store, layout.batch_views, days)
 
         frames = []
         for day in days:
@@ -469,13 +515,8 @@ class FeastTrainingSetOperator(_FeastOperator):
             )
         if labels.empty:
             raise MlopsError(f"No validated {self.dataset} rows between {days[0]} and {days[-1]}; nothing to train on.")
-        # Feast's as-of join reads the label time from ``event_timestamp``; the snapshot keeps the dataset's name.
         ts_col = self.timestamp_column
-        entity_df = labels[needed].copy()
-        entity_df[FEAST_ENTITY_TIMESTAMP] = pd.to_datetime(entity_df[ts_col], utc=True)
-
-        joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
-        joined[ts_col] = joined[FEAST_ENTITY_TIMESTAMP]
+        joined = historical_features(store, layout, labels[needed], ts_col)
         feature_columns += [c for c in self.entity_features or [] if c not in feature_columns]
         data, categorical = training_set_frame(
             joined, entity_columns, ts_col, feature_columns, self.label_column, what=self.feature_service

@@ -9,7 +9,9 @@ operator falls back to a default name:
   deploy, smoke test; scheduled by ``validated.<dataset> | drift.<model>``;
 - ``<model>__materialization``: wait for the source, ingest, validate, apply, materialize; on the spec's
   ``materialization.schedule``; its ``validated.<dataset>`` event schedules the training DAG;
-- ``<model>__drift``: check drift, and when it exceeds the policy emit ``drift.<model>``; on ``drift.schedule``.
+- ``<model>__drift``: check drift, and when it exceeds the policy emit ``drift.<model>``; on ``drift.schedule``;
+- ``<model>__batch_scoring``: the ``champion`` scores a window of validated data into ``batch_scores/<model>``
+  and emits ``batch_scores.<model>``; on ``batch_scoring.schedule``.
 
 :func:`dags_from_specs` does it for every spec of a folder; a DAG file needs two lines::
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlops_provider.assets import (
+    batch_scores_asset,
     drift_asset,
     features_asset,
     model_asset,
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
 #: Suffixes of the generated DAG ids: ``<model>__<kind>``.
 TRAINING, MATERIALIZATION, DRIFT = "training", "materialization", "drift"
+BATCH_SCORING = "batch_scoring"
 _WINDOW_START = "{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}"
 _WINDOW_END = "{{ params.as_of or (dag_run.run_after | ds) }}"
 
@@ -54,13 +58,14 @@ class SpecAssets(NamedTuple):
     training_set: Asset
     model: Asset
     drift: Asset
+    batch_scores: Asset
 
 
 def spec_assets(spec: ModelSpec) -> SpecAssets:
     """Return the assets of ``spec``.
 
     ``raw.<dataset>``, ``validated.<dataset>``, ``features.<model>``, ``training_set.<dataset>``,
-    ``model.<model>`` and ``drift.<model>``.
+    ``model.<model>``, ``drift.<model>`` and ``batch_scores.<model>``.
     """
     return SpecAssets(
         raw=raw_asset(spec.dataset),
@@ -69,6 +74,7 @@ def spec_assets(spec: ModelSpec) -> SpecAssets:
         training_set=training_set_asset(spec.dataset),
         model=model_asset(spec.name),
         drift=drift_asset(spec.name),
+        batch_scores=batch_scores_asset(spec.name),
     )
 
 
@@ -358,11 +364,49 @@ def drift_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
+def batch_scoring_dag(spec: ModelSpec) -> DAG:
+    """The batch-scoring DAG of ``spec``: the champion scores a window of validated data, one partition a day."""
+    from mlops_provider.operators.batch_scoring import batch_scoring_operator_class
+
+    assets = spec_assets(spec)
+    body = (
+        "Score the window's validated rows with the current `champion`: features joined point in time from the "
+        "offline store with the champion's feature service, exactly as its training set was built; one Parquet "
+        f"partition a day under `batch_scores/{spec.name}/dt=YYYY-MM-DD/` with the entity keys, the timestamp, the "
+        f"predictions, `model_version` and `request_id`. A rerun replaces the window's partitions. Emits "
+        f"`{assets.batch_scores.name}`; skips before the first promotion."
+    )
+    with _spec_dag(
+        spec,
+        BATCH_SCORING,
+        schedule=spec.batch_scoring.schedule,
+        title="batch scoring",
+        body=body,
+        tag="scoring",
+        retries=2,
+        retry_minutes=5,
+        params=_window_params(spec.batch_scoring.window_days, "scored window"),
+    ) as dag:
+        batch_scoring_operator_class(spec.batch_scoring.backend)(
+            task_id="score_batch",
+            model_name=spec.name,
+            dataset=spec.dataset,
+            timestamp_column=spec.timestamp_column,
+            feature_service=spec.feature_service,
+            partition_start=_WINDOW_START,
+            partition_end=_WINDOW_END,
+            outlets=[assets.batch_scores],
+        )
+    return dag
+
+
 def build_dags(spec: ModelSpec) -> dict[str, DAG]:
-    """Return the DAGs of ``spec`` by id: training, materialization and (unless ``drift.enabled`` is false) drift."""
+    """Return the DAGs of ``spec`` by id: training, materialization, drift and batch scoring (each unless disabled)."""
     dags = [training_dag(spec), materialization_dag(spec)]
     if spec.drift.enabled:
         dags.append(drift_dag(spec))
+    if spec.batch_scoring.enabled:
+        dags.append(batch_scoring_dag(spec))
     return {d.dag_id: d for d in dags}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from mlops_provider.exceptions import ModelSpecError
 from mlops_provider.names import SAFE_SEGMENT
-from mlops_provider.settings import SERVING_BACKENDS, TRAINING_BACKENDS
+from mlops_provider.settings import BATCH_SCORING_BACKENDS, SERVING_BACKENDS, TRAINING_BACKENDS
 from mlops_provider.spec.derive import ExpressionError, check_expression
 from mlops_provider.spec.model import (
     AGGREGATE_FUNCTIONS,
@@ -26,6 +26,7 @@ from mlops_provider.spec.model import (
     STATIC_FEATURE_TYPES,
     TASKS,
     AggregateFeature,
+    BatchScoringSpec,
     DriftSpec,
     FeaturesSpec,
     ModelSpec,
@@ -59,6 +60,7 @@ TOP_LEVEL_KEYS = (
     "serving",
     "drift",
     "retraining",
+    "batch_scoring",
 )
 _REQUIRED = ("name", "dataset", "contract", "entities", "timestamp_column", "label", "task", "features")
 _DURATION = re.compile(r"^\d+[smhdw]$")
@@ -550,6 +552,16 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
     if unknown:
         raise reader.fail("drift.policy.critical_features", f"expected features of the model, got {unknown!r}")
 
+    batch_raw = reader.mapping(
+        raw.get("batch_scoring"), "batch_scoring", ("enabled", "schedule", "window_days", "backend")
+    )
+    batch_scoring = BatchScoringSpec(
+        enabled=reader.boolean(batch_raw.get("enabled"), "batch_scoring.enabled", True),
+        schedule=reader.cron(batch_raw.get("schedule", "@daily"), "batch_scoring.schedule"),
+        window_days=reader.integer(batch_raw.get("window_days"), "batch_scoring.window_days", minimum=1, default=1),
+        backend=reader.choice(batch_raw.get("backend", "local"), "batch_scoring.backend", BATCH_SCORING_BACKENDS),
+    )
+
     retraining = reader.mapping(raw.get("retraining"), "retraining", ("cooldown_minutes", "daily_cap"))
     start_date = str(raw.get("start_date", "2026-01-01"))
     if not _DATE.match(start_date):
@@ -576,6 +588,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         gate_criteria=dict(criteria),
         serving=serving,
         drift=drift,
+        batch_scoring=batch_scoring,
         cooldown_minutes=reader.integer(retraining["cooldown_minutes"], "retraining.cooldown_minutes", minimum=0)
         if retraining.get("cooldown_minutes") is not None
         else None,

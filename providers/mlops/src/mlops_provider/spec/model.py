@@ -113,6 +113,16 @@ class DriftSpec:
 
 
 @dataclass(frozen=True)
+class BatchScoringSpec:
+    """Batch scoring: the champion scores each window of validated data (``<model>__batch_scoring``)."""
+
+    enabled: bool = True
+    schedule: str = "@daily"
+    window_days: int = 1
+    backend: str = "local"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One model: its data, features, training, gate, serving and monitoring.
 
@@ -141,6 +151,7 @@ class ModelSpec:
     gate_criteria: dict[str, Any] = field(default_factory=dict)
     serving: ServingSpec = field(default_factory=ServingSpec)
     drift: DriftSpec = field(default_factory=DriftSpec)
+    batch_scoring: BatchScoringSpec = field(default_factory=BatchScoringSpec)
     cooldown_minutes: int | None = None
     daily_cap: int | None = None
     #: Column -> type of the contract (``string``, ``int64``, ``float64``, ``bool``, ``timestamp``).
