@@ -12,6 +12,16 @@ import argparse
 import sys
 
 
+def _iso(value: str) -> str:
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO date or timestamp (e.g. 2031-03-01)") from None
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     from mlops_provider.audit import export_jsonl
 
@@ -19,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="print the audit log as JSON lines, oldest first")
     export.add_argument("--model", default=None, help="one model's entries only")
-    export.add_argument("--since", default=None, help="entries decided at or after this date or ISO timestamp")
+    export.add_argument(
+        "--since", default=None, type=_iso, help="entries decided at or after this date or ISO timestamp"
+    )
     args = parser.parse_args(argv)
     for line in export_jsonl(args.model, since=args.since):
         sys.stdout.write(line)
