@@ -242,7 +242,7 @@ def test_mlops_page_renders_models_gate_deployment_and_drift(api_server, registr
     page.close()
 
 
-def test_trace_walk_and_audit_timeline_on_the_page(api_server, traced_request, browser):
+def test_trace_walk_and_audit_timeline_on_the_page(api_server, traced_request, browser, repo_root):
     """A real request id walks to v2, its run, training-set hash, partition versions and validation reports."""
     from urllib.parse import quote
 
@@ -272,6 +272,9 @@ def test_trace_walk_and_audit_timeline_on_the_page(api_server, traced_request, b
     assert f"http://mlflow.test/#/models/{MODEL}/versions/2" in gate_links
     assert any(h.endswith("/dags/train/runs/manual__2031-03-01/tasks/gate") for h in gate_links)
     assert page.evaluate("window.__pwned") is None
+    out = repo_root / "build" / "test-artifacts"
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out / "mlops_trace_and_audit.png"), full_page=True)
 
     # A request id is user input: escaped, never executed; an unknown one says where it looked.
     page.goto(f"{api_server}/mlops/?request_id={quote(XSS)}", wait_until="load")
@@ -306,7 +309,14 @@ def test_mlops_routes_require_an_authenticated_user():
     from fastapi.testclient import TestClient
 
     client = TestClient(create_app())
-    for path in ("/mlops/", "/mlops/api/models", f"/mlops/reports/{MODEL}/20310301T060000000000Z/report.html"):
+    for path in (
+        "/mlops/",
+        "/mlops/api/models",
+        f"/mlops/reports/{MODEL}/20310301T060000000000Z/report.html",
+        f"/mlops/audit/{MODEL}.jsonl",
+        "/mlops/trace/some-request",
+        "/mlops/validation/d/2031-02-26/report.json",
+    ):
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.json() == {"detail": "Not authenticated"}

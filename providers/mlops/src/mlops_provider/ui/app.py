@@ -228,7 +228,7 @@ def render_trace(request_id: str, lineage: dict[str, Any] | None, error: str | N
         f"predictions {escape(_value(request['predictions']))}<div class='muted'>{features}</div></li>"
         f"<li class='trace-version'><strong>Model version</strong>{version_link} "
         f"{escape(', '.join(version['aliases']))}</li>"
-        f"<li class='trace-run'><strong>MLflow run</strong>{run_link}, code {escape(str(run['code_version']))}"
+        f"<li class='trace-run'><strong>MLflow run</strong>{run_link}, code {escape(str(run['code_version'] or 'not recorded'))}"
         f"<div class='muted'>{airflow}</div><div class='muted'>{params}</div></li>"
         f"<li class='trace-training-set'><strong>Training set</strong>hash <code>{escape(str(training_set['hash']))}"
         f"</code>, {escape(str(training_set['rows']))} rows of {escape(str(training_set['dataset']))}, {window}, "
