@@ -1,11 +1,11 @@
 """``python -m include.trace <request_id>``: which data and code made this prediction.
 
-Walks one served request back through the systems of record: the prediction log row(s) with that request id
-(``<data_root>/predictions/<model>/``: features as served, prediction, model version, latency; or a batch-scored
-row's ``batch-...`` id in ``<data_root>/batch_scores/<model>/``: entity keys, timestamp, prediction) -> the MLflow
-model version and its aliases -> the run that trained it (parameters, code version, Airflow run) -> the
-training-set snapshot (content hash, rows, feature service, window) -> the validation report of each day of
-that window. Prints one JSON document; exits 2 with a message when the request id is in no log.
+Walks one served request back through the systems of record (:mod:`mlops_provider.trace`): the prediction log
+row(s) with that request id (``<data_root>/predictions/<model>/``: features as served, prediction, model version,
+latency) -> the MLflow model version and its aliases -> the run that trained it (parameters, code version,
+Airflow run) -> the training-set snapshot (content hash, rows, feature service, window, partition versions) ->
+the validation report of each day of that window. Prints one JSON document; exits 2 with a message when the
+request id is in no log. The MLOps page shows the same walk (``/mlops/?request_id=<id>``).
 
 Options: ``--model <name>`` searches one model's log only; ``--days N`` only the newest N days of logs.
 """
@@ -15,114 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, timedelta
 from typing import Any
 
+from mlops_provider.trace import TraceError, find_request
 
-class TraceError(LookupError):
-    """The request cannot be traced (not in any prediction log searched)."""
-
-
-def find_request(request_id: str, model: str | None = None, days: int | None = None) -> tuple[str, list[dict]]:
-    """Return ``(model name, logged rows)`` of ``request_id`` from the prediction logs under ``<data_root>``."""
-    from mlops_provider.operators.batch_scoring import BATCH_SCORES_ZONE
-    from mlops_provider.settings import get_settings
-    from mlops_provider.storage import read_parquet, storage_path
-
-    # Batch-scored rows carry ids of their own (``batch-<model>-v<version>-<day>-<row>``), in their own zone.
-    zone = BATCH_SCORES_ZONE if request_id.startswith("batch-") else "predictions"
-    root = storage_path(f"{get_settings().data_root.rstrip('/')}/{zone}")
-    models = [model] if model else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
-    for name in models:
-        folder = root / name
-        if not folder.exists():
-            continue
-        day_folders = sorted((p for p in folder.iterdir() if p.name.startswith("dt=")), key=lambda p: p.name)
-        for day in reversed(day_folders[-days:] if days else day_folders):
-            logged = read_parquet(day)
-            if logged.empty or "request_id" not in logged.columns:
-                continue  # no rows, or a log written before request ids
-            rows = logged[logged["request_id"] == request_id].to_dict("records")
-            if rows:
-                return name, sorted(rows, key=lambda r: r.get("request_row") or 0)
-    raise TraceError(
-        f"Request {request_id!r} is in no prediction log under {root}"
-        + (f" of model {model!r}" if model else "")
-        + " (logs are written every few seconds; the id is the response's request_id / id)."
-    )
+__all__ = ["TraceError", "find_request", "main", "trace"]
 
 
 def trace(request_id: str, model: str | None = None, days: int | None = None) -> dict[str, Any]:
-    """Return the lineage of one served request (see the module docstring)."""
-    from mlops_provider.hooks.mlflow import MlflowHook
-    from mlops_provider.lineage import GIT_COMMIT_TAG, IDEMPOTENCY_TAG, TRAINING_SET_HASH_TAG
-    from mlops_provider.names import zone_uri
-    from mlops_provider.partitions import partition_uri
-    from mlops_provider.settings import get_settings
-    from mlops_provider.storage import storage_path
+    """Return the lineage of one served request (:func:`mlops_provider.trace.trace_request`)."""
+    from mlops_provider.trace import trace_request
 
-    model_name, rows = find_request(request_id, model, days)
-    version = str(rows[0]["model_version"])
-    hook = MlflowHook()
-    client = hook.get_client()
-    registered = client.get_model_version(model_name, version)
-    run = client.get_run(registered.run_id)
-    uri, manifest = hook.training_set_of_run(registered.run_id)
-    reports = []
-    if manifest.get("dataset") and manifest.get("start") and manifest.get("end"):
-        reports_zone = zone_uri(get_settings().data_root, "reports/validation", manifest["dataset"])
-        day, last = date.fromisoformat(manifest["start"][:10]), date.fromisoformat(manifest["end"][:10])
-        while day <= last:
-            report_uri = partition_uri(reports_zone, day, "report.json")
-            path = storage_path(report_uri)
-            report = json.loads(path.read_text()) if path.exists() else None
-            reports.append(
-                {
-                    "day": day.isoformat(),
-                    "uri": report_uri,
-                    "published": None if report is None else report.get("published"),
-                    "input_rows": None if report is None else report.get("input_rows"),
-                    "valid_rows": None if report is None else report.get("valid_rows"),
-                }
-            )
-            day += timedelta(days=1)
-    features = {k: v for k, v in rows[0].items() if k not in _LOG_COLUMNS and not k.startswith("prediction_class_")}
-    return {
-        "request": {
-            "request_id": request_id,
-            "model_name": model_name,
-            "served_at": None if rows[0].get("served_at") is None else str(rows[0]["served_at"]),  # None: batch
-            "rows": len(rows),
-            "latency_ms": rows[0].get("latency_ms"),
-            "predictions": [r["prediction"] for r in rows],
-            "features": features,
-        },
-        "model_version": {
-            "version": version,
-            "aliases": list(registered.aliases or []),
-            "run_id": registered.run_id,
-            "source": registered.source,
-        },
-        "run": {
-            "params": dict(run.data.params),
-            "code_version": run.data.tags.get(GIT_COMMIT_TAG),
-            "idempotency_key": run.data.tags.get(IDEMPOTENCY_TAG),
-            "airflow": {k: v for k, v in run.data.tags.items() if k.startswith("airflow.")},
-        },
-        "training_set": {
-            "uri": uri,
-            "hash": manifest.get("hash") or run.data.tags.get(TRAINING_SET_HASH_TAG),
-            "rows": manifest.get("rows"),
-            "dataset": manifest.get("dataset"),
-            "window": [manifest.get("start"), manifest.get("end")],
-            "feature_service": manifest.get("feature_service"),
-        },
-        "validation_reports": reports,
-    }
-
-
-#: Columns of the prediction log that are not features (see kserve/mlops_serving/prediction_log.py).
-_LOG_COLUMNS = {"prediction", "model_version", "served_at", "request_id", "request_row", "latency_ms"}
+    return trace_request(request_id, model, days)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -285,6 +285,12 @@ def test_kill_after_the_cooldown_recorded_its_launch_proceeds_on_retry_once(airf
     assert result["decision"] == "proceed" and result["reason"].startswith(f"retry of {dag_id}/{run_id}")
     launches = json.loads(airflow.request("GET", "/variables/mlops_retraining_launches__chaos_cooldown")["value"])
     assert [entry["run"] for entry in launches] == [f"{dag_id}/{run_id}"]
+    # Its audit entry was written before the launch was recorded, by the killed try; the retry kept it.
+    from mlops_provider.audit import read_audit
+
+    entries = read_audit("chaos_cooldown", data_root=str(wave1["data_root"]))
+    mine = [(e["kind"], e["outcome"], e["actor"]["try_number"]) for e in entries if e["actor"]["run_id"] == run_id]
+    assert mine == [("retraining_decision", "proceed", 1)], entries
 
 
 # ------------------------------------------------------------------------------ wave 2: gate and KServe rollout

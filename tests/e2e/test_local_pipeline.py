@@ -21,7 +21,7 @@ def demo_env(monkeypatch, tmp_path):
     LocalServingHook().stop_all()
 
 
-def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env):
+def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env, capsys):
     from include.demo import main
     from include.fraud_example import MODEL_NAME
     from mlops_provider.settings import get_settings
@@ -47,11 +47,17 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env):
     assert first["drift_detected"] is False, "the monitored days come from the training distribution"
     assert storage_path(first["reports"]["drift_html"]).exists()
     _trace_the_sample_prediction(first)
+    _audit_of_the_first_run(first, capsys)
 
     second = main(["--rows-per-day", "800", "--out", str(out), "--inject-drift"])
     assert second["model_version"] == "2", "a rerun trains and registers one new version, not duplicates"
     assert second["drift_detected"] is True, "injected covariate drift is detected"
     assert 0.0 <= second["sample_prediction"] <= 1.0
+    from mlops_provider.audit import read_audit
+
+    kinds = {(e["kind"], e["outcome"], e["subject"]) for e in read_audit(MODEL_NAME)}
+    assert ("retraining_trigger", "drift_detected", None) in kinds, kinds
+    assert ("gate_decision", "promote", "2") in kinds, kinds
 
     # Every demo day is one raw partition holding exactly that day's landed rows: reruns replaced, never appended.
     from datetime import timedelta
@@ -102,3 +108,25 @@ def _trace_the_sample_prediction(summary: dict) -> None:
     reports = lineage["validation_reports"]
     assert len(reports) == TRAIN_DAYS and all(r["published"] for r in reports), reports
     assert main(["no-such-request", "--model", MODEL_NAME]) == 2
+
+
+def _audit_of_the_first_run(summary: dict, capsys) -> None:
+    """The audit log holds the gate decision and the promotion of the served version, with links; JSONL exports."""
+    from include.audit import main
+    from include.fraud_example import MODEL_NAME
+
+    capsys.readouterr()
+    assert main(["export", "--model", MODEL_NAME]) == 0
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_kind = {e["kind"]: e for e in entries}
+    assert [e["kind"] for e in entries].count("gate_decision") == 1, entries
+    gate, promotion = by_kind["gate_decision"], by_kind["promotion"]
+    assert gate["outcome"] == "promote" and gate["subject"] == summary["model_version"]
+    assert gate["details"]["candidate_metrics"]["roc_auc"] > 0 and "roc_auc" in gate["reason"]
+    assert gate["actor"]["dag_id"] == "ml_training_pipeline" and gate["actor"]["task_id"]
+    assert gate["links"]["airflow_task"].endswith(f"/tasks/{gate['actor']['task_id']}")
+    assert promotion["outcome"] == "promoted" and promotion["subject"] == summary["champion_version"]
+    assert promotion["links"]["endpoint"] == f"{summary['endpoint_url']}/v2/models/{MODEL_NAME}"
+    assert promotion["at"] > gate["at"], "entries export oldest first"
+    assert entries.index(promotion) > entries.index(gate)
+    assert by_kind["retraining_decision"]["outcome"] == "proceed"

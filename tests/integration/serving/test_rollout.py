@@ -217,6 +217,12 @@ def test_canary_that_never_becomes_ready_is_rolled_back(cluster, registered_vers
     assert _traffic(isvc)[f"{ISVC}-predictor-00001"] == 100
     assert isvc["status"]["url"] == cluster.urls[serving_models["v1"].uri]
     assert cluster.champion() == registered_versions["v1"]
+    # The rollback is in the audit log, with the reason and the endpoint it left serving the previous version.
+    from mlops_provider.audit import ROLLBACK, read_audit
+
+    [rollback] = [e for e in read_audit(MODEL_NAME) if e["kind"] == ROLLBACK and e["actor"]["run_id"] == dr.run_id]
+    assert rollback["outcome"] == "rolled_back" and "RevisionFailed" in rollback["reason"]
+    assert rollback["links"]["endpoint"] == f"{result['endpoint_url']}/v2/models/{MODEL_NAME}"
 
 
 def test_canary_not_ready_by_the_progress_deadline_is_rolled_back(cluster, registered_versions, serving_models):

@@ -100,6 +100,55 @@ def drift_history():
 
 
 @pytest.fixture(scope="module")
+def traced_request(registry, tmp_path_factory):
+    """A request v2 served, as the model server logs it, with v2's training set, validation reports and decisions.
+
+    The prediction log row is written by the model server's own ``PredictionLogger``; the training-set manifest
+    beside the snapshot the run's lineage tag names (with ``partition_versions``); the audit entries by
+    ``record_audit`` as the gate and deploy tasks call it.
+    """
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mlops_provider.audit import GATE_DECISION, PROMOTION, record_audit
+    from mlops_provider.lineage import TRAINING_SET_URI_TAG
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import write_bytes_atomic
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "kserve"))
+    from mlops_serving.prediction_log import PredictionLogger
+
+    data_root = get_settings().data_root.rstrip("/")
+    snapshot = tmp_path_factory.mktemp("training-set")
+    manifest = {"hash": "a1b2c3d4e5f60718", "rows": 1234, "dataset": f"{MODEL}_data", "start": "2031-02-26",
+                "end": "2031-02-27", "feature_service": f"{MODEL}_v1",
+                "partition_versions": {"2031-02-26": "sha256:feed01", "2031-02-27": "sha256:feed02"}}  # fmt: skip
+    (snapshot / "manifest.json").write_text(json.dumps(manifest))
+    run_id = registry.get_model_version(MODEL, "2").run_id
+    registry.set_tag(run_id, TRAINING_SET_URI_TAG, snapshot.as_uri())
+    for day, published in (("2031-02-26", True), ("2031-02-27", False)):
+        report = {"published": published, "input_rows": 700, "valid_rows": 690 if published else 0, "day": day}
+        write_bytes_atomic(
+            json.dumps(report).encode(), f"{data_root}/reports/validation/{MODEL}_data/dt={day}/report.json"
+        )
+    request_id = f"req-{uuid.uuid4().hex}"
+    logger = PredictionLogger(f"{data_root}/predictions/{MODEL}", ["f_a", "f_b"], "2", flush_seconds=3600)
+    logger.log(np.array([[1.5, 2.5]]), np.array([0.42]), request_id=request_id, latency_ms=3.2)
+    logger.close()
+
+    def context(task_id: str) -> dict:
+        ti = SimpleNamespace(dag_id="train", run_id="manual__2031-03-01", task_id=task_id, map_index=-1, try_number=1)
+        return {"ti": ti, "dag_run": SimpleNamespace(run_type="manual", triggering_user_name="alice")}
+
+    record_audit(GATE_DECISION, MODEL, outcome="promote", reason=f"roc_auc 0.91 >= champion 0.88 {XSS}", subject="2",
+                 context=context("gate"), links={"mlflow_model_version": f"http://mlflow.test/#/models/{MODEL}/versions/2"})  # fmt: skip
+    record_audit(PROMOTION, MODEL, outcome="promoted", reason="passed the canary analysis", subject="2",
+                 context=context("deploy"))  # fmt: skip
+    return request_id
+
+
+@pytest.fixture(scope="module")
 def api_server(mlflow_server, tmp_path_factory):
     """``airflow api-server`` on a free loopback port, with the plugin and the MLflow connection."""
     port = free_port()
@@ -193,6 +242,56 @@ def test_mlops_page_renders_models_gate_deployment_and_drift(api_server, registr
     page.close()
 
 
+def test_trace_walk_and_audit_timeline_on_the_page(api_server, traced_request, browser, repo_root):
+    """A real request id walks to v2, its run, training-set hash, partition versions and validation reports."""
+    from urllib.parse import quote
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.goto(f"{api_server}/mlops/?model={MODEL}&request_id={quote(traced_request)}", wait_until="load")
+    trace = page.locator(f"section.trace[data-request-id='{traced_request}']")
+    assert trace.count() == 1, page.inner_text("body")[:3000]
+    assert f"{MODEL}, served" in trace.locator(".trace-request").inner_text()
+    assert "f_a=1.5" in trace.locator(".trace-request").inner_text()
+    version = trace.locator(".trace-version")
+    assert "v2" in version.inner_text() and "champion" in version.inner_text()
+    assert version.locator("a").get_attribute("href").endswith(f"#/models/{MODEL}/versions/2")
+    assert "/runs/" in trace.locator(".trace-run a").get_attribute("href")
+    assert "a1b2c3d4e5f60718" in trace.locator(".trace-training-set").inner_text()
+    assert "sha256:feed02" in trace.locator(".trace-partitions").inner_text()
+    rows = trace.locator("table.trace-reports tbody tr")
+    assert rows.count() == 2 and "not published" in rows.nth(1).inner_text()
+    report_href = rows.nth(0).locator("a").get_attribute("href")
+
+    # The audit timeline: newest first, kind badges, the reason escaped, links kept.
+    entries = page.locator(f"section.model[data-model='{MODEL}'] li.audit-entry")
+    assert [entries.nth(i).get_attribute("data-kind") for i in range(entries.count())] == ["promotion", "gate_decision"]
+    gate = entries.nth(1)
+    assert gate.locator(".badge").inner_text() == "gate_decision" and XSS in gate.inner_text()
+    assert "by train/manual__2031-03-01/gate (triggered by alice)" in gate.inner_text()
+    gate_links = [a.get_attribute("href") for a in gate.locator("a").all()]
+    assert f"http://mlflow.test/#/models/{MODEL}/versions/2" in gate_links
+    assert any(h.endswith("/dags/train/runs/manual__2031-03-01/tasks/gate") for h in gate_links)
+    assert page.evaluate("window.__pwned") is None
+    out = repo_root / "build" / "test-artifacts"
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out / "mlops_trace_and_audit.png"), full_page=True)
+
+    # A request id is user input: escaped, never executed; an unknown one says where it looked.
+    page.goto(f"{api_server}/mlops/?request_id={quote(XSS)}", wait_until="load")
+    assert "is in no prediction log" in page.locator("section.trace").inner_text()
+    assert page.evaluate("window.__pwned") is None
+    assert json.loads(page.goto(report_href).text())["valid_rows"] == 690
+    page.close()
+
+    status, headers, body = _get(f"{api_server}/mlops/audit/{MODEL}.jsonl")
+    assert status == 200 and headers["content-type"].startswith("application/x-ndjson")
+    assert [json.loads(line)["kind"] for line in body.decode().splitlines()] == ["gate_decision", "promotion"]
+    status, _, body = _get(f"{api_server}/mlops/trace/{quote(traced_request)}")
+    assert status == 200 and json.loads(body)["model_version"]["version"] == "2"
+    assert _get(f"{api_server}/mlops/trace/no-such-request")[0] == 404
+    assert _get(f"{api_server}/mlops/validation/..%2Fx/2031-02-26/report.json")[0] == 404
+
+
 def test_mlops_view_is_in_the_airflow_ui_navigation(api_server, browser, repo_root):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{api_server}/plugin/mlops", wait_until="networkidle")
@@ -210,7 +309,14 @@ def test_mlops_routes_require_an_authenticated_user():
     from fastapi.testclient import TestClient
 
     client = TestClient(create_app())
-    for path in ("/mlops/", "/mlops/api/models", f"/mlops/reports/{MODEL}/20310301T060000000000Z/report.html"):
+    for path in (
+        "/mlops/",
+        "/mlops/api/models",
+        f"/mlops/reports/{MODEL}/20310301T060000000000Z/report.html",
+        f"/mlops/audit/{MODEL}.jsonl",
+        "/mlops/trace/some-request",
+        "/mlops/validation/d/2031-02-26/report.json",
+    ):
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.json() == {"detail": "Not authenticated"}

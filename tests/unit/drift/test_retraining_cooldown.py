@@ -104,3 +104,16 @@ def test_a_retry_of_the_cooldown_task_recognises_its_own_launch(clean_launches):
     # Another run inside the cooldown still skips.
     second = run_dag("drift_training_consumer")
     assert task_states(second)["retraining_cooldown"] == "skipped"
+    # The audit log holds one decision per run: the retry kept the first try's entry, the skip has its own.
+    from mlops_provider.audit import RETRAINING_DECISION, read_audit
+
+    decisions = {
+        e["actor"]["run_id"]: e
+        for e in read_audit("consumer_test_model")
+        if e["kind"] == RETRAINING_DECISION and e["actor"]["run_id"] in (first.run_id, second.run_id)
+    }
+    assert len([e for e in read_audit("consumer_test_model") if e["actor"]["run_id"] == first.run_id]) == 1
+    assert decisions[first.run_id]["outcome"] == "proceed" and decisions[first.run_id]["actor"]["try_number"] == 1
+    assert "already recorded" not in decisions[first.run_id]["reason"]
+    assert decisions[second.run_id]["outcome"] == "skip" and "inside the cooldown" in decisions[second.run_id]["reason"]
+    assert decisions[second.run_id]["links"]["airflow_task"].endswith("/tasks/retraining_cooldown")

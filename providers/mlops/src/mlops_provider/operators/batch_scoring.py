@@ -30,6 +30,7 @@ from mlops_provider.exceptions import MlopsError, SourceDataMissingError
 from mlops_provider.operators.feast import _FeastOperator
 from mlops_provider.partitions import partition_uri, resolve_dates, safe_segment, zone_uri
 from mlops_provider.settings import BATCH_SCORING_BACKENDS
+from mlops_provider.trace import BATCH_REQUEST_PREFIX, BATCH_SCORES_ZONE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
     from mlops_provider.hooks.mlflow import MlflowHook
 
-#: Zone of the batch scores: ``<data_root>/batch_scores/<model>/dt=YYYY-MM-DD/data.parquet``.
-BATCH_SCORES_ZONE = "batch_scores"
 #: Columns every batch-score row carries besides the entity keys, the timestamp and the predictions.
 MODEL_VERSION_COLUMN = "model_version"
 REQUEST_ID_COLUMN = "request_id"
@@ -50,7 +49,7 @@ def batch_request_id(model_name: str, version: str, day: date, row: int) -> str:
 
     Deterministic (no clock, no try number): a rerun by the same version gives each row the same id.
     """
-    return f"batch-{model_name}-v{version}-{day:%Y%m%d}-{row:06d}"
+    return f"{BATCH_REQUEST_PREFIX}{model_name}-v{version}-{day:%Y%m%d}-{row:06d}"
 
 
 def prediction_columns(scores: np.ndarray) -> dict[str, np.ndarray]:

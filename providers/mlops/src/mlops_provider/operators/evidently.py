@@ -34,6 +34,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from mlops_provider import lineage
+from mlops_provider.audit import RETRAINING_TRIGGER, record_audit
 from mlops_provider.drift.engine import DriftConfig
 from mlops_provider.drift.policy import DriftPolicy
 from mlops_provider.exceptions import DriftReferenceMissingError
@@ -431,6 +432,15 @@ class DriftAssetEventOperator(BaseOperator):
         extra = {key: verdict.get(key) for key in EVENT_KEYS}
         context["outlet_events"][asset].extra = extra
         log.info("Emitting %s with verdict %s", asset.name, extra)
+        model_name, run_ts = str(verdict.get("model_name")), verdict.get("run_ts")
+        links = {"mlflow_run": verdict.get("mlflow_run_url")}
+        if run_ts:
+            links["evidently_report"] = EvidentlyReportLink.format_str.format(
+                base_url=api_base_url(), model_name=model_name, run_ts=run_ts
+            )
+        reason = "; ".join(verdict.get("reasons") or []) or "drift exceeds the policy"
+        record_audit(RETRAINING_TRIGGER, model_name, outcome="drift_detected", reason=reason, context=context,
+                     details={**extra, "asset": asset.name}, links=links)  # fmt: skip
         return extra
 
 

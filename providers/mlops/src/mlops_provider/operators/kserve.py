@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
+from mlops_provider.audit import PROMOTION, ROLLBACK, mlflow_links, record_audit
 from mlops_provider.exceptions import MlopsError, RolloutFailedError, RolloutRolledBackError
 from mlops_provider.lineage import BINARY, REGRESSION, TASK_TAG
 from mlops_provider.links.kserve import KServeEndpointLink
@@ -350,6 +351,8 @@ class ModelDeployOperator(BaseOperator):
         if result["status"] == "promoted":
             fault_point("deploy.before_promote")
             promotion.promote(verified=self._verified(result))
+            self._audit(context, PROMOTION, result, f"passed the {result.get('strategy')} rollout analysis on "
+                        f"{result['backend']}; champion moved from {result.get('previous_version') or 'none'}")  # fmt: skip
             return result
         context["ti"].xcom_push(key="return_value", value=result)
         message = (
@@ -358,7 +361,23 @@ class ModelDeployOperator(BaseOperator):
             f"{result['endpoint_url']}."
         )
         promotion.failed("rolled_back", result.get("reason"), message, final=True)
+        self._audit(context, ROLLBACK, result, message)
         raise RolloutRolledBackError(message, reason=result.get("reason"), rolled_back=True)
+
+    def _audit(self, context: Context, kind: str, result: DeployResult, reason: str) -> None:
+        """Append the rollout's outcome (promotion or rollback) to the audit log, with the version and endpoint.
+
+        The outcome is already final in the registry (``champion``, ``mlops.rollout.status``), and a retry could not
+        redo it, so a failed write is logged as an error rather than failing the task.
+        """
+        links = mlflow_links(self.mlflow_hook, self.model_name, result["model_version"])
+        links["endpoint"] = f"{result['endpoint_url'].rstrip('/')}/v2/models/{result['model_name']}"
+        try:
+            record_audit(kind, self.model_name, outcome=result["status"], reason=reason, context=context,
+                         subject=result["model_version"], details=dict(result), links=links)  # fmt: skip
+        except Exception:
+            self.log.exception("Could not write the %s audit entry of %s v%s.", kind, self.model_name,
+                               result["model_version"])  # fmt: skip
 
     def _guarded(self, context: Context, promotion: Promotion, run: Any) -> DeployResult:
         """Run ``run()``; record any failure on the version (a final one also drops ``challenger``)."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider.audit import GATE_DECISION, mlflow_links, record_audit
 from mlops_provider.exceptions import GateConfigurationError, PromotionRejectedError
 from mlops_provider.lineage import (
     BINARY,
@@ -442,6 +443,9 @@ class MlflowEvaluationGateOperator(BaseOperator):
         if decision == "promote":
             self._claim_promotion(context, result)
         self._record(result)
+        record_audit(GATE_DECISION, self.model_name, outcome=decision, reason="; ".join(reasons), context=context,
+                     subject=cand_version.version, details={k: v for k, v in result.items() if k != "reasons"},
+                     links=mlflow_links(hook, self.model_name, cand_version.version, run))  # fmt: skip
         if decision == "promote":
             hook.set_alias(self.model_name, CHALLENGER, cand_version.version)
             fault_point("gate.after_decision")

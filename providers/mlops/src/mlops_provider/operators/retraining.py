@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
+from mlops_provider.audit import RETRAINING_DECISION, record_audit
 from mlops_provider.utils.faults import fault_point
 
 if TYPE_CHECKING:
@@ -165,6 +166,9 @@ class RetrainingCooldownOperator(BaseOperator):
             "cooldown_minutes": cooldown_minutes,
             "daily_cap": daily_cap,
         }
+        if not own:  # a retry's entry was written before its launch was recorded: keep the first try's reason
+            record_audit(RETRAINING_DECISION, self.model_name, outcome="proceed" if proceed else "skip", reason=reason,
+                         context=context, details=result)  # fmt: skip
         if not proceed:
             context["ti"].xcom_push(key="return_value", value=result)
             log.info("Retraining of %s skipped: %s (triggered by %s).", self.model_name, reason, triggered_by)

@@ -7,6 +7,11 @@ assets: 401 without a login, 403 without the permission):
   reasons, the deployment state, and the drift share over time (inline SVG) with links to each
   Evidently report and MLflow run; ``?model=<name>`` shows one model.
 - ``/mlops/api/models``: the same data as JSON.
+- ``/mlops/?request_id=<id>`` (a form on the page) and ``/mlops/trace/<id>`` (JSON): a served request walked
+  back to its model version, MLflow run, training-set hash, partition versions and validation reports
+  (:mod:`mlops_provider.trace`); ``/mlops/validation/<dataset>/<day>/report.json`` serves those reports.
+- ``/mlops/audit/<model>.jsonl``: the model's audit log (:mod:`mlops_provider.audit`) as JSON lines; the page
+  shows its newest entries per model.
 - ``/mlops/reports/<model>/<run_ts>/report.html`` (and ``summary.json``): a drift check's files from
   the data store (the drift operator's extra link points here).
 
@@ -28,6 +33,8 @@ if TYPE_CHECKING:
 
 PREFIX = "/mlops"
 REPORT_FILES = {"report.html": "text/html; charset=utf-8", "summary.json": "application/json"}
+#: Newest audit entries shown per model (the JSON lines export has them all).
+MAX_AUDIT_ENTRIES = 20
 #: The custom view the auth manager authorises (``is_authorized_custom_view``).
 VIEW_NAME = "MLOps"
 #: Stored reports (Evidently inlines its scripts, styles and fonts): sandboxed without ``allow-same-origin``,
@@ -131,14 +138,125 @@ th{background:#f5f5f5} .alias{display:inline-block;padding:1px 6px;border-radius
 .champion{background:#c8e6c9} .challenger{background:#fff9c4} .other{background:#e0e0e0}
 .muted{color:#888} .drifted{color:#d32f2f;font-weight:600} .ok{color:#2e7d32} code{font-size:12px}
 .error{background:#ffebee;padding:8px;border:1px solid #ef9a9a}
+.badge{display:inline-block;padding:1px 6px;border-radius:8px;font-size:12px;background:#e3f2fd;margin-right:4px}
+.audit li,.trace-walk>li{margin:4px 0} .trace-walk>li>strong{display:inline-block;min-width:150px}
+form.trace-form input{width:360px}
 """
 
 
+def _value(value: Any) -> str:
+    """One recorded value as text: scalars as they are, anything else as compact JSON."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+
+
+def _links(links: dict[str, Any]) -> str:
+    return " ".join(_link(url, name.replace("_", " ")) for name, url in links.items() if _href(url))
+
+
+def render_audit(model: str, entries: list[dict[str, Any]], base: str) -> str:
+    """A model's audit timeline, newest first: time, kind, outcome, actor, reason and links."""
+    export = f"{base}{PREFIX}/audit/{quote(model)}.jsonl"
+    parts = [f"<h3>Audit log</h3><p>{_link(export, 'Export as JSON lines')}</p>"]
+    if not entries:
+        return "".join(parts) + '<p class="audit muted">No decisions recorded yet.</p>'
+    parts.append('<ol class="audit">')
+    for entry in entries:
+        actor = entry.get("actor") or {}
+        user = f" (triggered by {actor['triggered_by_user']})" if actor.get("triggered_by_user") else ""
+        parts.append(
+            f'<li class="audit-entry" data-kind="{escape(str(entry.get("kind")), quote=True)}">'
+            f"{escape(str(entry.get('at', ''))[:19].replace('T', ' '))} UTC "
+            f'<span class="badge">{escape(str(entry.get("kind")))}</span><strong>{escape(str(entry.get("outcome")))}'
+            f"</strong>{' v' + escape(str(entry['subject'])) if entry.get('subject') else ''}: "
+            f"{escape(str(entry.get('reason', '')))} <span class='muted'>by {escape(str(actor.get('name')))}"
+            f"{escape(user)}</span> {_links(entry.get('links') or {})}</li>"
+        )
+    return "".join(parts) + "</ol>"
+
+
+def _validation_link(uri: str, dataset: str, day: str, base: str) -> str | None:
+    """Where a browser opens a validation report: this page for local files, the cloud console otherwise."""
+    from mlops_provider.links.validation import browsable_url
+
+    if uri.startswith(("s3://", "gs://", "gcs://")):
+        return browsable_url(uri)
+    return f"{base}{PREFIX}/validation/{quote(dataset)}/{quote(day)}/report.json"
+
+
+def render_trace(request_id: str, lineage: dict[str, Any] | None, error: str | None, base: str) -> str:
+    """The trace walk of one request: request -> version -> run -> training set -> partitions -> validation."""
+    head = f'<section class="trace" data-request-id="{escape(request_id, quote=True)}"><h2>Trace of request {escape(request_id)}</h2>'
+    if lineage is None:
+        return f'{head}<div class="error">{escape(error or "not traced")}</div></section>'
+    request, version, run = lineage["request"], lineage["model_version"], lineage["run"]
+    training_set, reports = lineage["training_set"], lineage["validation_reports"]
+    features = ", ".join(f"{escape(str(k))}={escape(_value(v))}" for k, v in request["features"].items())
+    airflow = ", ".join(f"{escape(k)}={escape(str(v))}" for k, v in sorted(run["airflow"].items()))
+    params = ", ".join(f"{escape(k)}={escape(str(v))}" for k, v in sorted(run["params"].items()))
+    partitions = training_set.get("partition_versions")
+    if partitions:
+        items = partitions.items() if isinstance(partitions, dict) else enumerate(partitions)
+        partition_html = "".join(f"<div><code>{escape(str(k))}</code> = {escape(_value(v))}</div>" for k, v in items)
+    else:
+        partition_html = '<span class="muted">not recorded in the training-set manifest</span>'
+    rows = []
+    for report in reports:
+        href = _validation_link(report["uri"], str(training_set["dataset"]), report["day"], base)
+        published = report["published"]
+        state = "no report" if published is None else ("published" if published else "not published")
+        rows.append(
+            f"<tr><td>{escape(report['day'])}</td><td>{escape(state)}</td><td>{escape(str(report['input_rows']))}"
+            f"</td><td>{escape(str(report['valid_rows']))}</td><td>{_link(href, 'report')}</td></tr>"
+        )
+    report_html = (
+        "<table class='trace-reports'><thead><tr><th>Day</th><th>Validation</th><th>Input rows</th><th>Valid rows</th>"
+        f"<th>Report</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else '<span class="muted">no validation window recorded</span>'
+    )
+    window = " … ".join(escape(str(w)) for w in training_set["window"])
+    version_link = (
+        _link(version.get("url"), f"v{version['version']}") if version.get("url") else f"v{escape(version['version'])}"
+    )
+    run_link = _link(run.get("url"), version["run_id"]) if run.get("url") else escape(str(version["run_id"]))
+    return (
+        f'{head}<ol class="trace-walk">'
+        f"<li class='trace-request'><strong>Request</strong>{escape(request['model_name'])}, served "
+        f"{escape(request['served_at'])}, {request['rows']} row(s), {escape(str(request['latency_ms']))} ms, "
+        f"predictions {escape(_value(request['predictions']))}<div class='muted'>{features}</div></li>"
+        f"<li class='trace-version'><strong>Model version</strong>{version_link} "
+        f"{escape(', '.join(version['aliases']))}</li>"
+        f"<li class='trace-run'><strong>MLflow run</strong>{run_link}, code {escape(str(run['code_version'] or 'not recorded'))}"
+        f"<div class='muted'>{airflow}</div><div class='muted'>{params}</div></li>"
+        f"<li class='trace-training-set'><strong>Training set</strong>hash <code>{escape(str(training_set['hash']))}"
+        f"</code>, {escape(str(training_set['rows']))} rows of {escape(str(training_set['dataset']))}, {window}, "
+        f"feature service {escape(str(training_set['feature_service']))}<div class='muted'>"
+        f"{escape(str(training_set['uri']))}</div></li>"
+        f"<li class='trace-partitions'><strong>Partition versions</strong>{partition_html}</li>"
+        f"<li class='trace-validation'><strong>Validation reports</strong>{report_html}</li></ol></section>"
+    )
+
+
 def render_page(
-    models: list[dict[str, Any]], drift: dict[str, list[dict[str, Any]]], base: str, error: str | None
+    models: list[dict[str, Any]],
+    drift: dict[str, list[dict[str, Any]]],
+    base: str,
+    error: str | None,
+    *,
+    audit: dict[str, list[dict[str, Any]]] | None = None,
+    trace: str | None = None,
 ) -> str:
-    """The whole page as HTML (every value escaped)."""
+    """The whole page as HTML (every value escaped); ``trace`` is a rendered :func:`render_trace`."""
     body = ["<h1>MLOps: models, promotion gate, deployment and drift</h1>"]
+    body.append(
+        f'<form class="trace-form" method="get" action="{escape(base + PREFIX, quote=True)}/"><label>Trace a request: '
+        '<input name="request_id" maxlength="200" placeholder="request id (the response\'s request_id / id)">'
+        "</label> <button type='submit'>Trace</button></form>"
+    )
+    if trace:
+        body.append(trace)
     if error:
         body.append(f'<div class="error">{escape(error)}</div>')
     if not models and not error:
@@ -208,6 +326,8 @@ def render_page(
                     f"<td>{_link(report, 'Evidently report')}</td><td>{run}</td></tr>"
                 )
             body.append("</tbody></table>")
+        if audit is not None:
+            body.append(render_audit(name, audit.get(name, []), base))
         body.append("</section>")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>MLOps</title>"
@@ -258,12 +378,91 @@ def create_app() -> FastAPI:
         drift = {name: collect_drift(settings.data_root, name) for name in names}
         return models, drift, error
 
+    def audit_of(names: list[str]) -> dict[str, list[dict[str, Any]]]:
+        from mlops_provider.audit import read_audit
+
+        found = {}
+        for name in names:
+            try:
+                found[name] = read_audit(name, limit=MAX_AUDIT_ENTRIES)
+            except Exception as err:  # an unreadable store must not hide the registry
+                found[name] = [{"kind": "error", "outcome": "unreadable", "reason": f"{type(err).__name__}: {err}"}]
+        return found
+
+    def traced(request_id: str, model: str | None) -> str:
+        from mlops_provider.trace import TraceError, trace_request
+
+        try:
+            return render_trace(request_id, trace_request(request_id, model), None, api_base_url())
+        except TraceError as err:
+            return render_trace(request_id, None, str(err), api_base_url())
+        except Exception as err:  # MLflow down, a manifest gone: say so on the page
+            return render_trace(request_id, None, f"Trace failed: {type(err).__name__}: {err}", api_base_url())
+
     @app.get("/", response_class=HTMLResponse)
-    def page(model: str | None = Query(default=None, max_length=200)) -> HTMLResponse:
+    def page(
+        model: str | None = Query(default=None, max_length=200),
+        request_id: str | None = Query(default=None, max_length=200),
+    ) -> HTMLResponse:
         if model is not None and not SAFE_NAME.match(model):
             raise HTTPException(status_code=400, detail="model must match [A-Za-z0-9_.-]+")
         models, drift, error = gather(model)
-        return HTMLResponse(render_page(models, drift, api_base_url(), error))
+        trace = traced(request_id.strip(), model) if request_id and request_id.strip() else None
+        audit = audit_of([m["name"] for m in models])
+        return HTMLResponse(render_page(models, drift, api_base_url(), error, audit=audit, trace=trace))
+
+    @app.get("/trace/{request_id}")
+    def trace_json(request_id: str, model: str | None = Query(default=None, max_length=200)) -> Response:
+        import json
+
+        from mlops_provider.trace import TraceError, trace_request
+
+        if len(request_id) > 200 or (model is not None and not SAFE_NAME.match(model)):
+            raise HTTPException(status_code=400, detail="request_id is at most 200 characters; model a safe name")
+        try:
+            lineage = trace_request(request_id, model)
+        except TraceError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        return Response(json.dumps(lineage, default=str), media_type="application/json")
+
+    @app.get("/audit/{model}.jsonl")
+    def audit_export(model: str, since: str | None = Query(default=None, max_length=40)) -> Response:
+        from mlops_provider.audit import export_jsonl
+
+        if not SAFE_NAME.match(model):
+            raise HTTPException(status_code=400, detail="model must match [A-Za-z0-9_.-]+")
+        try:
+            lines = "".join(export_jsonl(model, since=since))
+        except ValueError:
+            raise HTTPException(status_code=400, detail="since must be an ISO date or timestamp") from None
+        return Response(
+            lines,
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{model}-audit.jsonl"'},
+        )
+
+    @app.get("/validation/{dataset}/{day}/report.json")
+    def validation_report(dataset: str, day: str) -> Response:
+        import datetime as dt
+
+        from mlops_provider.exceptions import InvalidNameError
+        from mlops_provider.names import zone_uri
+        from mlops_provider.partitions import partition_uri
+        from mlops_provider.storage import storage_path
+        from mlops_provider.trace import VALIDATION_REPORTS_ZONE
+
+        try:
+            uri = partition_uri(
+                zone_uri(get_settings().data_root, VALIDATION_REPORTS_ZONE, dataset),
+                dt.date.fromisoformat(day),
+                "report.json",
+            )
+        except (ValueError, InvalidNameError):  # not a date, or a name that would leave the reports zone
+            raise HTTPException(status_code=404, detail="No such validation report") from None
+        path = storage_path(uri)
+        if not path.exists():
+            raise HTTPException(status_code=404, detail=f"No validation report of {dataset} on {day}")
+        return Response(path.read_bytes(), media_type="application/json")
 
     @app.get("/api/models")
     def models_json(model: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
