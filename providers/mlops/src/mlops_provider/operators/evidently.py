@@ -289,6 +289,8 @@ class EvidentlyDriftCheckOperator(BaseOperator):
             predictions=predictions,
             label=manifest.get("label_column"),
             scorer=lazy_scorer(self._model_loader(champion_version)),
+            # The performance reference: what the training run measured on its holdout window.
+            holdout_metrics=self.hook.run_metrics(str(version.run_id)),
         )
 
         run_ts = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
