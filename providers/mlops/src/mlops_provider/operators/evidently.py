@@ -69,6 +69,7 @@ EVENT_KEYS = (
     "reference_uri",
     "mlflow_run_id",
     "window",
+    "live_performance",  # set when delayed labels (LabelFeedbackOperator) found the drop
 )
 ALERT_KEYS = ("champion_version", "drift_share", "drifted_features", "reasons", "report_uri", "mlflow_run_id")
 
