@@ -120,7 +120,9 @@ def test_the_drop_decision_needs_enough_labeled_rows_and_a_reference():
     assert exceeds.exceeds and exceeds.drop == pytest.approx(0.21)
     assert exceeds.reason.startswith("live roc_auc of version 3 dropped by 0.2100 > 0.0500 from its holdout 0.8100")
     within = decide(live=0.79, labeled_rows=150, **common)
-    assert within.status == "within" and not within.exceeds
+    assert within.status == "within" and not within.exceeds and "dropped by 0.0200 <= 0.0500" in within.reason
+    better = decide(live=0.9, labeled_rows=150, **common)
+    assert better.status == "within" and "roc_auc of version 3 did not drop from its holdout 0.8100" in better.reason
     few = decide(live=0.10, labeled_rows=99, **common)
     assert few.status == "inconclusive" and not few.exceeds and "fewer than the 100 needed" in few.reason
     assert decide(live=None, labeled_rows=500, **common).status == "inconclusive"

@@ -38,7 +38,7 @@ def test_labels_defaults_and_the_generated_dag(spec_dict):
     }
     feedback = dag.get_task("label_feedback")
     assert (feedback.model_name, feedback.dataset, feedback.label_column) == ("refunds", "orders", "refunded")
-    assert (feedback.join, feedback.max_delay_days, feedback.min_labeled_rows) == ("request_id", 7, 200)
+    assert (feedback.join, feedback.max_delay_days, dag.params["min_labeled_rows"]) == ("request_id", 7, 200)
     assert feedback.policy == {"max_performance_drop": 0.03}, "the drift policy's threshold applies"
     assert [a.name for a in dag.get_task("emit_drift_event").outlets] == ["drift.refunds"]
     assert all(task.retries >= 1 for task in dag.tasks)
@@ -50,9 +50,11 @@ def test_an_entity_time_join_uses_the_entity_keys_that_are_model_inputs(spec_dic
     spec_dict["features"]["entity_keys"] = ["region_code"]
     spec_dict["labels"] = {"join": "entity_time", "max_delay": "36h", "tolerance": "2m", "min_rows": 50,
                            "schedule": "0 4 * * *", "source": "s3://labels/refunds"}  # fmt: skip
-    feedback = build_dags(_parse(spec_dict))["refunds__label_feedback"].get_task("label_feedback")
+    dag = build_dags(_parse(spec_dict))["refunds__label_feedback"]
+    feedback = dag.get_task("label_feedback")
     assert (feedback.entity_columns, feedback.timestamp_column) == (["region_code"], "ordered_at")
-    assert (feedback.max_delay_days, feedback.tolerance_minutes, feedback.min_labeled_rows) == (2, 2.0, 50)
+    assert (feedback.max_delay_days, feedback.tolerance_minutes, dag.params["min_labeled_rows"]) == (2, 2.0, 50)
+    assert dag.schedule == "0 4 * * *"
     assert feedback.labels_uri == "s3://labels/refunds"
 
 

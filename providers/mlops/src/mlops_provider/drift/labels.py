@@ -318,9 +318,9 @@ def decide(
     if live is None or drop is None:
         reason = f"live {metric} is undefined on the {labeled_rows} labeled rows (a single label value)"
         return PerformanceDecision("inconclusive", reason, **args)  # type: ignore[arg-type]
-    relation = ">" if drop > max_drop else "<="
+    change = f"dropped by {drop:.4f} {'>' if drop > max_drop else '<='} {max_drop:.4f}" if drop > 0 else "did not drop"
     reason = (
-        f"live {metric} of version {model_version} dropped by {drop:.4f} {relation} {max_drop:.4f} from its holdout "
-        f"{reference:.4f} ({live:.4f} on {labeled_rows} labeled rows)"
+        f"live {metric} of version {model_version} {change} from its holdout {reference:.4f} "
+        f"({live:.4f} on {labeled_rows} labeled rows)"
     )
     return PerformanceDecision("exceeds" if drop > max_drop else "within", reason, **args)  # type: ignore[arg-type]

@@ -380,7 +380,12 @@ def label_feedback_dag(spec: ModelSpec) -> DAG:
         tag="monitoring",
         retries=2,
         retry_minutes=2,
-        params={"as_of": Param("", type="string", description="Last day (YYYY-MM-DD); empty: the run's date.")},
+        params={
+            "as_of": Param("", type="string", description="Last day (YYYY-MM-DD); empty: the run's date."),
+            "min_labeled_rows": Param(
+                labels.min_rows, type="integer", minimum=1, description="Fewest labeled rows for a verdict."
+            ),
+        },
     ) as dag:
         label_feedback_tasks(
             model_name=spec.name,
@@ -394,7 +399,7 @@ def label_feedback_dag(spec: ModelSpec) -> DAG:
             timestamp_column=spec.timestamp_column if by_entity else None,
             tolerance_minutes=labels.tolerance_minutes,
             labels_uri=labels.source,
-            min_labeled_rows=labels.min_rows,
+            min_labeled_rows="{{ params.min_labeled_rows }}",
             policy=dict(spec.drift.policy) or None,
         )
     return dag
