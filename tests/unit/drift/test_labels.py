@@ -135,3 +135,30 @@ def test_the_drop_decision_needs_enough_labeled_rows_and_a_reference():
 def test_labels_arriving_as_numbers_or_text_ids_join_the_same():
     labels = pd.DataFrame({"request_id": ["b"], "request_row": [np.nan], "is_fraud": [1]})
     assert len(join_labels(_log(), labels, label="is_fraud").rows) == 1
+
+
+def test_a_day_computed_with_later_labels_is_not_replaced_by_an_older_interval(tmp_path):
+    import json
+    from datetime import date
+
+    from mlops_provider.operators.labels import LabelFeedbackOperator
+
+    operator = LabelFeedbackOperator(task_id="feedback", model_name="m", dataset="d", label_column="is_fraud")
+    zone, rows = f"file://{tmp_path}", _log().iloc[:2]
+    metrics = tmp_path / "dt=2031-05-01" / "metrics.json"
+
+    def write(value: float, through: str) -> None:
+        operator._write_day(
+            zone, "2031-05-01", rows, [{"model_version": "1", "value": value}], date.fromisoformat(through)
+        )
+
+    write(0.7, "2031-05-08")
+    write(0.5, "2031-05-03")  # a backfill of an older interval: fewer labels, kept out
+    assert json.loads(metrics.read_text())["versions"][0]["value"] == 0.7
+    write(0.9, "2031-05-08")  # a re-run of the same interval replaces its output
+    assert json.loads(metrics.read_text()) == {
+        "day": "2031-05-01",
+        "labels_through": "2031-05-08",
+        "versions": [{"model_version": "1", "value": 0.9}],
+    }
+    assert len(pd.read_parquet(tmp_path / "dt=2031-05-01" / "labeled.parquet")) == 2

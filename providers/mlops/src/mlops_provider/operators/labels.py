@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from mlops_provider.hooks.mlflow import MlflowHook
     from mlops_provider.payloads import LivePerformanceVerdict
+    from mlops_provider.settings import MlopsSettings
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ class LabelFeedbackOperator(BaseOperator):
 
         return read_window(zone_uri(data_root, PREDICTIONS_ZONE, self.model_name), start, end).frame
 
-    def _labels(self, settings: Any, days: list[date]) -> pd.DataFrame:
+    def _labels(self, settings: MlopsSettings, days: list[date]) -> pd.DataFrame:
         """The labels that arrived on ``days``, oldest arrival first, each row with its arrival day."""
         import pandas as pd
 
