@@ -12,13 +12,15 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
 export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift batch-score example-data new-model render bench up serve lock clean
+.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift batch-score label-feedback example-data new-model render bench up serve lock clean
 
 help:
 	@echo "make demo    set everything up, run the training pipeline and the drift DAG, print a summary"
 	@echo "             (MODEL=<name>: the same for a model spec's generated DAGs)"
 	@echo "make new-model DATA=<file> LABEL=<column or expression> TIMESTAMP=<column> ENTITY=<column>[,<column>]"
 	@echo "             [NAME=<model>] [LABEL_LAG=6h] [FORCE=1]  spec, contract and params from a data file"
+	@echo "make label-feedback [SIMULATE=right|wrong] [MODEL=<name>] [AS_OF=YYYY-MM-DD]"
+	@echo "             join delayed labels to the prediction log, print live performance per version and day"
 	@echo "make example-data   land 21 days of the second example's departures (then: make demo MODEL=flight_delays)"
 	@echo "make batch-score MODEL=<name> AS_OF=YYYY-MM-DD [DAYS=1]  the champion scores validated days (batch_scores/)"
 	@echo "make test    set everything up and run the test suite"
@@ -92,6 +94,11 @@ demo-drift: setup
 batch-score: setup
 	@test -n "$(MODEL)" -a -n "$(AS_OF)" || { echo "usage: make batch-score MODEL=<name> AS_OF=YYYY-MM-DD [DAYS=1]"; exit 2; }
 	$(ROOT)/.venv/bin/airflow dags test $(MODEL)__batch_scoring -c '{"as_of": "$(AS_OF)", "window_days": $(or $(DAYS),1)}'
+
+# Delayed labels through Airflow (after make demo); SIMULATE=wrong first lands labels contradicting the scores.
+label-feedback: setup
+	$(PY) -m include.label_feedback $(if $(MODEL),--model $(MODEL)) $(if $(AS_OF),--as-of $(AS_OF)) \
+	  $(if $(SIMULATE),--simulate $(SIMULATE))
 
 render: venv
 	$(PY) -m include.render --out build/manifests

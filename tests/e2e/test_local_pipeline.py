@@ -48,6 +48,7 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env, caps
     assert storage_path(first["reports"]["drift_html"]).exists()
     _trace_the_sample_prediction(first)
     _audit_of_the_first_run(first, capsys)
+    _delayed_labels_close_the_loop(first, demo_env)
 
     second = main(["--rows-per-day", "800", "--out", str(out), "--inject-drift"])
     assert second["model_version"] == "2", "a rerun trains and registers one new version, not duplicates"
@@ -130,3 +131,85 @@ def _audit_of_the_first_run(summary: dict, capsys) -> None:
     assert promotion["at"] > gate["at"], "entries export oldest first"
     assert entries.index(promotion) > entries.index(gate)
     assert by_kind["retraining_decision"]["outcome"] == "proceed"
+
+
+def _delayed_labels_close_the_loop(summary: dict, out_dir) -> None:
+    """Labels of the served requests arrive days later: wrong ones drop the live ROC AUC below the champion's
+    holdout score and request retraining through ``drift.fraud_detector``; corrected ones request nothing."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from include.airflow_runner import asset_triggered_runs, run_dag, scheduler_pass, task_states, task_xcom
+    from include.demo import DAG_FOLDERS
+    from include.fraud_example import DATASET, LABEL_COLUMN, MODEL_NAME
+    from mlops_provider.drift.check import round_score
+    from mlops_provider.hooks.mlflow import MlflowHook
+    from mlops_provider.names import zone_uri
+    from mlops_provider.partitions import read_window
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import write_parquet_atomic
+    from mlops_provider.ui.data import collect_live_performance
+
+    settings = get_settings()
+    today = datetime.now(UTC).date()
+    served = read_window(zone_uri(settings.data_root, "predictions", MODEL_NAME), today - timedelta(days=1), today)
+    log = served.frame
+    assert len(log) >= 10 and set(log["model_version"]) == {summary["model_version"]}, log["model_version"].unique()
+    assert not log.duplicated(["request_id", "request_row"]).any(), "every logged row has its own (id, row)"
+    high = log["prediction"] > log["prediction"].median()
+    labels_zone = settings.zone_uri("labels", DATASET)
+    champion = MlflowHook().get_version_by_alias(MODEL_NAME, "champion")
+    holdout_auc = MlflowHook().run_metrics(champion.run_id)["roc_auc"]
+
+    def feedback(labels, arrived: date):
+        frame = log[["request_id", "request_row"]].assign(**{LABEL_COLUMN: labels.astype(int).to_numpy()})
+        write_parquet_atomic(frame, f"{labels_zone}/dt={arrived}/labels.parquet")
+        conf = {"as_of": arrived.isoformat(), "min_labeled_rows": len(log), "max_performance_drop": 0.05}
+        dag_run = run_dag("label_feedback", DAG_FOLDERS, conf=conf)
+        return dag_run, task_states(dag_run), task_xcom(dag_run, "label_feedback")
+
+    # Two days after the predictions, labels that contradict every score: the live ROC AUC falls to 0.
+    arrived = max(date.fromisoformat(d) for d in served.days) + timedelta(days=2)
+    dag_run, states, verdict = feedback(~high, arrived)
+    assert states == {
+        name: "success" for name in ("label_feedback", "drift_exceeds_policy", "emit_drift_event", "alert_drift")
+    }
+    decision = verdict["live_performance"]
+    assert decision["status"] == "exceeds" and decision["live"] == 0.0 and decision["labeled_rows"] == len(log)
+    assert decision["reference"] == round_score(holdout_auc), "the reference is the champion run's holdout roc_auc"
+    assert verdict["counts"]["unlabeled"] == 0 and verdict["counts"]["unmatched_labels"] == 0
+    event = _asset_event_of(dag_run.run_id, f"drift.{MODEL_NAME}")
+    assert event is not None and event["reasons"] == verdict["reasons"]
+    assert event["reasons"][0].startswith(f"live roc_auc of version {champion.version} dropped by")
+    runs_before = asset_triggered_runs("ml_training_pipeline")
+    scheduler_pass()
+    queued = [names for run, names in asset_triggered_runs("ml_training_pipeline") if (run, names) not in runs_before]
+    assert any(f"drift.{MODEL_NAME}" in names for names in queued), queued
+    live = collect_live_performance(settings.data_root, MODEL_NAME)
+    assert {(r["day"], r["model_version"]) for r in live} == {(d, summary["model_version"]) for d in served.days}
+    assert sum(r["labeled_rows"] for r in live) == len(log) and all(r["value"] == 0.0 for r in live), live
+
+    # A day later corrections arrive through `make label-feedback SIMULATE=right` (the last label of a request
+    # wins): live ROC AUC 1.0, within the policy, no event.
+    from include.label_feedback import main as label_feedback
+
+    out = str(out_dir / "label_feedback.log")
+    verdict = label_feedback(["--as-of", f"{arrived + timedelta(days=1)}", "--simulate", "right", "--out", out])
+    assert verdict["live_performance"]["status"] == "within" and verdict["live_performance"]["live"] == 1.0
+    assert verdict["counts"]["duplicate_labels"] == len(log) and verdict["counts"]["labeled"] == len(log)
+    assert _asset_event_of(verdict["run_id"], f"drift.{MODEL_NAME}") is None
+    assert all(r["value"] == 1.0 for r in collect_live_performance(settings.data_root, MODEL_NAME))
+
+
+def _asset_event_of(run_id: str, asset_name: str) -> dict | None:
+    """The ``extra`` of the event of ``asset_name`` that the DAG run ``run_id`` emitted (None: it emitted none)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        event = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == asset_name, AssetEvent.source_run_id == run_id)
+            .one_or_none()
+        )
+        return None if event is None else dict(event.extra or {})

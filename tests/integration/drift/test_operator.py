@@ -44,6 +44,7 @@ def champion(mlflow_server):
     import mlflow.xgboost
     import xgboost
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    from sklearn.metrics import roc_auc_score
 
     from mlops_provider.settings import get_settings
     from mlops_provider.storage import write_bytes_atomic, write_parquet_atomic
@@ -69,6 +70,9 @@ def champion(mlflow_server):
 
     model = xgboost.XGBClassifier(n_estimators=20, max_depth=3, n_jobs=1)
     model.fit(train[FEATURES], train["is_fraud"])
+    # The holdout score the trainer would log (a later day the model never saw): the performance reference.
+    holdout = _frame([dt.date(2031, 2, 5)], 0.0, 1500)
+    holdout_auc = float(roc_auc_score(holdout["is_fraud"], model.predict_proba(holdout[FEATURES])[:, 1]))
     # Scoped: the process-wide tracking URI goes back to unset afterwards (set_tracking_uri(get_tracking_uri())
     # would pin the default ./mlflow.db for every later caller).
     with _use_tracking_uri(mlflow_server.url):
@@ -78,12 +82,19 @@ def champion(mlflow_server):
         with mlflow.start_run(
             experiment_id=experiment_id, tags={TRAINING_SET_URI_TAG: uri, TRAINING_SET_HASH_TAG: digest}
         ) as run:
+            mlflow.log_metric("roc_auc", holdout_auc)
             info = mlflow.xgboost.log_model(
                 model, name="model", registered_model_name=MODEL, pip_requirements=["xgboost"], input_example=None
             )
         version = info.registered_model_version
         client.set_registered_model_alias(MODEL, CHAMPION, str(version))
-    return {"model": model, "version": str(version), "run_id": run.info.run_id, "uri": uri}
+    return {
+        "model": model,
+        "version": str(version),
+        "run_id": run.info.run_id,
+        "uri": uri,
+        "holdout_roc_auc": holdout_auc,
+    }
 
 
 def _write_window(
@@ -220,6 +231,14 @@ def test_performance_drop_alone_exceeds_the_policy(mlflow_connection, champion):
     assert verdict["drift_share"] < 0.9
     assert verdict["performance_drop"] > 0.05
     assert len(verdict["reasons"]) == 1 and verdict["reasons"][0].startswith("roc_auc dropped by")
+    # The drop is measured from the holdout score the champion's training run logged, not a re-score of the
+    # training set (which the model has seen, and on which it scores higher).
+    from mlops_provider.storage import storage_path
+
+    performance = json.loads(storage_path(verdict["summary_uri"]).read_text())["performance"]
+    assert performance["reference_source"] == "holdout"
+    assert performance["reference"] == float(f"{champion['holdout_roc_auc']:.4g}")
+    assert verdict["performance_drop"] == pytest.approx(champion["holdout_roc_auc"] - performance["current"], abs=1e-3)
 
 
 def test_no_champion_is_a_clear_skip(mlflow_connection, champion):

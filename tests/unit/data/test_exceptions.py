@@ -25,6 +25,7 @@ FINAL = {
     "UnverifiedPromotionError",
     "FeatureDefinitionError",
     "ModelSpecError",
+    "LabelJoinError",
 }
 
 CLASSES = {

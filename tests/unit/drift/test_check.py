@@ -86,6 +86,7 @@ def test_a_scorer_enables_prediction_drift_and_performance():
         # A useless model: scores unrelated to the label, so performance is about 0.5 on both sides.
         return np.random.default_rng(len(frame)).uniform(0, 1, len(frame))
 
+    scorer.task = "binary"  # type: ignore[attr-defined]
     # Every feature in the current window, so the model can be scored on it.
     current = current.assign(f_logged=np.random.default_rng(9).normal(0, 1, len(current)))
     result = check_drift(
@@ -97,14 +98,41 @@ def test_a_scorer_enables_prediction_drift_and_performance():
         predictions=log,
         label="label",
         scorer=scorer,
+        holdout_metrics={"roc_auc": 0.5, "pr_auc": 0.1},
     )
     assert calls == [len(reference), len(current)]
     assert result.prediction_drift is not None and result.prediction_drift["status"] == "checked"
     assert result.prediction_drift["column"] == "prediction"
     assert result.performance is not None and result.performance["status"] == "checked"
     assert result.performance["metric"] == "roc_auc"
+    assert result.performance["reference"] == 0.5 and result.performance["reference_source"] == "holdout"
     assert abs(result.performance["drop"]) < 0.1
     assert result.drift_detected is False and result.reasons == ()
+
+
+def test_the_performance_reference_is_the_recorded_holdout_score_not_a_rescore_of_the_training_set():
+    """A model scores higher on data it was trained on: the drop is measured from its holdout score."""
+    reference, current, _ = _frames()
+    current = current.assign(f_logged=0.0)
+
+    def memorizer(frame: pd.DataFrame) -> np.ndarray:
+        # Perfect on the reference rows (a training set it has memorized), no better than chance elsewhere.
+        if frame["f_moved"].mean() < 1.5:  # the reference side (the current window's f_moved moved to 3)
+            return reference.loc[frame.index, "label"].astype(float).to_numpy()
+        return np.full(len(frame), 0.5)
+
+    memorizer.task = "binary"  # type: ignore[attr-defined]
+    kwargs = dict(features=FEATURES, config=DriftConfig(), label="label", scorer=memorizer)
+    policy = DriftPolicy(drift_share=0.9, max_performance_drop=0.2)
+    result = check_drift(reference, current, policy=policy, holdout_metrics={"roc_auc": 0.61}, **kwargs)
+    assert result.performance["reference"] == 0.61, "the training run's holdout roc_auc, not 1.0 on its training set"
+    assert result.performance["current"] == 0.5 and result.performance_drop == pytest.approx(0.11)
+    assert result.reasons == (), "a drop of 0.11 from the holdout is within 0.2 (a re-score would say 0.5)"
+
+    # A run that logged no holdout value of the watched metric: no reference, so no drop is claimed.
+    missing = check_drift(reference, current, policy=policy, holdout_metrics={"log_loss": 0.3}, **kwargs)
+    assert missing.performance["status"] == "unavailable" and missing.performance_drop is None
+    assert "logged no holdout roc_auc" in missing.performance["reason"]
 
 
 def test_scorer_errors_make_model_checks_unavailable_not_fatal():

@@ -95,10 +95,15 @@ def test_regression_performance_defaults_to_r2_and_its_drop_triggers():
     reference["x"] = reference["label"] + rng.normal(0, 0.1, ROWS)
     current["label"] = rng.normal(0, 1, ROWS)
     current["x"] = current["label"] + rng.normal(0, 1.5, ROWS)  # the model got much worse
+
+    def scorer(frame):
+        return frame["x"].to_numpy()
+
+    scorer.task = "regression"
     result = check_drift(
         reference, current, features=["x"], config=DriftConfig(),
         policy=DriftPolicy(drift_share=1.0, max_performance_drop=0.2), label="label",
-        scorer=lambda frame: frame["x"].to_numpy(),
+        scorer=scorer, holdout_metrics={"r2": 0.99, "rmse": 0.1},
     )  # fmt: skip
     assert result.performance["status"] == "checked" and result.performance["metric"] == "r2"
     assert result.performance["reference"] > 0.95 and result.performance_drop > 0.5
@@ -118,13 +123,14 @@ def test_multiclass_performance_compares_labels_through_the_models_classes():
         logits = np.column_stack([frame["x"], -frame["x"], np.zeros(len(frame))])
         return _softmax(3 * logits)
 
-    scorer.classes = classes
+    scorer.task, scorer.classes = "multiclass", classes
     rng, reference, current = _world()
     reference["label"] = np.array(classes)[scorer(reference).argmax(axis=1)]  # the model was right
     current["label"] = rng.choice(classes, ROWS)  # the world changed: the labels no longer follow x
     result = check_drift(
         reference, current, features=["x"], config=DriftConfig(),
         policy=DriftPolicy(drift_share=1.0, max_performance_drop=0.1), label="label", scorer=scorer,
+        holdout_metrics={"accuracy": 1.0, "macro_f1": 1.0},
     )  # fmt: skip
     assert result.performance["status"] == "checked" and result.performance["metric"] == "accuracy"
     assert result.performance["reference"] == 1.0 and result.performance["current"] < 0.5

@@ -79,7 +79,7 @@ DELETE = object()
 
 ERRORS = [
     ("missing_name", _set("name", DELETE), "name: required key is missing"),
-    ("unknown_top_level_key", _set("labels", "x"), "labels: unknown key; allowed: name, description"),
+    ("unknown_top_level_key", _set("monitoring", "x"), "monitoring: unknown key; allowed: name, description"),
     ("bad_name", _set("name", "my model"), "name: expected a column name"),
     ("bad_dataset", _set("dataset", "../etc"), "dataset: expected a name of letters"),
     ("contract_file_missing", _set("contract", "include/contracts/nope.yaml"), "contract: expected a contract file"),

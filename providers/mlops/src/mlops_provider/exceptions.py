@@ -177,3 +177,17 @@ class ModelSpecError(MlopsError, AirflowFailException):
         super().__init__(message)
         self.path = path
         self.key = key
+
+
+class LabelJoinError(MlopsError, AirflowFailException):
+    """Delayed labels cannot be joined to the prediction log as configured (a key or the label column is missing).
+
+    ``missing`` lists the columns that are missing and ``where`` the frame that lacks them (the labels, the log).
+
+    Not retried: the same files lack the same columns until the labels' export or the join configuration changes.
+    """
+
+    def __init__(self, message: str, *, missing: list[str], where: str) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.where = where

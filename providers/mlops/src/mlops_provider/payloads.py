@@ -156,3 +156,21 @@ class DriftVerdict(TypedDict, total=False):
     reference_uri: str
     mlflow_run_id: str
     run_ts: str
+
+
+class LivePerformanceVerdict(TypedDict, total=False):
+    """The label feedback's verdict: the champion's live performance against its holdout score.
+
+    Shaped like :class:`DriftVerdict` where they meet (``drift_detected``, ``reasons``, ``champion_version``,
+    ``window``, ``summary_uri``), so the same tasks emit the drift asset event and the alert.
+    """
+
+    drift_detected: bool  # the live metric dropped by more than max_performance_drop
+    reasons: list[str]
+    model_name: str
+    model_version: str
+    champion_version: str
+    window: list[str]  # [first prediction day, last day]
+    summary_uri: str
+    live_performance: dict[str, Any]  # status, reason, metric, reference (holdout), live, drop, labeled_rows, ...
+    counts: dict[str, int]  # predictions, labeled, unlabeled, labels, unmatched_labels, duplicate_labels

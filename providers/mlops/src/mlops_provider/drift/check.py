@@ -158,6 +158,7 @@ def check_drift(
     predictions: pd.DataFrame | None = None,
     label: str | None = None,
     scorer: Scorer | None = None,
+    holdout_metrics: dict[str, float] | None = None,
 ) -> DriftCheckResult:
     """Check ``current`` against ``reference`` and apply ``policy``.
 
@@ -169,8 +170,10 @@ def check_drift(
     :param predictions: the endpoint's request log for the window (model inputs and ``prediction``).
     :param label: the label column; when both frames have it, its drift (target drift) and, with a
         ``scorer``, the model's performance are checked.
-    :param scorer: scores the model on a frame of features; errors it raises make prediction drift and
-        performance "unavailable" (with the reason) instead of failing the check.
+    :param scorer: scores the model on a frame of features (and carries its ``task`` and ``classes``); errors
+        it raises make prediction drift and performance "unavailable" (with the reason) instead of failing the check.
+    :param holdout_metrics: the metrics the champion's training run logged on its holdout window: the reference
+        of the performance drop (without the watched metric, performance is "unavailable").
     :raises ValueError: when no feature is in ``current`` or ``predictions``.
     """
     sources = split_features(features, current, predictions)
@@ -199,6 +202,7 @@ def check_drift(
         policy,
         config,
         scorer,
+        holdout_metrics or {},
     )
     reasons = policy.evaluate(
         drift_share=share,
@@ -233,9 +237,10 @@ def _model_checks(
     policy: DriftPolicy,
     config: DriftConfig,
     scorer: Scorer | None,
+    holdout_metrics: dict[str, float],
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Prediction drift (logged predictions vs the model's scores on the reference) and performance."""
-    from mlops_provider.drift.scoring import DEFAULT_METRIC, performance_metric, prediction_frames
+    from mlops_provider.drift.scoring import holdout_reference, performance_metric, prediction_frames
 
     has_logged = not predictions.empty and PREDICTION_COLUMN in predictions.columns
     scorable_current = all(c in current.columns for c in features)
@@ -277,33 +282,28 @@ def _model_checks(
                 "drift_detected": any(c["drift_detected"] for c in per_class),
                 "per_class": per_class,
             }
-    performance = None
+    performance: dict[str, Any] | None = None
     if has_labels:
         assert label is not None
-        current_scores = scorer(current[features])
-        classes = getattr(scorer, "classes", None)
-        metric = policy.performance_metric or DEFAULT_METRIC[_task_of_scores(reference_scores, reference_sample[label])]
-        ref_value = performance_metric(metric, reference_sample[label].to_numpy(), reference_scores, classes)
-        cur_value = performance_metric(metric, current[label].to_numpy(), current_scores, classes)
-        both = ref_value is not None and cur_value is not None
-        performance = {
-            "status": "checked" if both else "undefined",
-            "metric": metric,
-            "reference": round_score(ref_value),
-            "current": round_score(cur_value),
-            # The drop is computed unrounded: the policy compares it with max_performance_drop.
-            "drop": (ref_value - cur_value) if ref_value is not None and cur_value is not None else None,
-        }
+        metric, reference = holdout_reference(getattr(scorer, "task", None), holdout_metrics, policy.performance_metric)
+        if reference is None:
+            performance = {
+                "status": "unavailable",
+                "metric": metric,
+                "reason": f"the champion's training run logged no holdout {metric} to measure a drop from",
+            }
+        else:
+            current_scores = scorer(current[features])
+            cur_value = performance_metric(
+                metric, current[label].to_numpy(), current_scores, getattr(scorer, "classes", None)
+            )
+            performance = {
+                "status": "checked" if cur_value is not None else "undefined",
+                "metric": metric,
+                "reference": round_score(reference),
+                "reference_source": "holdout",
+                "current": round_score(cur_value),
+                # The drop is computed unrounded: the policy compares it with max_performance_drop.
+                "drop": (reference - cur_value) if cur_value is not None else None,
+            }
     return prediction_drift, performance
-
-
-def _task_of_scores(scores: Any, labels: pd.Series) -> str:
-    """The model's task as its scores show it: class probabilities, one probability of 0/1 labels, or values."""
-    import numpy as np
-
-    scores = np.asarray(scores)
-    if scores.ndim == 2:
-        return "multiclass"
-    binary_labels = set(labels.dropna().unique().tolist()) <= {0, 1}
-    in_unit = scores.size == 0 or (float(scores.min()) >= 0.0 and float(scores.max()) <= 1.0)
-    return "binary" if binary_labels and in_unit else "regression"

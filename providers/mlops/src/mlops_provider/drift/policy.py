@@ -4,8 +4,9 @@ A verdict exceeds the policy when any of these holds:
 
 - the share of drifted features is at least ``drift_share`` (Evidently's dataset-drift rule);
 - any of the ``critical_features`` drifted;
-- the model's performance on the current window dropped by more than ``max_performance_drop``
-  (absolute, in ``performance_metric`` units) from its performance on the reference data;
+- the model's performance on labeled recent data (the current window, or the delayed labels joined to the
+  prediction log) dropped by more than ``max_performance_drop`` (absolute, in ``performance_metric`` units)
+  from the holdout score its training run recorded;
 - ``prediction_drift_triggers`` is set and the model's predictions drifted.
 
 It is configured as a mapping (operator argument, or JSON in ``[mlops] drift_policy``), for example

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-#: ``score(features) -> predictions``: one score per row, or one probability per class and row (multiclass).
+#: ``score(features) -> predictions``: one score per row, or one probability per class and row (multiclass). A scorer
+#: carries the model's ``task`` (``binary``, ``multiclass``, ``regression``) and ``classes`` as attributes.
 Scorer = Callable[["pd.DataFrame"], "np.ndarray"]
 
 #: Metrics :func:`performance_metric` computes (the drift policy's ``performance_metric``): ``roc_auc`` and
@@ -24,13 +25,34 @@ Scorer = Callable[["pd.DataFrame"], "np.ndarray"]
 #: ``average_precision`` for binary ones, ``r2`` for regression models.
 METRICS = ("roc_auc", "average_precision", "accuracy", "r2")
 
-#: The metric watched when the policy names none: per task of the model's scores.
+#: The metric watched when the policy names none: per task of the model.
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "r2"}
+
+#: Name under which the trainer logs each metric of the holdout window to the training run (the reference a
+#: performance drop is measured from; ``training.evaluation.task_metrics`` computes them, with the same sklearn
+#: definitions as :func:`performance_metric`). ``accuracy`` is logged for multiclass models only.
+HOLDOUT_METRIC = {"roc_auc": "roc_auc", "average_precision": "pr_auc", "accuracy": "accuracy", "r2": "r2"}
 
 #: The request log's columns (see ``kserve/mlops_serving/prediction_log.py``): the score, and for a multiclass
 #: model the arg-max class index in ``prediction`` plus one probability column per class.
 PREDICTION_COLUMN = "prediction"
 CLASS_PROBABILITY_PREFIX = "prediction_class_"
+
+
+def holdout_reference(
+    task: str | None, holdout_metrics: dict[str, float], metric: str | None = None
+) -> tuple[str, float | None]:
+    """``(metric, reference)``: the watched metric (``metric``, else the task's) and the holdout value logged for it.
+
+    ``task`` is the model's own (the scorer's ``task``, the version's ``mlops.task`` tag), never a guess from its
+    scores. The reference is what the training run logged on its holdout window (None when it logged none):
+    the performance a drop is measured from.
+    """
+    if metric is None and task not in DEFAULT_METRIC:
+        raise ValueError(f"unknown model task {task!r}; expected one of {', '.join(DEFAULT_METRIC)}")
+    metric = metric or DEFAULT_METRIC[str(task)]
+    value = holdout_metrics.get(HOLDOUT_METRIC[metric])
+    return metric, None if value is None else float(value)
 
 
 def model_classes(model: Any) -> list | None:
@@ -45,9 +67,12 @@ def model_classes(model: Any) -> list | None:
 def model_scorer(model: Any) -> Scorer:
     """Return a scorer for an xgboost model: the sklearn wrapper's ``predict_proba`` or a ``Booster``.
 
-    The scorer's ``classes`` attribute holds :func:`model_classes` (what multiclass labels are compared by).
+    The scorer carries the model's ``task`` (from the model file, :func:`~mlops_provider.lineage.booster_task`)
+    and ``classes`` (:func:`model_classes`, what multiclass labels are compared by).
     """
     import numpy as np
+
+    from mlops_provider.lineage import booster_task
 
     def score(frame: pd.DataFrame) -> np.ndarray:
         if hasattr(model, "predict_proba"):
@@ -60,6 +85,7 @@ def model_scorer(model: Any) -> Scorer:
             return np.asarray(booster_predict(model, frame, list(model.feature_names or frame.columns)))
         return np.asarray(model.predict(frame)).reshape(len(frame), -1)[:, -1]
 
+    score.task = booster_task(model.get_booster() if hasattr(model, "get_booster") else model)[0]  # type: ignore[attr-defined]
     score.classes = model_classes(model)  # type: ignore[attr-defined]
     return score
 
@@ -76,9 +102,11 @@ def lazy_scorer(load: Callable[[], Any]) -> Scorer:
     def score(frame: pd.DataFrame) -> np.ndarray:
         if not loaded:
             loaded.append(model_scorer(load()))
+            score.task = getattr(loaded[0], "task", None)  # type: ignore[attr-defined]
             score.classes = getattr(loaded[0], "classes", None)  # type: ignore[attr-defined]
         return loaded[0](frame)
 
+    score.task = None  # type: ignore[attr-defined]
     score.classes = None  # type: ignore[attr-defined]
     return score
 

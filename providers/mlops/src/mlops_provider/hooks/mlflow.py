@@ -277,6 +277,10 @@ class MlflowHook(BaseHook):
         """Return a run's tags."""
         return dict(self.get_run(run_id).data.tags)
 
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """Return a run's metrics (the latest value of each)."""
+        return {key: float(value) for key, value in self.get_run(run_id).data.metrics.items()}
+
     def log_dict(self, run_id: str, payload: Mapping[str, Any], artifact_file: str) -> None:
         """Store ``payload`` as a JSON artifact of a run."""
         self.get_client().log_dict(run_id, dict(payload), artifact_file)

@@ -70,6 +70,7 @@ EVENT_KEYS = (
     "reference_uri",
     "mlflow_run_id",
     "window",
+    "live_performance",  # set when delayed labels (LabelFeedbackOperator) found the drop
 )
 ALERT_KEYS = ("champion_version", "drift_share", "drifted_features", "reasons", "report_uri", "mlflow_run_id")
 
@@ -290,6 +291,8 @@ class EvidentlyDriftCheckOperator(BaseOperator):
             predictions=predictions,
             label=manifest.get("label_column"),
             scorer=lazy_scorer(self._model_loader(champion_version)),
+            # The performance reference: what the training run measured on its holdout window.
+            holdout_metrics=self.hook.run_metrics(str(version.run_id)),
         )
 
         run_ts = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")

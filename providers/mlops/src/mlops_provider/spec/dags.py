@@ -12,6 +12,9 @@ operator falls back to a default name:
 - ``<model>__drift``: check drift, and when it exceeds the policy emit ``drift.<model>``; on ``drift.schedule``;
 - ``<model>__batch_scoring``: the ``champion`` scores a window of validated data into ``batch_scores/<model>``
   and emits ``batch_scores.<model>``; on ``batch_scoring.schedule``.
+- ``<model>__label_feedback`` (with a ``labels:`` section): join delayed labels to the prediction log, record live
+  performance, and emit ``drift.<model>`` when the champion's live metric dropped more than ``max_performance_drop``
+  below its holdout score; on ``labels.schedule``.
 
 :func:`dags_from_specs` does it for every spec of a folder; a DAG file needs two lines::
 
@@ -43,7 +46,7 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG, Asset
 
 #: Suffixes of the generated DAG ids: ``<model>__<kind>``.
-TRAINING, MATERIALIZATION, DRIFT = "training", "materialization", "drift"
+TRAINING, MATERIALIZATION, DRIFT, LABEL_FEEDBACK = "training", "materialization", "drift", "label_feedback"
 BATCH_SCORING = "batch_scoring"
 _WINDOW_START = "{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}"
 _WINDOW_END = "{{ params.as_of or (dag_run.run_after | ds) }}"
@@ -400,13 +403,69 @@ def batch_scoring_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
+def label_feedback_dag(spec: ModelSpec) -> DAG:
+    """The label feedback DAG of ``spec`` (which has a ``labels:`` section): live performance from delayed labels."""
+    from airflow.sdk import Param
+
+    from mlops_provider.drift.task_group import label_feedback_tasks
+
+    labels = spec.labels
+    assert labels is not None
+    assets = spec_assets(spec)
+    by_entity = labels.join == "entity_time"
+    body = (
+        f"Join the labels that arrived in the last {labels.max_delay} (by `{labels.join}`) to the endpoint's prediction "
+        "log, record the live metric per model version and day (the MLOps page shows it), and compare the `champion`'s "
+        f"with the holdout score its training run recorded; a drop above `max_performance_drop` on at least "
+        f"{labels.min_rows} labeled rows emits `{assets.drift.name}`, which schedules `{dag_id(spec, TRAINING)}`."
+    )
+    with _spec_dag(
+        spec,
+        LABEL_FEEDBACK,
+        schedule=labels.schedule,
+        title="label feedback",
+        body=body,
+        tag="monitoring",
+        retries=2,
+        retry_minutes=2,
+        params={
+            "as_of": Param("", type="string", description="Last day (YYYY-MM-DD); empty: the run's date."),
+            "min_labeled_rows": Param(
+                labels.min_rows, type="integer", minimum=1, description="Fewest labeled rows for a verdict."
+            ),
+        },
+    ) as dag:
+        label_feedback_tasks(
+            model_name=spec.name,
+            dataset=spec.dataset,
+            label_column=spec.label,
+            drift_asset=assets.drift,
+            as_of=_WINDOW_END,
+            max_delay_days=labels.max_delay_days,
+            join=labels.join,
+            entity_columns=list(spec.features.entity_keys) if by_entity else (),
+            timestamp_column=spec.timestamp_column if by_entity else None,
+            tolerance_minutes=labels.tolerance_minutes,
+            labels_uri=labels.source,
+            min_labeled_rows="{{ params.min_labeled_rows }}",
+            policy=dict(spec.drift.policy) or None,
+        )
+    return dag
+
+
 def build_dags(spec: ModelSpec) -> dict[str, DAG]:
-    """Return the DAGs of ``spec`` by id: training, materialization, drift and batch scoring (each unless disabled)."""
+    """Return the DAGs of ``spec`` by id.
+
+    Training, materialization, drift (unless ``drift.enabled`` is false), batch scoring (unless
+    ``batch_scoring.enabled`` is false) and label feedback (with a ``labels:`` section).
+    """
     dags = [training_dag(spec), materialization_dag(spec)]
     if spec.drift.enabled:
         dags.append(drift_dag(spec))
     if spec.batch_scoring.enabled:
         dags.append(batch_scoring_dag(spec))
+    if spec.labels is not None:
+        dags.append(label_feedback_dag(spec))
     return {d.dag_id: d for d in dags}
 
 

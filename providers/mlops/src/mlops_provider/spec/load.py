@@ -29,6 +29,7 @@ from mlops_provider.spec.model import (
     BatchScoringSpec,
     DriftSpec,
     FeaturesSpec,
+    LabelsSpec,
     ModelSpec,
     ServingSpec,
     SourceSpec,
@@ -61,6 +62,7 @@ TOP_LEVEL_KEYS = (
     "drift",
     "retraining",
     "batch_scoring",
+    "labels",
 )
 _REQUIRED = ("name", "dataset", "contract", "entities", "timestamp_column", "label", "task", "features")
 _DURATION = re.compile(r"^\d+[smhdw]$")
@@ -561,6 +563,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         window_days=reader.integer(batch_raw.get("window_days"), "batch_scoring.window_days", minimum=1, default=1),
         backend=reader.choice(batch_raw.get("backend", "local"), "batch_scoring.backend", BATCH_SCORING_BACKENDS),
     )
+    labels = _labels(raw.get("labels"), reader, features) if "labels" in raw else None
 
     retraining = reader.mapping(raw.get("retraining"), "retraining", ("cooldown_minutes", "daily_cap"))
     start_date = str(raw.get("start_date", "2026-01-01"))
@@ -595,8 +598,33 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         daily_cap=reader.integer(retraining["daily_cap"], "retraining.daily_cap", minimum=1)
         if retraining.get("daily_cap") is not None
         else None,
+        labels=labels,
         column_types={c.name: c.type for c in contract.columns},
         path=path,
+    )
+
+
+def _labels(raw: Any, reader: _Reader, features: FeaturesSpec) -> LabelsSpec:
+    """The ``labels:`` section (``labels: {}`` enables label feedback with the defaults)."""
+    from mlops_provider.drift.labels import JOIN_KINDS
+
+    raw = reader.mapping(raw, "labels", ("source", "join", "max_delay", "tolerance", "min_rows", "schedule"))
+    join = reader.choice(raw.get("join", "request_id"), "labels.join", JOIN_KINDS)
+    if join == "entity_time" and not features.entity_keys:
+        raise reader.fail(
+            "labels.join",
+            "entity_time needs entity keys that are model inputs (features.entity_keys): the prediction log holds "
+            "only the model's inputs; join by request_id (the id every answer carries) instead",
+        )
+    return LabelsSpec(
+        source=reader.string(raw["source"], "labels.source", expected="a folder URI")
+        if raw.get("source") is not None
+        else None,
+        join=join,
+        max_delay=reader.duration(raw.get("max_delay", "7d"), "labels.max_delay"),
+        tolerance=reader.duration(raw.get("tolerance", "5m"), "labels.tolerance"),
+        min_rows=reader.integer(raw.get("min_rows"), "labels.min_rows", minimum=1, default=200),
+        schedule=reader.cron(raw.get("schedule", "@daily"), "labels.schedule"),
     )
 
 

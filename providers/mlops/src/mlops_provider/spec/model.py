@@ -123,6 +123,32 @@ class BatchScoringSpec:
 
 
 @dataclass(frozen=True)
+class LabelsSpec:
+    """Delayed labels: where they land, how they join the prediction log, how late they may arrive."""
+
+    #: Folder of ``dt=<arrival day>`` partitions; ``None``: ``<data_root>/labels/<dataset>``.
+    source: str | None = None
+    #: ``request_id`` (labels name the answer) or ``entity_time`` (entity keys and event time).
+    join: str = "request_id"
+    max_delay: str = "7d"
+    #: Largest gap between a label's event time and the prediction's ``served_at`` (``entity_time``).
+    tolerance: str = "5m"
+    #: Fewest labeled champion rows for a verdict; fewer is "inconclusive".
+    min_rows: int = 200
+    schedule: str = "@daily"
+
+    @property
+    def max_delay_days(self) -> int:
+        """``max_delay`` in whole days, rounded up (the window is made of daily partitions)."""
+        return max(1, -(-duration(self.max_delay) // timedelta(days=1)))
+
+    @property
+    def tolerance_minutes(self) -> float:
+        """``tolerance`` in minutes."""
+        return duration(self.tolerance) / timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One model: its data, features, training, gate, serving and monitoring.
 
@@ -154,6 +180,8 @@ class ModelSpec:
     batch_scoring: BatchScoringSpec = field(default_factory=BatchScoringSpec)
     cooldown_minutes: int | None = None
     daily_cap: int | None = None
+    #: Delayed labels (``None``: no ``labels:`` section, no label feedback DAG).
+    labels: LabelsSpec | None = None
     #: Column -> type of the contract (``string``, ``int64``, ``float64``, ``bool``, ``timestamp``).
     column_types: dict[str, str] = field(default_factory=dict)
     #: The file the spec was read from (``None`` when built in Python).

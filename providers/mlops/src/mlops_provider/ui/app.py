@@ -239,6 +239,27 @@ def render_trace(request_id: str, lineage: dict[str, Any] | None, error: str | N
     )
 
 
+def live_performance_html(rows: list[dict[str, Any]], days: int = 14) -> str:
+    """A compact table of live performance (delayed labels) per prediction day and version, newest day first."""
+    if not rows:
+        return ""
+    shown = sorted({r["day"] for r in rows})[-days:]
+    body = [
+        "<h3>Live performance (delayed labels)</h3><table class='live'><thead><tr><th>Prediction day</th>"
+        "<th>Version</th><th>Metric</th><th>Labeled</th><th>Unlabeled</th><th>Labels through</th></tr></thead><tbody>"
+    ]
+    for row in sorted((r for r in rows if r["day"] in shown), key=lambda r: r["day"], reverse=True):
+        value = row.get("value")
+        shown_value = f"{float(value):.3f}" if value is not None else "n/a"
+        body.append(
+            f"<tr><td>{escape(str(row['day']))}</td><td>v{escape(str(row.get('model_version')))}</td>"
+            f"<td>{escape(str(row.get('metric')))} {shown_value}</td><td>{int(row.get('labeled_rows') or 0)}</td>"
+            f"<td>{int(row.get('unlabeled_rows') or 0)}</td><td>{escape(str(row.get('labels_through') or ''))}</td></tr>"
+        )
+    body.append("</tbody></table>")
+    return "".join(body)
+
+
 def render_page(
     models: list[dict[str, Any]],
     drift: dict[str, list[dict[str, Any]]],
@@ -247,6 +268,7 @@ def render_page(
     *,
     audit: dict[str, list[dict[str, Any]]] | None = None,
     trace: str | None = None,
+    live: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
     """The whole page as HTML (every value escaped); ``trace`` is a rendered :func:`render_trace`."""
     body = ["<h1>MLOps: models, promotion gate, deployment and drift</h1>"]
@@ -328,6 +350,7 @@ def render_page(
             body.append("</tbody></table>")
         if audit is not None:
             body.append(render_audit(name, audit.get(name, []), base))
+        body.append(live_performance_html((live or {}).get(name, [])))
         body.append("</section>")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>MLOps</title>"
@@ -344,7 +367,13 @@ def create_app() -> FastAPI:
 
     from mlops_provider.links.evidently import api_base_url
     from mlops_provider.settings import get_settings
-    from mlops_provider.ui.data import SAFE_NAME, collect_drift, collect_models, report_file_uri
+    from mlops_provider.ui.data import (
+        SAFE_NAME,
+        collect_drift,
+        collect_live_performance,
+        collect_models,
+        report_file_uri,
+    )
 
     def requires_mlops_access(user: Any = Depends(get_user)) -> None:  # noqa: B008 (FastAPI's idiom)
         """403 unless the auth manager lets ``user`` read the MLOps view and assets (drift reports are about data)."""
@@ -409,7 +438,8 @@ def create_app() -> FastAPI:
         models, drift, error = gather(model)
         trace = traced(request_id.strip(), model) if request_id and request_id.strip() else None
         audit = audit_of([m["name"] for m in models])
-        return HTMLResponse(render_page(models, drift, api_base_url(), error, audit=audit, trace=trace))
+        live = {name: collect_live_performance(get_settings().data_root, name) for name in drift}
+        return HTMLResponse(render_page(models, drift, api_base_url(), error, audit=audit, trace=trace, live=live))
 
     @app.get("/trace/{request_id}")
     def trace_json(request_id: str, model: str | None = Query(default=None, max_length=200)) -> Response:
@@ -469,7 +499,8 @@ def create_app() -> FastAPI:
         if model is not None and not SAFE_NAME.match(model):
             raise HTTPException(status_code=400, detail="model must match [A-Za-z0-9_.-]+")
         models, drift, error = gather(model)
-        return {"models": models, "drift": drift, "error": error}
+        live = {name: collect_live_performance(get_settings().data_root, name) for name in drift}
+        return {"models": models, "drift": drift, "live_performance": live, "error": error}
 
     @app.get("/reports/{model}/{run_ts}/{filename}")
     def report_file(model: str, run_ts: str, filename: str) -> Response:

@@ -3,7 +3,8 @@
 Registry: per model, the latest versions with their aliases (``champion``/``challenger``), every tag of
 each version and the lineage/gate/deployment tags of its training run, read generically (whatever
 keys the training and serving code wrote). Drift: the ``summary.json`` of each drift check under
-``<data_root>/reports/drift/<model>/``.
+``<data_root>/reports/drift/<model>/``. Live performance: the ``metrics.json`` of each prediction day under
+``<data_root>/live_performance/<model>/`` (delayed labels joined by ``LabelFeedbackOperator``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ GATE_KEYS = re.compile(r"gate|decision|reason|promot|reject", re.IGNORECASE)
 DEPLOY_KEYS = re.compile(r"deploy|rollout|endpoint|serving|revision|traffic", re.IGNORECASE)
 MAX_VERSIONS = 10
 MAX_DRIFT_POINTS = 60
+MAX_LIVE_DAYS = 60
 
 
 def _version_sort_key(version: Any) -> int:
@@ -156,3 +158,40 @@ def collect_drift(data_root: str, model_name: str) -> list[dict[str, Any]]:
             }
         )
     return points
+
+
+def collect_live_performance(data_root: str, model_name: str) -> list[dict[str, Any]]:
+    """Live performance of ``model_name`` per prediction day and version, oldest day first (the latest ``MAX_LIVE_DAYS``).
+
+    Each row: ``day``, ``model_version``, ``metric``, ``value`` (None: undefined, e.g. no labels yet),
+    ``labeled_rows``, ``unlabeled_rows`` and ``labels_through`` (the last label arrival day it includes).
+    """
+    from mlops_provider.drift.labels import LIVE_PERFORMANCE_ZONE, METRICS_FILE
+    from mlops_provider.storage import storage_path
+
+    if not is_safe_name(model_name):
+        return []
+    folder = storage_path(f"{data_root.rstrip('/')}/{LIVE_PERFORMANCE_ZONE}/{model_name}")
+    if not folder.exists():
+        return []
+    days = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith("dt=")), key=lambda p: p.name)
+    rows: list[dict[str, Any]] = []
+    for day_dir in days[-MAX_LIVE_DAYS:]:
+        metrics_path = day_dir / METRICS_FILE
+        if not metrics_path.exists():
+            continue
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (ValueError, OSError) as err:
+            log.info("Skipping unreadable live performance %s: %s", metrics_path, err)
+            continue
+        for record in sorted(metrics.get("versions") or [], key=lambda r: _version_number(r.get("model_version"))):
+            rows.append({**record, "labels_through": metrics.get("labels_through")})
+    return rows
+
+
+def _version_number(version: Any) -> int:
+    try:
+        return int(version)
+    except (TypeError, ValueError):
+        return -1
