@@ -3,8 +3,8 @@
 Walks one served request back through the systems of record: the prediction log row(s) with that request id
 (``<data_root>/predictions/<model>/``: features as served, prediction, model version, latency) -> the MLflow
 model version and its aliases -> the run that trained it (parameters, code version, Airflow run) -> the
-training-set snapshot (content hash, rows, feature service, window) -> the validation report of each day of
-that window. Prints one JSON document; exits 2 with a message when the request id is in no log.
+training-set snapshot (content hash, rows, feature service, window, and the version of every data partition
+it read, with whether that version still exists) -> the validation report of each day of that window. Prints one JSON document; exits 2 with a message when the request id is in no log.
 
 Options: ``--model <name>`` searches one model's log only; ``--days N`` only the newest N days of logs.
 """
@@ -112,9 +112,35 @@ def trace(request_id: str, model: str | None = None, days: int | None = None) ->
             "dataset": manifest.get("dataset"),
             "window": [manifest.get("start"), manifest.get("end")],
             "feature_service": manifest.get("feature_service"),
+            # {"validated/<dataset>/dt=D": version} the build read, and whether each version still exists
+            "partition_versions": _partition_versions(manifest.get("partition_versions") or {}),
         },
         "validation_reports": reports,
     }
+
+
+def _partition_versions(recorded: dict[str, str]) -> list[dict[str, Any]]:
+    """Each recorded partition version with its file and whether retention kept it (reproducible or not)."""
+    from mlops_provider.names import zone_uri
+    from mlops_provider.partitions import current_version, parse_partition_key, version_uri
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import storage_path
+
+    out = []
+    for key, version in sorted(recorded.items()):
+        zone, dataset, day = parse_partition_key(key)
+        folder = zone_uri(get_settings().data_root, zone, dataset)
+        uri = version_uri(folder, day, version)
+        out.append(
+            {
+                "partition": key,
+                "version": version,
+                "uri": uri,
+                "exists": storage_path(uri).exists(),
+                "current": current_version(folder, day) == version,
+            }
+        )
+    return out
 
 
 #: Columns of the prediction log that are not features (see kserve/mlops_serving/prediction_log.py).
