@@ -25,6 +25,8 @@ FINAL = {
     "UnverifiedPromotionError",
     "FeatureDefinitionError",
     "ModelSpecError",
+    "PartitionVersionMissingError",
+    "ReproductionMismatchError",
 }
 
 CLASSES = {
