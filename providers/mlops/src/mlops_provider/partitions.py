@@ -10,7 +10,10 @@ Every zone (``landing``, ``raw``, ``validated``, ``predictions``, ...) is laid o
   template with a fixed set of ``{name}`` placeholders);
 - reading: :func:`list_source_files` / :func:`read_source_file` / :func:`concat_tables` for one source
   partition (Parquet, CSV or JSON lines, as Arrow), and :func:`read_window` for the Parquet partitions of a window
-  of days (as one DataFrame).
+  of days (as one DataFrame);
+- versions: :func:`write_partition` (the current file plus an immutable content-addressed version under
+  ``dt=D/_versions/`` and a ``CURRENT`` pointer, with retention), :func:`read_partition` (the current content
+  and its version, or one recorded version), :func:`clear_current`, :func:`list_versions`.
 
 Only the standard library at import time: operators that DAG files import use it; pandas and pyarrow
 are imported inside the reading functions.
