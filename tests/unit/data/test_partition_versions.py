@@ -153,3 +153,12 @@ def test_a_partition_written_before_versioning_gets_its_version_when_read(zone, 
 def test_partition_keys_round_trip():
     assert partition_key("validated", "events", DAY) == "validated/events/dt=2031-03-01"
     assert parse_partition_key("validated/events/dt=2031-03-01") == ("validated", "events", DAY)
+
+
+def test_a_write_that_died_before_its_pointer_is_repaired_by_the_retry(zone, tmp_path):
+    old, new = _parquet(5), _parquet(6, offset=9)
+    version = write_partition(old, zone, DAY, retain=5)
+    current = tmp_path / "validated" / "events" / "dt=2031-03-01" / "data.parquet"
+    current.write_bytes(new)  # a second write replaced the file and was killed before moving the pointer
+    assert write_partition(old, zone, DAY, retain=5) == version
+    assert current.read_bytes() == old and current_version(zone, DAY) == version

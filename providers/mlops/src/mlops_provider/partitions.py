@@ -421,7 +421,10 @@ def write_partition(
     version = _ensure_version(data, zone_uri, day, filename, conn_id)
     current = storage_path(partition_uri(zone_uri, day, filename), conn_id)
     if current_version(zone_uri, day, conn_id) == version and current.exists():
-        return version  # an idempotent re-run: same content, same version, nothing to copy
+        # An idempotent re-run (same content, same version) copies nothing, unless a write died between the
+        # current file and the pointer: the bytes decide, not the pointer.
+        if content_version(current.read_bytes()) == version:
+            return version
     write_bytes_atomic(data, current)
     pointer = {"version": version, "file": filename, "updated_at": datetime.now(UTC).isoformat()}
     write_bytes_atomic(json.dumps(pointer).encode(), f"{versions_folder(zone_uri, day)}/{CURRENT_POINTER}", conn_id)
