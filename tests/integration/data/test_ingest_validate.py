@@ -340,6 +340,26 @@ def test_s3_source_and_zones_through_moto(s3_bucket, moto_server, monkeypatch):
         f"mlops/reports/validation/tx_s3/dt={DAY}/report.json",
     } <= keys
     assert not [k for k in keys if k.endswith(".tmp")]
+    version = ingested["partitions"][0]["version"]
+    assert {
+        f"mlops/raw/tx_s3/dt={DAY}/_versions/{version}/data.parquet",
+        f"mlops/raw/tx_s3/dt={DAY}/_versions/{version}/version.json",
+        f"mlops/raw/tx_s3/dt={DAY}/_versions/CURRENT",
+    } <= keys
+    # Retention on object storage: new content moves the pointer, the old version's objects are deleted.
+    from mlops_provider.partitions import current_version, write_partition
+
+    raw_zone = f"s3://{s3_bucket}/mlops/raw/tx_s3"
+    newer = write_partition(b"PAR1 not really parquet", raw_zone, DAY, retain=1)
+    assert current_version(raw_zone, DAY) == newer != version
+    versions = {
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=s3_bucket, Prefix=f"mlops/raw/tx_s3/dt={DAY}/_versions/")["Contents"]
+    }
+    assert (
+        not [k for k in versions if f"/{version}/" in k]
+        and f"mlops/raw/tx_s3/dt={DAY}/_versions/{newer}/data.parquet" in versions
+    )
     body = client.get_object(Bucket=s3_bucket, Key=f"mlops/validated/tx_s3/dt={DAY}/data.parquet")["Body"].read()
     assert len(pd.read_parquet(io.BytesIO(body))) == 250
     link = task_xcom(dag_run, "validate", key="_link_validation_report")

@@ -93,18 +93,13 @@ def test_retention_keeps_the_newest_and_never_the_current_one(zone):
 
 
 def test_retention_setting_is_read_from_the_config(zone, monkeypatch):
-    from mlops_provider.settings import get_settings, reset_settings
+    from mlops_provider.settings import get_settings
 
     monkeypatch.setenv("AIRFLOW__MLOPS__PARTITION_VERSIONS_RETAINED", "2")
-    reset_settings()
-    try:
-        assert get_settings().partition_versions_retained == 2
-        for n in range(4):
-            write_partition(_parquet(n + 1), zone, DAY)
-        assert len(list_versions(zone, DAY)) == 2
-    finally:
-        monkeypatch.delenv("AIRFLOW__MLOPS__PARTITION_VERSIONS_RETAINED")
-        reset_settings()
+    assert get_settings().partition_versions_retained == 2
+    for n in range(4):
+        write_partition(_parquet(n + 1), zone, DAY)
+    assert len(list_versions(zone, DAY)) == 2
 
 
 def test_concurrent_writers_of_the_same_content_publish_one_version(zone, tmp_path):
