@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
 export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift batch-score label-feedback example-data new-model render bench up serve lock clean
+.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift batch-score label-feedback example-data new-model reproduce render bench up serve lock clean
 
 help:
 	@echo "make demo    set everything up, run the training pipeline and the drift DAG, print a summary"
@@ -23,6 +23,8 @@ help:
 	@echo "             join delayed labels to the prediction log, print live performance per version and day"
 	@echo "make example-data   land 21 days of the second example's departures (then: make demo MODEL=flight_delays)"
 	@echo "make batch-score MODEL=<name> AS_OF=YYYY-MM-DD [DAYS=1]  the champion scores validated days (batch_scores/)"
+	@echo "make reproduce MODEL=<name> VERSION=<n>   rebuild a version's training set from its recorded partition"
+	@echo "             versions, retrain with its recorded params and seed, compare predictions"
 	@echo "make test    set everything up and run the test suite"
 	@echo "make up      airflow standalone on http://localhost:8080 with the bundle's DAGs"
 	@echo "make serve   serve the current champion locally in the foreground"
@@ -86,6 +88,11 @@ new-model: venv
 	@# Read from the environment (make exports command-line variables): quotes in LABEL reach Python intact.
 	$(PY) -m include.scaffold --data "$$DATA" --label "$$LABEL" --timestamp "$$TIMESTAMP" --entity "$$ENTITY" \
 	  $(if $(NAME),--name "$$NAME") $(if $(LABEL_LAG),--label-lag "$$LABEL_LAG") $(if $(FORCE),--force)
+
+# Rebuild a model version from the data partition versions, params, seed and code version its run recorded.
+reproduce: setup
+	@test -n "$(MODEL)" -a -n "$(VERSION)" || { echo "usage: make reproduce MODEL=<name> VERSION=<n>"; exit 2; }
+	$(PY) -m include.reproduce --model "$$MODEL" --version "$$VERSION"
 
 demo-drift: setup
 	$(PY) -m include.demo --inject-drift

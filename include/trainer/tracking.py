@@ -24,7 +24,7 @@ from include.trainer.params import SearchConfig, TrainingError
 from include.trainer.search import SearchOutcome
 from mlops_provider import lineage
 from mlops_provider.training.evaluation import booster_predict
-from mlops_provider.training.launch import file_sha256, idempotency_key
+from mlops_provider.training.launch import file_sha256, idempotency_key, source_digest
 from mlops_provider.training.registry import result_from_run, runs_with_key, version_of_run
 
 log = logging.getLogger("mlops.trainer")
@@ -51,6 +51,11 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def trainer_code_version() -> str:
+    """``sha256:<digest>`` of this trainer package's sources (what the local operator keys attempts with)."""
+    return f"sha256:{source_digest(Path(__file__).resolve().parent)}"
+
+
 def lineage_tags(args: argparse.Namespace, manifest: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
     """Tags that tie the run to its data, code and Airflow task, and the attempt's idempotency key."""
     tags = {
@@ -63,6 +68,7 @@ def lineage_tags(args: argparse.Namespace, manifest: Mapping[str, Any], env: Map
         lineage.WINDOW_END_TAG: str(manifest.get("end", "")),
         lineage.RUN_KIND_TAG: "training",
         lineage.GIT_COMMIT_TAG: args.git_commit or env.get("MLOPS_GIT_COMMIT") or git_commit() or "unknown",
+        lineage.CODE_VERSION_TAG: trainer_code_version(),
         lineage.AIRFLOW_DAG_ID_TAG: args.dag_id or env.get("AIRFLOW_CTX_DAG_ID", ""),
         lineage.AIRFLOW_RUN_ID_TAG: args.dag_run_id or env.get("AIRFLOW_CTX_DAG_RUN_ID", ""),
         lineage.AIRFLOW_TASK_ID_TAG: args.task_id or env.get("AIRFLOW_CTX_TASK_ID", ""),
@@ -213,6 +219,7 @@ def log_params(
     import mlflow
 
     mlflow.log_params(flat_params(params, booster, plan, data))
+    mlflow.log_dict(dict(params), lineage.TRAINING_PARAMS_ARTIFACT)  # what a reproduction retrains with
 
 
 def log_search_config(config: SearchConfig) -> None:

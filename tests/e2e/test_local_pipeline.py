@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -49,6 +50,7 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env, caps
     _trace_the_sample_prediction(first)
     _audit_of_the_first_run(first, capsys)
     _delayed_labels_close_the_loop(first, demo_env)
+    _reproduce_the_served_version(first)
 
     second = main(["--rows-per-day", "800", "--out", str(out), "--inject-drift"])
     assert second["model_version"] == "2", "a rerun trains and registers one new version, not duplicates"
@@ -61,7 +63,7 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env, caps
     assert ("gate_decision", "promote", "2") in kinds, kinds
 
     # Every demo day is one raw partition holding exactly that day's landed rows: reruns replaced, never appended.
-    from datetime import timedelta
+    from datetime import date, timedelta
 
     import pyarrow.parquet as pq
 
@@ -73,8 +75,12 @@ def test_demo_trains_serves_and_monitors_then_reruns_idempotently(demo_env, caps
     raw = storage_path(get_settings().zone_uri("raw", DATASET))
     landing = storage_path(get_settings().zone_uri("landing", DATASET))
     assert {p.name for p in raw.iterdir()} == expected_days
+    from mlops_provider.partitions import content_version, current_version
+
     for day in sorted(expected_days):
-        assert [f.name for f in (raw / day).iterdir()] == ["data.parquet"], "reruns replace partitions"
+        assert sorted(f.name for f in (raw / day).iterdir()) == ["_versions", "data.parquet"], "reruns replace"
+        pointer = current_version(raw.as_uri(), date.fromisoformat(day[3:]))
+        assert pointer == content_version((raw / day / "data.parquet").read_bytes()), "CURRENT names the content"
         landed = sum(pq.ParquetFile(str(f)).metadata.num_rows for f in (landing / day).iterdir())
         ingested = pq.ParquetFile(str(raw / day / "data.parquet")).metadata.num_rows
         assert ingested == landed > 0, f"{day}: {ingested} raw rows for {landed} landed rows"
@@ -108,6 +114,9 @@ def _trace_the_sample_prediction(summary: dict) -> None:
     assert len(training_set["hash"]) >= 12 and training_set["rows"] > 0
     reports = lineage["validation_reports"]
     assert len(reports) == TRAIN_DAYS and all(r["published"] for r in reports), reports
+    # The validated partition versions the training set read (its window and the aggregates' look-back).
+    versions = training_set["partition_versions"]
+    assert len(versions) >= TRAIN_DAYS and all(v["exists"] and v["current"] for v in versions), versions
     assert main(["no-such-request", "--model", MODEL_NAME]) == 2
 
 
@@ -213,3 +222,45 @@ def _asset_event_of(run_id: str, asset_name: str) -> dict | None:
             .one_or_none()
         )
         return None if event is None else dict(event.extra or {})
+
+
+def _reproduce_the_served_version(summary: dict) -> None:
+    """``make reproduce``: the served version rebuilt from its recorded partition versions after the data changed."""
+    import pandas as pd
+
+    from include.fraud_example import MODEL_NAME
+    from include.reproduce import main
+    from mlops_provider.exceptions import PartitionVersionMissingError
+    from mlops_provider.hooks.mlflow import MlflowHook
+    from mlops_provider.names import zone_uri
+    from mlops_provider.operators.reproduction import ModelReproductionOperator, reproduce_model_version
+    from mlops_provider.partitions import parse_partition_key, read_partition, write_partition
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import parquet_bytes
+
+    version = summary["model_version"]
+    hook = MlflowHook()
+    _, manifest = hook.training_set_of_run(hook.get_model_version(MODEL_NAME, version).run_id)
+    key = max(manifest["partition_versions"])  # the window's last day
+    recorded = manifest["partition_versions"][key]
+    zone, dataset, day = parse_partition_key(key)
+    partition = zone_uri(get_settings().data_root, zone, dataset)
+    original, _ = read_partition(partition, day)
+    frame = pd.read_parquet(io.BytesIO(original))
+    changed = frame.assign(amount=frame["amount"] * 3).iloc[: len(frame) // 2]
+    assert write_partition(parquet_bytes(changed), partition, day) != recorded, "the current data is different now"
+
+    report = ModelReproductionOperator(task_id="reproduce", model_name=MODEL_NAME, version=version).execute({})
+    assert report["rebuilt_training_set_hash"] == report["training_set_hash"] == manifest["hash"]
+    assert report["partition_versions"][key] == recorded
+    assert report["reproduced_model_name"] == f"{MODEL_NAME}-reproduced" and report["sample_rows"] > 100
+    assert report["identical"] is True and report["max_abs_diff"] == 0.0, report
+
+    # Retention deletes the recorded version (only the current, changed content is kept): a clear failure.
+    write_partition(parquet_bytes(changed.iloc[:10]), partition, day, retain=1)
+    with pytest.raises(PartitionVersionMissingError) as missing:
+        reproduce_model_version(MODEL_NAME, version)
+    for expected in (key, recorded, "partition_versions_retained"):
+        assert expected in str(missing.value)
+    assert main(["--model", MODEL_NAME, "--version", version]) == 2
+    write_partition(original, partition, day)  # the original data back for the rerun below

@@ -352,3 +352,54 @@ def test_product_feature_materialization_dag_runs_a_day(built):
     with create_session() as session:
         names = {e.asset.name for e in session.query(AssetEvent).filter_by(source_run_id=dag_run.run_id)}
     assert names == {"raw.transactions", "validated.transactions", "features.fraud"}
+
+
+def test_training_set_records_and_rebuilds_from_partition_versions(built):
+    """The manifest names every validated partition version it read; pinned to them, a rebuild ignores newer data."""
+    from mlops_provider.operators.feast import FeastTrainingSetOperator
+    from mlops_provider.partitions import content_version, partition_key, write_partition
+    from mlops_provider.settings import get_settings
+
+    _, xcoms, _ = built
+    manifest = xcoms["build_training_set"]
+    recorded = manifest["partition_versions"]
+    # Labels of the window plus the aggregates' look-back (the 7-day windows reach before the first day).
+    assert {partition_key("validated", "transactions", d) for d in DAYS} == set(recorded)
+    for day in DAYS:
+        current = data_root() / "validated" / "transactions" / f"dt={day}" / "data.parquet"
+        assert recorded[partition_key("validated", "transactions", day)] == content_version(current.read_bytes())
+
+    # The data of a window day changes after the training set was built.
+    zone = f"{get_settings().data_root}/validated/transactions"
+    changed = TRAIN_END - timedelta(days=1)
+    path = data_root() / "validated" / "transactions" / f"dt={changed}" / "data.parquet"
+    original = path.read_bytes()
+    frame = pd.read_parquet(path)
+    frame["amount"] = frame["amount"] * 3
+    manifest_file = Path(manifest["uri"].removeprefix("file://")).with_name("manifest.json")
+    recorded_manifest = manifest_file.read_bytes()
+    write_partition(frame.to_parquet(index=False), zone, changed)
+
+    def rebuild(**pins) -> dict:
+        return FeastTrainingSetOperator(
+            task_id="rebuild",
+            dataset="transactions",
+            feature_service="fraud_model_v1",
+            label_column="is_fraud",
+            partition_start=f"{TRAIN_START}",
+            partition_end=f"{TRAIN_END}",
+            **pins,
+        ).execute({})
+
+    try:
+        assert rebuild()["hash"] != manifest["hash"], "the current data changed the training set"
+        features = sorted((data_root() / "features").rglob("*.parquet"))
+        before = {p: p.read_bytes() for p in features}
+        pinned = rebuild(partition_versions=recorded)
+        assert pinned["hash"] == manifest["hash"], "pinned to the recorded versions: the same bytes"
+        assert pinned["partition_versions"] == recorded
+        assert {p: p.read_bytes() for p in features} == before, "a pinned rebuild never rewrites the views' files"
+        assert manifest_file.read_bytes() == recorded_manifest, "the recorded manifest is left as it was"
+    finally:
+        write_partition(original, zone, changed)
+    assert rebuild()["hash"] == manifest["hash"], "the current data is the original again"

@@ -122,14 +122,32 @@ def test_reingest_is_idempotent_and_atomic():
     assert states == {"ingest": "success", "validate": "success"}
     assert zone("raw", dataset).read_bytes() == raw_bytes
     assert zone("validated", dataset).read_bytes() == validated_bytes
-    assert sorted(p.name for p in zone("raw", dataset).parent.iterdir()) == ["data.parquet"]
+    assert sorted(p.name for p in zone("raw", dataset).parent.iterdir()) == ["_versions", "data.parquet"]
     assert first_result == task_xcom(second, "validate")
     assert first_result["valid_rows"] == 200
-    # A changed source replaces the partition whole.
+    from mlops_provider.partitions import content_version, current_version, list_versions, read_partition
+    from mlops_provider.settings import get_settings
+
+    def versioned(name: str) -> tuple[str, list[str]]:
+        uri = f"{get_settings().data_root}/{name}/{dataset}"
+        return current_version(uri, DAY), [v["version"] for v in list_versions(uri, DAY)]
+
+    # The same content re-ingested and re-validated is the same version: one version per zone, no new copy.
+    raw_version = content_version(raw_bytes)
+    assert versioned("raw") == (raw_version, [raw_version])
+    assert versioned("validated") == (content_version(validated_bytes), [content_version(validated_bytes)])
+    assert first_result["partitions"][0]["versions"]["validated"] == content_version(validated_bytes)
+    assert len(versioned("quarantine")[1]) == 1
+    # A changed source replaces the current partition whole and keeps the previous content as a version.
     land(dataset, generate_day(DAY, 150))
     run(dataset)
     assert len(pd.read_parquet(zone("raw", dataset))) == 150
     assert len(pd.read_parquet(zone("validated", dataset))) == 150
+    current, versions = versioned("raw")
+    assert current == content_version(zone("raw", dataset).read_bytes()) and versions == [current, raw_version]
+    old = read_partition(f"{get_settings().data_root}/raw/{dataset}", DAY, version=raw_version)
+    assert old is not None and old[0] == raw_bytes
+    assert len(versioned("validated")[1]) == 2
 
 
 def test_bad_rows_are_quarantined_with_reasons():
@@ -322,6 +340,26 @@ def test_s3_source_and_zones_through_moto(s3_bucket, moto_server, monkeypatch):
         f"mlops/reports/validation/tx_s3/dt={DAY}/report.json",
     } <= keys
     assert not [k for k in keys if k.endswith(".tmp")]
+    version = ingested["partitions"][0]["version"]
+    assert {
+        f"mlops/raw/tx_s3/dt={DAY}/_versions/{version}/data.parquet",
+        f"mlops/raw/tx_s3/dt={DAY}/_versions/{version}/version.json",
+        f"mlops/raw/tx_s3/dt={DAY}/_versions/CURRENT",
+    } <= keys
+    # Retention on object storage: new content moves the pointer, the old version's objects are deleted.
+    from mlops_provider.partitions import current_version, write_partition
+
+    raw_zone = f"s3://{s3_bucket}/mlops/raw/tx_s3"
+    newer = write_partition(b"PAR1 not really parquet", raw_zone, DAY, retain=1)
+    assert current_version(raw_zone, DAY) == newer != version
+    versions = {
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=s3_bucket, Prefix=f"mlops/raw/tx_s3/dt={DAY}/_versions/")["Contents"]
+    }
+    assert (
+        not [k for k in versions if f"/{version}/" in k]
+        and f"mlops/raw/tx_s3/dt={DAY}/_versions/{newer}/data.parquet" in versions
+    )
     body = client.get_object(Bucket=s3_bucket, Key=f"mlops/validated/tx_s3/dt={DAY}/data.parquet")["Body"].read()
     assert len(pd.read_parquet(io.BytesIO(body))) == 250
     link = task_xcom(dag_run, "validate", key="_link_validation_report")

@@ -44,11 +44,18 @@ def test_failed_revalidation_removes_the_stale_validated_partition():
     land(dataset, generate_day(DAY, 200))
     _, states = run(dataset)
     assert states["validate"] == "success" and zone("validated", dataset).exists()
+    published = zone("validated", dataset).read_bytes()
     # The day's data is re-delivered, now broken: the old validated file no longer describes raw.
     land(dataset, duplicated(200, 30))
     dag_run, states = run(dataset)
     assert states["validate"] == "failed"
     assert not zone("validated", dataset).exists()
+    # Unpublished, not destroyed: the removed content stays as its version, no pointer names it any more.
+    from mlops_provider.partitions import content_version, current_version, read_partition
+
+    validated = zone("validated", dataset).parent.parent.as_uri()
+    assert current_version(validated, DAY) is None
+    assert read_partition(validated, DAY, version=content_version(published))[0] == published
     assert len(pd.read_parquet(zone("quarantine", dataset))) == len(pd.read_parquet(zone("raw", dataset))) == 230
     # A fixed source passes and is published again, with an empty quarantine.
     land(dataset, generate_day(DAY, 180))

@@ -123,7 +123,8 @@ def traced_request(registry, tmp_path_factory):
     snapshot = tmp_path_factory.mktemp("training-set")
     manifest = {"hash": "a1b2c3d4e5f60718", "rows": 1234, "dataset": f"{MODEL}_data", "start": "2031-02-26",
                 "end": "2031-02-27", "feature_service": f"{MODEL}_v1",
-                "partition_versions": {"2031-02-26": "sha256:feed01", "2031-02-27": "sha256:feed02"}}  # fmt: skip
+                "partition_versions": {f"validated/{MODEL}_data/dt=2031-02-26": "feed01feed01feed",
+                                       f"validated/{MODEL}_data/dt=2031-02-27": "feed02feed02feed"}}  # fmt: skip
     (snapshot / "manifest.json").write_text(json.dumps(manifest))
     run_id = registry.get_model_version(MODEL, "2").run_id
     registry.set_tag(run_id, TRAINING_SET_URI_TAG, snapshot.as_uri())
@@ -257,7 +258,8 @@ def test_trace_walk_and_audit_timeline_on_the_page(api_server, traced_request, b
     assert version.locator("a").get_attribute("href").endswith(f"#/models/{MODEL}/versions/2")
     assert "/runs/" in trace.locator(".trace-run a").get_attribute("href")
     assert "a1b2c3d4e5f60718" in trace.locator(".trace-training-set").inner_text()
-    assert "sha256:feed02" in trace.locator(".trace-partitions").inner_text()
+    partitions = trace.locator(".trace-partitions").inner_text()
+    assert "feed02feed02feed" in partitions and "deleted by retention: not reproducible" in partitions
     rows = trace.locator("table.trace-reports tbody tr")
     assert rows.count() == 2 and "not published" in rows.nth(1).inner_text()
     report_href = rows.nth(0).locator("a").get_attribute("href")

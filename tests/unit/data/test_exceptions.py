@@ -26,6 +26,8 @@ FINAL = {
     "FeatureDefinitionError",
     "ModelSpecError",
     "LabelJoinError",
+    "PartitionVersionMissingError",
+    "ReproductionMismatchError",
 }
 
 CLASSES = {

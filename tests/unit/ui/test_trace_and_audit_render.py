@@ -25,8 +25,12 @@ def test_partition_versions_render_when_recorded_and_say_so_when_not():
     assert "not recorded in the training-set manifest" in html
     assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "https://s3.console.aws.amazon.com/s3/object/bucket?prefix=reports/validation/d/dt%3D2031-02-01" in html
-    html = render_trace("r", lineage({"2031-02-01": "v7"}), None, "/base")
-    assert "<code>2031-02-01</code> = v7" in html and "not recorded" not in html
+    recorded = [
+        {"partition": "validated/d/dt=2031-02-01", "version": "v7", "uri": "u", "exists": True, "current": False}
+    ]
+    html = render_trace("r", lineage(recorded), None, "/base")
+    assert "<code>validated/d/dt=2031-02-01</code> = <code>v7</code>" in html and "superseded" in html
+    assert "not recorded" not in html and "not reproducible" not in html
     assert "<img" not in render_trace(XSS, None, f"no log {XSS}", "")
 
 

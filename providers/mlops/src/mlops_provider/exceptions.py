@@ -191,3 +191,18 @@ class LabelJoinError(MlopsError, AirflowFailException):
         super().__init__(message)
         self.missing = missing
         self.where = where
+
+
+class PartitionVersionMissingError(MlopsError, AirflowFailException):
+    """A recorded version of a data partition no longer exists (retention deleted it, or someone did).
+
+    Not retried: a deleted version does not come back. The message names the partition, the version and the
+    retention setting (``[mlops] partition_versions_retained``).
+    """
+
+
+class ReproductionMismatchError(MlopsError, AirflowFailException):
+    """A reproduction rebuilt a training set or a model that differs from the recorded one; the message says how.
+
+    Not retried: the same recorded inputs rebuild the same result.
+    """

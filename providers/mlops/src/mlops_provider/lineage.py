@@ -51,6 +51,10 @@ SEARCH_KEY_TAG: Final = "mlops.search.idempotency_key"
 SEARCH_TRIAL_STATE_TAG: Final = "mlops.search.trial_state"
 #: On the training run: the run id of the trial whose params the final model was trained with.
 SEARCH_BEST_TRIAL_TAG: Final = "mlops.search.best_trial_run_id"
+#: ``sha256:<digest>`` of the trainer package's sources that trained the run (``training.launch.source_digest``).
+CODE_VERSION_TAG: Final = "mlops.code_version"
+#: On a reproduction's run: the run it reproduced.
+REPRODUCTION_OF_TAG: Final = "mlops.reproduction_of"
 
 #: Evaluation gate outcome, on the candidate's model version and run.
 GATE_DECISION_TAG: Final = "mlops.gate.decision"
@@ -82,6 +86,8 @@ LINEAGE_TAGS: Final = (
 
 #: Artifact path of the training-set manifest inside a training run.
 TRAINING_SET_MANIFEST_ARTIFACT: Final = "training_set/manifest.json"
+#: Artifact path of the trainer's resolved parameters (defaults merged with the params file, seed included).
+TRAINING_PARAMS_ARTIFACT: Final = "training/params.json"
 #: Artifact path of the frozen category mapping (``{column: [category, ...]}``) inside a training run that has
 #: categorical features (the model file carries the same mapping in ``BOOSTER_CATEGORIES_ATTR``).
 CATEGORIES_ARTIFACT: Final = "categories.json"

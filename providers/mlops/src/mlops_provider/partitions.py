@@ -10,7 +10,10 @@ Every zone (``landing``, ``raw``, ``validated``, ``predictions``, ...) is laid o
   template with a fixed set of ``{name}`` placeholders);
 - reading: :func:`list_source_files` / :func:`read_source_file` / :func:`concat_tables` for one source
   partition (Parquet, CSV or JSON lines, as Arrow), and :func:`read_window` for the Parquet partitions of a window
-  of days (as one DataFrame).
+  of days (as one DataFrame);
+- versions: :func:`write_partition` (the current file plus an immutable content-addressed version under
+  ``dt=D/_versions/`` and a ``CURRENT`` pointer, with retention), :func:`read_partition` (the current content
+  and its version, or one recorded version), :func:`clear_current`, :func:`list_versions`.
 
 Only the standard library at import time: operators that DAG files import use it; pandas and pyarrow
 are imported inside the reading functions.
@@ -275,3 +278,232 @@ def read_window(zone_uri: str, start: Any, end: Any, *, pattern: str = "*.parque
     if not frames:
         return Window(pd.DataFrame(), found)
     return Window(pd.concat(frames, ignore_index=True), found)
+
+
+# ------------------------------------------------------------------------------------------ partition versions
+#
+# A write to a versioned zone (raw, validated, quarantine) never destroys content. For the partition
+# ``<zone_uri>/dt=D`` and its file ``data.parquet``:
+#
+#   dt=D/data.parquet                          the current content: what every reader (Feast, drift, read_window) reads
+#   dt=D/_versions/<version>/data.parquet      an immutable copy per distinct content; <version> = sha256[:16] of the bytes
+#   dt=D/_versions/<version>/version.json      when that content was first written, its size and full digest
+#   dt=D/_versions/CURRENT                     {"version": ..., "file": ...}: the version the current file holds
+#
+# The leading underscore hides ``_versions`` from pyarrow's dataset discovery, from ``read_window`` and from
+# ``storage.read_parquet`` of a folder. Versions are content-addressed, so the same content is the same version
+# (an idempotent re-run or two racing writers of one day write the same bytes to the same name) and a reader can
+# name the version it read by hashing what it read, without trusting the pointer.
+
+#: Folder of a partition holding its versions and the pointer to the current one.
+VERSIONS_FOLDER = "_versions"
+#: The pointer file (JSON) inside ``VERSIONS_FOLDER``.
+CURRENT_POINTER = "CURRENT"
+#: Per-version metadata file.
+VERSION_INFO = "version.json"
+#: Zones whose partition writes are versioned.
+VERSIONED_ZONES = ("raw", "validated", "quarantine")
+
+
+def content_version(data: bytes) -> str:
+    """The version id of a partition file's bytes: the first 16 hex digits of their SHA-256."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def partition_key(zone: str, dataset: str, day: date) -> str:
+    """``<zone>/<dataset>/dt=YYYY-MM-DD``: how manifests name a partition."""
+    return f"{zone}/{safe_segment(dataset, 'dataset name')}/dt={day:%Y-%m-%d}"
+
+
+def parse_partition_key(key: str) -> tuple[str, str, date]:
+    """``(zone, dataset, day)`` of a :func:`partition_key`."""
+    try:
+        zone, dataset, folder = key.rsplit("/", 2)
+        if not folder.startswith("dt="):
+            raise ValueError(folder)
+        return zone, dataset, date.fromisoformat(folder[3:])
+    except ValueError:
+        raise MlopsError(f"{key!r} is not a partition key like 'validated/<dataset>/dt=YYYY-MM-DD'.") from None
+
+
+def versions_folder(zone_uri: str, day: date) -> str:
+    """``<zone_uri>/dt=YYYY-MM-DD/_versions``."""
+    return f"{partition_folder(zone_uri, day)}/{VERSIONS_FOLDER}"
+
+
+def version_uri(zone_uri: str, day: date, version: str, filename: str = "data.parquet") -> str:
+    """URI of one immutable version of a partition file."""
+    return f"{versions_folder(zone_uri, day)}/{safe_segment(version, 'partition version')}/{filename}"
+
+
+def current_version(zone_uri: str, day: date, conn_id: str | None = None) -> str | None:
+    """The version the partition's ``CURRENT`` pointer names; None when there is none (or it was cleared)."""
+    import json
+
+    from mlops_provider.storage import storage_path
+
+    pointer = storage_path(f"{versions_folder(zone_uri, day)}/{CURRENT_POINTER}", conn_id)
+    if not pointer.exists():
+        return None
+    try:
+        return json.loads(pointer.read_bytes()).get("version") or None
+    except ValueError:
+        return None
+
+
+def list_versions(zone_uri: str, day: date, conn_id: str | None = None) -> list[dict[str, Any]]:
+    """The partition's versions (their ``version.json``), newest first; empty when it has none."""
+    import json
+
+    from mlops_provider.storage import storage_path
+
+    folder = storage_path(versions_folder(zone_uri, day), conn_id)
+    if not folder.exists():
+        return []
+    found = []
+    for child in folder.iterdir():
+        info = child / VERSION_INFO
+        if child.name.startswith(".") or not info.exists():
+            continue
+        try:
+            found.append(json.loads(info.read_bytes()))
+        except ValueError:
+            continue
+    return sorted(found, key=lambda v: (v.get("created_at", ""), v.get("version", "")), reverse=True)
+
+
+def _ensure_version(data: bytes, zone_uri: str, day: date, filename: str, conn_id: str | None) -> str:
+    """Store ``data`` as an immutable version unless that content is already there; return its version."""
+    import hashlib
+    import json
+
+    from mlops_provider.storage import storage_path, write_bytes_atomic
+
+    version = content_version(data)
+    target = storage_path(version_uri(zone_uri, day, version, filename), conn_id)
+    if not target.exists():
+        write_bytes_atomic(data, target)
+    info = target.parent / VERSION_INFO
+    if not info.exists():  # written after the data: a version with metadata always has its file
+        meta = {
+            "version": version,
+            "file": filename,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        write_bytes_atomic(json.dumps(meta, indent=2).encode(), info)
+    return version
+
+
+def write_partition(
+    data: bytes,
+    zone_uri: str,
+    day: date,
+    *,
+    filename: str = "data.parquet",
+    conn_id: str | None = None,
+    retain: int | None = None,
+) -> str:
+    """Publish ``data`` as the partition's current content and as an immutable version; return the version.
+
+    Order: the version copy (if new), then the current file, then the ``CURRENT`` pointer, then retention
+    (:func:`prune_versions`, ``retain`` default ``[mlops] partition_versions_retained``). Each write is atomic;
+    writing content the pointer already names changes nothing.
+    """
+    import json
+
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import storage_path, write_bytes_atomic
+
+    version = _ensure_version(data, zone_uri, day, filename, conn_id)
+    current = storage_path(partition_uri(zone_uri, day, filename), conn_id)
+    if current_version(zone_uri, day, conn_id) == version and current.exists():
+        # An idempotent re-run (same content, same version) copies nothing, unless a write died between the
+        # current file and the pointer: the bytes decide, not the pointer.
+        if content_version(current.read_bytes()) == version:
+            return version
+    write_bytes_atomic(data, current)
+    pointer = {"version": version, "file": filename, "updated_at": datetime.now(UTC).isoformat()}
+    write_bytes_atomic(json.dumps(pointer).encode(), f"{versions_folder(zone_uri, day)}/{CURRENT_POINTER}", conn_id)
+    prune_versions(zone_uri, day, get_settings().partition_versions_retained if retain is None else retain, conn_id)
+    return version
+
+
+def clear_current(zone_uri: str, day: date, *, filename: str = "data.parquet", conn_id: str | None = None) -> bool:
+    """Remove the partition's current file and its pointer (its versions stay); return whether a file was there."""
+    from mlops_provider.storage import remove_file
+
+    removed = remove_file(partition_uri(zone_uri, day, filename), conn_id)
+    remove_file(f"{versions_folder(zone_uri, day)}/{CURRENT_POINTER}", conn_id)
+    return removed
+
+
+def prune_versions(zone_uri: str, day: date, keep: int, conn_id: str | None = None) -> list[str]:
+    """Delete all but the ``keep`` newest versions of a partition, never the current one; return the deleted ids."""
+    from mlops_provider.storage import remove_file, storage_path
+
+    if keep < 1:
+        raise MlopsError(
+            f"[mlops] partition_versions_retained={keep}: keep at least 1 version per partition "
+            "(set AIRFLOW__MLOPS__PARTITION_VERSIONS_RETAINED)."
+        )
+    pinned = current_version(zone_uri, day, conn_id)
+    removed = []
+    for info in list_versions(zone_uri, day, conn_id)[keep:]:
+        version = info.get("version", "")
+        if not version or version == pinned:
+            continue
+        folder = storage_path(f"{versions_folder(zone_uri, day)}/{safe_segment(version, 'partition version')}", conn_id)
+        for child in folder.iterdir():  # metadata last: a half-deleted version is still listed, then retried
+            if child.name != VERSION_INFO:
+                child.unlink()
+        remove_file(folder / VERSION_INFO)
+        if folder.exists():  # a local folder (object stores have no empty folders)
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # a racing writer put the same content back: it stays, as it should
+        removed.append(version)
+    return removed
+
+
+def read_partition(
+    zone_uri: str,
+    day: date,
+    *,
+    version: str | None = None,
+    filename: str = "data.parquet",
+    conn_id: str | None = None,
+    key: str | None = None,
+) -> tuple[bytes, str] | None:
+    """Return ``(bytes, version)`` of a partition file: the current content, or exactly ``version``.
+
+    The current content's version is the hash of the bytes read (so it names what was read, even if a writer
+    replaced the file meanwhile); when that version has no immutable copy yet (a partition written before
+    versioning) the copy is made, so whatever was read can be read again. None when there is no current file.
+    A ``version`` that does not exist raises :class:`PartitionVersionMissingError` naming ``key``.
+    """
+    from mlops_provider.exceptions import PartitionVersionMissingError
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import storage_path
+
+    if version is not None:
+        path = storage_path(version_uri(zone_uri, day, version, filename), conn_id)
+        if not path.exists():
+            kept = [v.get("version") for v in list_versions(zone_uri, day, conn_id)]
+            raise PartitionVersionMissingError(
+                f"Partition {key or partition_folder(zone_uri, day)} version {version} no longer exists "
+                f"({path}); retention keeps the newest [mlops] partition_versions_retained="
+                f"{get_settings().partition_versions_retained} versions per partition and the partition now has "
+                f"{kept or 'none'}. It cannot be rebuilt from the recorded data: raise the retention setting to keep "
+                "the versions training sets read."
+            )
+        return path.read_bytes(), version
+    path = storage_path(partition_uri(zone_uri, day, filename), conn_id)
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    return data, _ensure_version(data, zone_uri, day, filename, conn_id)

@@ -64,6 +64,8 @@ class TrainingSetManifest(TypedDict, total=False):
     feast_project: str
     label_rate: float | None  # None for a text label
     created_at: str
+    #: ``{"validated/<dataset>/dt=YYYY-MM-DD": version}`` of every partition the build read (see ``partitions``).
+    partition_versions: dict[str, str]
 
 
 class TrainingResult(TypedDict, total=False):

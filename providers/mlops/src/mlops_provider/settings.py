@@ -144,6 +144,12 @@ OPTIONS: dict[str, Option] = {
         "360", "Minimum minutes between two scheduled retraining runs of a model.", "integer"
     ),
     "retraining_daily_cap": Option("2", "Most scheduled retraining runs of a model per UTC day.", "integer"),
+    "partition_versions_retained": Option(
+        "5",
+        "Immutable versions kept per raw, validated and quarantine partition (the newest ones; the current version "
+        "is never deleted). A training set whose recorded partition versions were deleted cannot be reproduced.",
+        "integer",
+    ),
     "alert_notifier": Option("log", "Where alerts go: log or webhook."),
     "alert_webhook_conn_id": Option(
         "mlops_alerts", "Connection (host = webhook URL, password = optional bearer token) for the webhook notifier."
@@ -188,6 +194,8 @@ class MlopsSettings:
     promotion_criteria: dict[str, Any] = field(default_factory=dict)
     drift_policy: dict[str, Any] = field(default_factory=dict)
     drift_tests: dict[str, Any] = field(default_factory=dict)
+    #: Versions kept per data partition (see :mod:`mlops_provider.partitions`).
+    partition_versions_retained: int = 5
 
     @property
     def mlflow_local_tracking_uri(self) -> str:
@@ -328,6 +336,7 @@ def _resolve() -> MlopsSettings:
         promotion_criteria=parse_json_option("promotion_criteria", _get("promotion_criteria")),
         drift_policy=parse_json_option("drift_policy", _get("drift_policy")),
         drift_tests=parse_json_option("drift_tests", _get("drift_tests")),
+        partition_versions_retained=_int("partition_versions_retained"),
     )
 
 

@@ -39,7 +39,12 @@ def read_parquet(uri: str | ObjectStoragePath, conn_id: str | None = None, **kwa
 
     path = uri if not isinstance(uri, str) else storage_path(uri, conn_id)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        # Like pyarrow's dataset discovery, skip names starting with "_" or "." (a partition's ``_versions``).
+        files = sorted(
+            p
+            for p in path.rglob("*.parquet")
+            if p.is_file() and not any(part[:1] in "_." for part in p.relative_to(path).parts)
+        )
         if not files:
             return pd.DataFrame()
         return pd.concat([_read_one(p, **kwargs) for p in files], ignore_index=True)
@@ -68,9 +73,14 @@ def write_parquet_atomic(
     df: pd.DataFrame, uri: str | ObjectStoragePath, conn_id: str | None = None
 ) -> ObjectStoragePath:
     """Write ``df`` as Parquet to ``uri`` atomically (write a temporary file, then rename)."""
+    return write_bytes_atomic(parquet_bytes(df), uri, conn_id)
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as Parquet bytes (deterministic: the same frame gives the same bytes, hence the same version)."""
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
-    return write_bytes_atomic(buffer.getvalue(), uri, conn_id)
+    return buffer.getvalue()
 
 
 def remove_file(uri: str | ObjectStoragePath, conn_id: str | None = None) -> bool:

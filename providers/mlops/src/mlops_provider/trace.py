@@ -152,7 +152,34 @@ def trace_request(request_id: str, model: str | None = None, days: int | None = 
             "dataset": manifest.get("dataset"),
             "window": [manifest.get("start"), manifest.get("end")],
             "feature_service": manifest.get("feature_service"),
-            "partition_versions": manifest.get("partition_versions"),
+            # {"validated/<dataset>/dt=D": version} the build read, and whether retention kept each version
+            "partition_versions": _partition_versions(manifest["partition_versions"], data_root)
+            if manifest.get("partition_versions")
+            else None,
         },
         "validation_reports": reports,
     }
+
+
+def _partition_versions(recorded: dict[str, str], data_root: str | None = None) -> list[dict[str, Any]]:
+    """Each recorded partition version with its file and whether retention kept it (reproducible or not)."""
+    from mlops_provider.partitions import current_version, parse_partition_key, version_uri
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import storage_path
+
+    data_root = data_root or get_settings().data_root
+    out = []
+    for key, version in sorted(recorded.items()):
+        zone, dataset, day = parse_partition_key(key)
+        folder = zone_uri(data_root, zone, dataset)
+        uri = version_uri(folder, day, version)
+        out.append(
+            {
+                "partition": key,
+                "version": version,
+                "uri": uri,
+                "exists": storage_path(uri).exists(),
+                "current": current_version(folder, day) == version,
+            }
+        )
+    return out

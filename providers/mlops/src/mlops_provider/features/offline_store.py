@@ -19,6 +19,9 @@ This module is imported by Feast's configuration loader only, never while parsin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -60,8 +63,26 @@ class AsOfFileOfflineStoreConfig(DaskOfflineStoreConfig):
     type: Literal["mlops_provider.features.offline_store.AsOfFileOfflineStore"] = STORE_TYPE  # type: ignore[assignment]
 
 
+#: ``{FileSource path: folder}`` to read instead, for the current context only (see :func:`redirected_sources`).
+_REDIRECTS: ContextVar[dict[str, str]] = ContextVar("mlops_feature_source_redirects", default={})  # noqa: B039
+
+
+@contextmanager
+def redirected_sources(redirects: dict[str, str]) -> Iterator[None]:
+    """Read the feature files of the sources ``redirects`` names from other folders while the block runs.
+
+    How a reproduction joins features it rebuilt from recorded partition versions into a scratch folder,
+    without touching the files the feature views name (other runs read and materialize those).
+    """
+    token = _REDIRECTS.set({**_REDIRECTS.get(), **redirects})
+    try:
+        yield
+    finally:
+        _REDIRECTS.reset(token)
+
+
 def _dataset(config: Any, source: FileSource) -> pads.Dataset:
-    path = FileSource.get_uri_for_file_path(config.repo_path, source.path)
+    path = FileSource.get_uri_for_file_path(config.repo_path, _REDIRECTS.get().get(source.path, source.path))
     filesystem, resolved = FileSource.create_filesystem_and_path(path, source.file_options.s3_endpoint_override)
     return pads.dataset(resolved, filesystem=filesystem, format="parquet", exclude_invalid_files=False)
 

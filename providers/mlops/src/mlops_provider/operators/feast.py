@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -16,7 +17,7 @@ from airflow.sdk import BaseOperator
 from mlops_provider.exceptions import MlopsError, SourceDataMissingError
 from mlops_provider.features.aggregates import SOURCE_TAG
 from mlops_provider.hooks.feast import FeastHook
-from mlops_provider.partitions import day_bounds, partition_uri, resolve_dates, safe_segment, zone_uri
+from mlops_provider.partitions import day_bounds, resolve_dates, safe_segment, zone_uri
 from mlops_provider.payloads import TrainingSetManifest
 from mlops_provider.settings import get_settings
 from mlops_provider.utils.faults import fault_point
@@ -47,6 +48,10 @@ class _FeastOperator(BaseOperator):
         self.feast_conn_id = feast_conn_id
         self.repo_path = repo_path
         self.storage_conn_id = storage_conn_id
+        #: ``{partition key: version}`` pinned by a reproduction (None: read the current partitions).
+        self.pinned_versions: dict[str, str] | None = None
+        #: ``{partition key: version}`` of every validated partition this task read.
+        self.versions_read: dict[str, str] = {}
 
     @cached_property
     def settings(self) -> MlopsSettings:
@@ -63,15 +68,33 @@ class _FeastOperator(BaseOperator):
         return self.storage_conn_id or self.settings.storage_conn_id
 
     def _read_validated(self, dataset: str, day: date) -> pd.DataFrame | None:
-        from mlops_provider.storage import read_parquet, storage_path
+        """One validated partition (the pinned version when pinned), its version noted in ``versions_read``."""
+        import pandas as pd
 
-        uri = partition_uri(zone_uri(self.settings.data_root, "validated", dataset), day)
-        if not storage_path(uri, self._conn_id).exists():
+        from mlops_provider.partitions import partition_key, read_partition
+
+        key = partition_key("validated", dataset, day)
+        zone = zone_uri(self.settings.data_root, "validated", dataset)
+        if self.pinned_versions is not None:
+            if key not in self.pinned_versions:
+                return None  # the recorded build did not read it either: it did not exist then
+            found = read_partition(zone, day, version=self.pinned_versions[key], conn_id=self._conn_id, key=key)
+        else:
+            found = read_partition(zone, day, conn_id=self._conn_id)
+        if found is None:
             return None
-        return read_parquet(uri, self._conn_id)
+        data, self.versions_read[key] = found
+        return pd.read_parquet(io.BytesIO(data))
 
-    def _build_aggregates(self, store: FeatureStore, view_names: list[str], days: list[date]) -> dict[str, list]:
-        """(Re)build the aggregate files of every tagged view in ``view_names`` for ``days``."""
+    def _build_aggregates(
+        self, store: FeatureStore, view_names: list[str], days: list[date], scratch: str | None = None
+    ) -> dict[str, list]:
+        """(Re)build the aggregate files of every tagged view in ``view_names`` for ``days``.
+
+        ``scratch``: write them under ``<scratch>/<view>`` instead of the view's source folder (a reproduction).
+        """
+        from dataclasses import replace
+
         from mlops_provider.features.aggregates import build_partitions, spec_from_view
         from mlops_provider.storage import write_parquet_atomic
 
@@ -87,6 +110,8 @@ class _FeastOperator(BaseOperator):
             spec = spec_from_view(store.get_feature_view(name))
             if spec is None:
                 continue
+            if scratch is not None:
+                spec = replace(spec, path=f"{scratch}/{name}")
 
             def write(day: date, frame: pd.DataFrame, spec=spec) -> str:
                 uri = spec.file_uri(day)
@@ -427,9 +452,16 @@ class FeastTrainingSetOperator(_FeastOperator):
     :param build_features: rebuild the interval's aggregate files first (idempotent).
     :param entity_features: entity keys (or request fields) of the service that are also model inputs, e.g. a
         code the model should learn from; they join the feature columns after the service's features. (templated)
+    :param partition_versions: ``{"validated/<dataset>/dt=YYYY-MM-DD": version}`` to read instead of the
+        current partitions (a manifest's ``partition_versions``): rebuilds a recorded training set from exactly
+        the data it read. The aggregates then go to a scratch folder, never to the views' files, and an existing
+        snapshot's manifest is left as it is. (templated)
     :param feast_conn_id: Feast connection. (templated)
     :param repo_path: feature repository. (templated)
     :param storage_conn_id: connection for ``data_root``. (templated)
+
+    The manifest's ``partition_versions`` records the version of every validated partition the build read
+    (labels and the aggregates' look-back), so the same training set can be rebuilt after the data changed.
 
     String features (Feast ``String``) stay strings: the manifest lists them in ``categorical_columns`` and the
     trainer learns them as categoricals (see :func:`training_set_frame`).
@@ -443,6 +475,7 @@ class FeastTrainingSetOperator(_FeastOperator):
         "partition_start",
         "partition_end",
         "timestamp_column",
+        "partition_versions",
         "feast_conn_id",
         "repo_path",
         "storage_conn_id",
@@ -460,10 +493,12 @@ class FeastTrainingSetOperator(_FeastOperator):
         timestamp_column: str = "event_timestamp",
         build_features: bool = True,
         entity_features: list[str] | None = None,
+        partition_versions: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.entity_features = entity_features
+        self.partition_versions = partition_versions
         self.dataset = dataset
         self.feature_service = feature_service
         self.label_column = label_column
@@ -478,7 +513,7 @@ class FeastTrainingSetOperator(_FeastOperator):
 
         safe_segment(self.dataset, "dataset name")  # before any read: it names folders in two zones
 
-        from mlops_provider.storage import write_bytes_atomic
+        from mlops_provider.storage import storage_path, write_bytes_atomic
 
         days = resolve_dates(self.partition_start, self.partition_end, context)
         store = self.hook.get_feature_store()
@@ -486,8 +521,25 @@ class FeastTrainingSetOperator(_FeastOperator):
         entity_columns, request_fields = layout.entity_columns, layout.request_fields
         feature_refs, feature_columns = layout.feature_refs, list(layout.feature_columns)
 
-        if self.build_features:
-            self._build_aggregates(store, layout.batch_views, days)
+        self.versions_read = {}
+        self.pinned_versions = dict(self.partition_versions) if self.partition_versions else None
+        scratch = None
+        if self.pinned_versions is not None:
+            from mlops_provider.hooks.feast import AS_OF_FILE_STORE
+
+            if getattr(store.config.offline_store, "type", None) != AS_OF_FILE_STORE:
+                raise MlopsError(
+                    "Rebuilding a training set from recorded partition versions needs the bundle's file offline store "
+                    f"({AS_OF_FILE_STORE}, Feast's 'file' type); this store uses "
+                    f"{getattr(store.config.offline_store, 'type', '?')}."
+                )
+            scratch = tempfile.TemporaryDirectory(prefix="mlops-rebuild-")
+        redirects: dict[str, str] = {}
+        if self.build_features or scratch is not None:
+            built = self._build_aggregates(store, layout.batch_views, days, scratch.name if scratch else None)
+            if scratch is not None:
+                sources = {n: getattr(store.get_feature_view(n).batch_source, "path", None) for n in built}
+                redirects = {str(path): f"{scratch.name}/{n}" for n, path in sources.items() if path}
 
         frames = []
         for day in days:
@@ -516,7 +568,14 @@ class FeastTrainingSetOperator(_FeastOperator):
         if labels.empty:
             raise MlopsError(f"No validated {self.dataset} rows between {days[0]} and {days[-1]}; nothing to train on.")
         ts_col = self.timestamp_column
-        joined = historical_features(store, layout, labels[needed], ts_col)
+        from mlops_provider.features.offline_store import redirected_sources
+
+        try:
+            with redirected_sources(redirects):
+                joined = historical_features(store, layout, labels[needed], ts_col)
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
         feature_columns += [c for c in self.entity_features or [] if c not in feature_columns]
         data, categorical = training_set_frame(
             joined, entity_columns, ts_col, feature_columns, self.label_column, what=self.feature_service
@@ -548,8 +607,11 @@ class FeastTrainingSetOperator(_FeastOperator):
             "feast_project": store.project,
             "label_rate": label_rate(data[self.label_column]),
             "created_at": datetime.now().astimezone().isoformat(),
+            "partition_versions": dict(sorted(self.versions_read.items())),
         }
-        write_bytes_atomic(json.dumps(manifest, indent=2).encode(), f"{folder}/manifest.json", self._conn_id)
+        manifest_uri = f"{folder}/manifest.json"
+        if self.pinned_versions is None or not storage_path(manifest_uri, self._conn_id).exists():
+            write_bytes_atomic(json.dumps(manifest, indent=2).encode(), manifest_uri, self._conn_id)
         self.log.info(
             "Training set %s: %d rows x %d features -> %s", content_hash, len(data), len(feature_columns), uri
         )

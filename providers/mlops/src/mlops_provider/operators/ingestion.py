@@ -25,7 +25,8 @@ class IngestionOperator(BaseOperator):
     The source of a day is a file or a folder of ``*.parquet`` / ``*.csv`` / ``*.jsonl`` files on ``file://``,
     ``s3://`` or ``gs://`` (through ``ObjectStoragePath`` and the storage connection). Each partition is
     written to a temporary object and renamed over the target, so a re-run replaces it whole and
-    readers never see half a file. Every source is read before anything is written, so a bad day
+    readers never see half a file; every distinct content is also kept as an immutable version
+    (:func:`~mlops_provider.partitions.write_partition`: same content, same version, no new copy). Every source is read before anything is written, so a bad day
     leaves all raw partitions as they were. Each outlet asset gets an event whose ``extra`` holds the
     row counts per partition.
 
@@ -104,8 +105,9 @@ class IngestionOperator(BaseOperator):
             list_source_files,
             read_source_file,
             source_uri_for,
+            write_partition,
         )
-        from mlops_provider.storage import storage_path, write_bytes_atomic
+        from mlops_provider.storage import storage_path
 
         safe_segment(self.dataset, "dataset name")
         dates = resolve_dates(self.partition_start, self.partition_end, context)
@@ -143,21 +145,25 @@ class IngestionOperator(BaseOperator):
         conn_id = self.storage_conn_id or self.settings.storage_conn_id
         partitions = []
         for day, uri, n_files, table in tables:
-            target = partition_uri(zone_uri(self.settings.data_root, "raw", self.dataset), day)
+            raw_zone = zone_uri(self.settings.data_root, "raw", self.dataset)
+            target = partition_uri(raw_zone, day)
             buffer = io.BytesIO()
             pq.write_table(table, buffer, compression="snappy")
-            write_bytes_atomic(buffer.getvalue(), target, conn_id)
+            version = write_partition(buffer.getvalue(), raw_zone, day, conn_id=conn_id)
             fault_point("ingestion.mid_write")
             self.log.info(
-                "Ingested %s dt=%s: %d rows from %d file(s) at %s -> %s",
+                "Ingested %s dt=%s: %d rows from %d file(s) at %s -> %s (version %s)",
                 self.dataset,
                 day,
                 table.num_rows,
                 n_files,
                 uri,
                 target,
+                version,
             )
-            partitions.append({"date": day.isoformat(), "uri": target, "rows": table.num_rows, "source_uri": uri})
+            partitions.append(
+                {"date": day.isoformat(), "uri": target, "rows": table.num_rows, "source_uri": uri, "version": version}
+            )
 
         rows = sum(p["rows"] for p in partitions)
         for outlet in self.outlets or []:
@@ -170,5 +176,7 @@ class IngestionOperator(BaseOperator):
         return {
             "dataset": self.dataset,
             "rows": rows,
-            "partitions": [{"date": p["date"], "uri": p["uri"], "rows": p["rows"]} for p in partitions],
+            "partitions": [
+                {"date": p["date"], "uri": p["uri"], "rows": p["rows"], "version": p["version"]} for p in partitions
+            ],
         }

@@ -44,7 +44,9 @@ class DataValidationOperator(BaseOperator):
 
     So the validated zone never holds output of a failed validation, and per partition
     ``validated rows + quarantined rows == input rows``. Writes are atomic per file (temporary file,
-    then rename); the report is written last. After the writes,
+    then rename) and versioned (:func:`~mlops_provider.partitions.write_partition`: each distinct content of a
+    validated or quarantine partition is kept as an immutable version; removing a day's validated file keeps its
+    versions); the report, with the versions written, is written last. After the writes,
     :class:`~mlops_provider.exceptions.DataValidationError` names the failed checks with their counts
     (not retried: the same data gives the same verdict). A schema break (missing or undeclared columns,
     a column of the wrong type) raises :class:`~mlops_provider.exceptions.SchemaMismatchError` before
@@ -126,13 +128,8 @@ class DataValidationOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate every partition, write the outputs, then fail if any partition breaks its contract."""
-        from mlops_provider.storage import (
-            read_parquet,
-            remove_file,
-            storage_path,
-            write_bytes_atomic,
-            write_parquet_atomic,
-        )
+        from mlops_provider.partitions import clear_current, write_partition
+        from mlops_provider.storage import parquet_bytes, read_parquet, storage_path, write_bytes_atomic
         from mlops_provider.validation.contract import load_contract
         from mlops_provider.validation.engine import quarantine_partition, validate_frame
 
@@ -183,11 +180,16 @@ class DataValidationOperator(BaseOperator):
             report_uri = partition_uri(self._zone("reports/validation"), day, "report.json")
             report = {**result.report, "source_uri": source, "quarantine_uri": quarantine_uri}
             report["rows_passing_row_checks"] = result.report["valid_rows"]
+            versions: dict[str, str] = {}
             if passed:
-                write_parquet_atomic(result.quarantine, quarantine_uri, self._conn_id)
-                write_parquet_atomic(result.valid, validated_uri, self._conn_id)
+                versions["quarantine"] = write_partition(
+                    parquet_bytes(result.quarantine), self._zone("quarantine"), day, conn_id=self._conn_id
+                )
+                versions["validated"] = write_partition(
+                    parquet_bytes(result.valid), self._zone("validated"), day, conn_id=self._conn_id
+                )
             else:
-                if remove_file(validated_uri, self._conn_id):
+                if clear_current(self._zone("validated"), day, conn_id=self._conn_id):
                     self.log.warning(
                         "%s dt=%s failed validation: removed the validated partition %s left by an earlier run "
                         "(it no longer matches the raw data).",
@@ -195,8 +197,14 @@ class DataValidationOperator(BaseOperator):
                         day,
                         validated_uri,
                     )
-                write_parquet_atomic(quarantine_partition(df, result), quarantine_uri, self._conn_id)
+                versions["quarantine"] = write_partition(
+                    parquet_bytes(quarantine_partition(df, result)),
+                    self._zone("quarantine"),
+                    day,
+                    conn_id=self._conn_id,
+                )
                 report.update(valid_rows=0, invalid_rows=len(df))
+            report["versions"] = versions
             report["validated_uri"] = validated_uri if passed else None
             report["published"] = passed
             write_bytes_atomic(json.dumps(report, indent=2, default=str).encode(), report_uri, self._conn_id)
@@ -221,6 +229,7 @@ class DataValidationOperator(BaseOperator):
                     "invalid_rows": report["invalid_rows"],
                     "passed": passed,
                     "failed_checks": result.report["failed_checks"],
+                    "versions": versions,
                 }
             )
 

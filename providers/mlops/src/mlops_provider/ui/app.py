@@ -197,8 +197,12 @@ def render_trace(request_id: str, lineage: dict[str, Any] | None, error: str | N
     params = ", ".join(f"{escape(k)}={escape(str(v))}" for k, v in sorted(run["params"].items()))
     partitions = training_set.get("partition_versions")
     if partitions:
-        items = partitions.items() if isinstance(partitions, dict) else enumerate(partitions)
-        partition_html = "".join(f"<div><code>{escape(str(k))}</code> = {escape(_value(v))}</div>" for k, v in items)
+        partition_html = "".join(
+            f"<div><code>{escape(str(p['partition']))}</code> = <code>{escape(str(p['version']))}</code> "
+            f"<span class='muted'>{'current' if p['current'] else 'superseded'}"
+            f"{'' if p['exists'] else ', deleted by retention: not reproducible'}</span></div>"
+            for p in partitions
+        )
     else:
         partition_html = '<span class="muted">not recorded in the training-set manifest</span>'
     rows = []
