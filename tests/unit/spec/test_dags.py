@@ -79,6 +79,7 @@ def test_training_operators_carry_the_specs_names(dags, spec):
     deploy = dag.get_task("deploy")
     assert deploy.model_name == "refunds" and deploy.feature_service == "refunds_v1"
     assert deploy.prediction_range == (0.0, 1.0) and [a.name for a in deploy.outlets] == ["model.refunds"]
+    assert deploy.manifest_options == spec.serving.autoscaling.manifest_options
     smoke = dag.get_task("smoke_test")
     assert smoke.model_name == "refunds" and smoke.prediction_range == (0.0, 1.0)
     cooldown = dag.get_task("retraining_cooldown")
@@ -184,3 +185,21 @@ def test_an_invalid_spec_is_the_loader_files_import_error(write_spec, spec_dict,
     env = {**__import__("os").environ, "AIRFLOW__MLOPS__MODEL_SPECS_FOLDER": str(path.parent)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=env)
     assert "refunds.yaml: features.aggregates[1].window: expected a duration like 7d" in out.stdout, out.stderr[-2000:]
+
+
+def test_autoscaling_from_the_spec_reaches_the_rendered_inference_service(spec_dict):
+    """Scale to zero and a concurrency target are configuration: the spec's values end up on the predictor."""
+    from mlops_provider.serving.manifests import render_inference_service
+    from mlops_provider.spec.dags import build_dags
+
+    serving = {**spec_dict.get("serving", {}), "autoscaling": {"min_replicas": 0, "max_replicas": 6,
+                                                               "metric": "concurrency", "target": 4}}  # fmt: skip
+    spec = parse_spec({**spec_dict, "serving": serving}, "include/models/refunds.yaml", REPO_ROOT)
+    deploy = build_dags(spec)["refunds__training"].get_task("deploy")
+    options = deploy.manifest_options
+    assert options == {"min_replicas": 0, "max_replicas": 6, "scale_metric": "concurrency", "scale_target": 4}
+    predictor = render_inference_service("refunds", "s3://b/m", feature_service="refunds_v1", **options)["spec"][
+        "predictor"
+    ]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (0, 6)
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("concurrency", 4)

@@ -46,6 +46,12 @@ def test_valid_spec_and_its_defaults(spec_dict):
     assert spec.training.window_days == 21
     assert spec.serving.enabled and spec.serving.prediction_range == (0.0, 1.0)
     assert spec.serving.canary_traffic_percent == 10 and spec.serving.max_latency_ms == 500.0
+    assert spec.serving.autoscaling.manifest_options == {
+        "min_replicas": 1,
+        "max_replicas": 3,
+        "scale_metric": None,
+        "scale_target": None,
+    }
     assert spec.drift.schedule == "0 */6 * * *" and spec.drift.window_days == 3 and spec.drift.policy == {}
     assert spec.materialization_schedule == "@daily" and spec.start_date == "2026-01-01"
     assert (spec.batch_scoring.enabled, spec.batch_scoring.schedule, spec.batch_scoring.window_days) == (
@@ -252,6 +258,21 @@ ERRORS = [
         "serving.canary_traffic_percent: expected an integer from 1 to 100",
     ),
     ("serving_enabled", _set("serving", {"enabled": "yes"}), "serving.enabled: expected true or false"),
+    (
+        "autoscaling_metric",
+        _set("serving", {"autoscaling": {"metric": "latency", "target": 5}}),
+        "serving.autoscaling.metric: expected one of concurrency, rps, cpu, memory",
+    ),
+    (
+        "autoscaling_bounds",
+        _set("serving", {"autoscaling": {"min_replicas": 4, "max_replicas": 2}}),
+        "serving.autoscaling.max_replicas: expected at least min_replicas (4), got 2",
+    ),
+    (
+        "autoscaling_pair",
+        _set("serving", {"autoscaling": {"metric": "rps"}}),
+        "serving.autoscaling.target: metric and target go together",
+    ),
     ("serving_backend", _set("serving", {"backend": "seldon"}), "serving.backend: expected one of local, kserve"),
     (
         "drift_cron",

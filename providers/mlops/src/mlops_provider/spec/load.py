@@ -22,10 +22,12 @@ from mlops_provider.spec.model import (
     AGGREGATE_FUNCTIONS,
     DEFAULT_PARAMS_FILE,
     ENTITY_TYPES,
+    SCALE_METRICS,
     SOURCE_FORMATS,
     STATIC_FEATURE_TYPES,
     TASKS,
     AggregateFeature,
+    AutoscalingSpec,
     BatchScoringSpec,
     DriftSpec,
     FeaturesSpec,
@@ -500,9 +502,37 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
             "max_latency_ms",
             "max_error_rate",
             "smoke_requests",
+            "autoscaling",
         ),
     )
     enabled = reader.boolean(serving_raw.get("enabled"), "serving.enabled", True)
+    scaling_raw = reader.mapping(
+        serving_raw.get("autoscaling"), "serving.autoscaling", ("min_replicas", "max_replicas", "metric", "target")
+    )
+    autoscaling = AutoscalingSpec(
+        min_replicas=reader.integer(
+            scaling_raw.get("min_replicas"), "serving.autoscaling.min_replicas", minimum=0, default=1
+        ),
+        max_replicas=reader.integer(
+            scaling_raw.get("max_replicas"), "serving.autoscaling.max_replicas", minimum=1, default=3
+        ),
+        metric=reader.choice(scaling_raw["metric"], "serving.autoscaling.metric", SCALE_METRICS)
+        if scaling_raw.get("metric") is not None
+        else None,
+        target=reader.integer(scaling_raw["target"], "serving.autoscaling.target", minimum=1)
+        if scaling_raw.get("target") is not None
+        else None,
+    )
+    if autoscaling.max_replicas < autoscaling.min_replicas:
+        raise reader.fail(
+            "serving.autoscaling.max_replicas",
+            f"expected at least min_replicas ({autoscaling.min_replicas}), got {autoscaling.max_replicas}",
+        )
+    if (autoscaling.metric is None) != (autoscaling.target is None):
+        raise reader.fail(
+            "serving.autoscaling.target" if autoscaling.target is None else "serving.autoscaling.metric",
+            "metric and target go together, e.g. {metric: concurrency, target: 10}",
+        )
     prediction_range = (0.0, 1.0)
     if serving_raw.get("prediction_range") is not None:
         value = serving_raw["prediction_range"]
@@ -533,6 +563,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         smoke_requests=reader.integer(
             serving_raw.get("smoke_requests"), "serving.smoke_requests", minimum=1, default=10
         ),
+        autoscaling=autoscaling,
     )
     if serving.canary_traffic_percent > 100:
         raise reader.fail(

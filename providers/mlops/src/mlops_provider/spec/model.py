@@ -88,6 +88,32 @@ class TrainingSpec:
     window_days: int = 21
 
 
+#: Scale metrics of an InferenceService: Knative's (Serverless) and the HPA's (RawDeployment).
+SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
+
+
+@dataclass(frozen=True)
+class AutoscalingSpec:
+    """Replicas of the served model on KServe (the local backend runs one process)."""
+
+    #: 0 lets a Serverless InferenceService scale to zero between sporadic requests.
+    min_replicas: int = 1
+    max_replicas: int = 3
+    #: ``concurrency``/``rps`` (Serverless) or ``cpu``/``memory`` (RawDeployment); None: KServe's default.
+    metric: str | None = None
+    target: int | None = None
+
+    @property
+    def manifest_options(self) -> dict[str, Any]:
+        """The InferenceService arguments (``render_inference_service``) these settings stand for."""
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "scale_metric": self.metric,
+            "scale_target": self.target,
+        }
+
+
 @dataclass(frozen=True)
 class ServingSpec:
     """Deployment and smoke-test options (``ModelDeployOperator`` arguments)."""
@@ -99,6 +125,7 @@ class ServingSpec:
     max_latency_ms: float = 500.0
     max_error_rate: float = 0.0
     smoke_requests: int = 10
+    autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
 
 
 @dataclass(frozen=True)
