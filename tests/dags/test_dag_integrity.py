@@ -7,7 +7,13 @@ import pytest
 from tests.airflow_helpers import assert_chain
 from tests.conftest import REPO_ROOT
 
-EXPECTED_DAGS = {"ml_training_pipeline", "drift_monitoring", "feature_materialization", "label_feedback"}
+EXPECTED_DAGS = {
+    "ml_training_pipeline",
+    "drift_monitoring",
+    "feature_materialization",
+    "label_feedback",
+    "model_reproduction",
+}
 
 
 @pytest.fixture(scope="module")

@@ -228,12 +228,14 @@ def _reproduce_the_served_version(summary: dict) -> None:
     """``make reproduce``: the served version rebuilt from its recorded partition versions after the data changed."""
     import pandas as pd
 
+    from include.airflow_runner import run_dag, task_states, task_xcom
+    from include.demo import DAG_FOLDERS
     from include.fraud_example import MODEL_NAME
     from include.reproduce import main
     from mlops_provider.exceptions import PartitionVersionMissingError
     from mlops_provider.hooks.mlflow import MlflowHook
     from mlops_provider.names import zone_uri
-    from mlops_provider.operators.reproduction import ModelReproductionOperator, reproduce_model_version
+    from mlops_provider.operators.reproduction import reproduce_model_version
     from mlops_provider.partitions import parse_partition_key, read_partition, write_partition
     from mlops_provider.settings import get_settings
     from mlops_provider.storage import parquet_bytes
@@ -250,7 +252,10 @@ def _reproduce_the_served_version(summary: dict) -> None:
     changed = frame.assign(amount=frame["amount"] * 3).iloc[: len(frame) // 2]
     assert write_partition(parquet_bytes(changed), partition, day) != recorded, "the current data is different now"
 
-    report = ModelReproductionOperator(task_id="reproduce", model_name=MODEL_NAME, version=version).execute({})
+    # Through Airflow: the model_reproduction DAG a user triggers from the UI.
+    dag_run = run_dag("model_reproduction", DAG_FOLDERS, conf={"model_name": MODEL_NAME, "version": version})
+    assert task_states(dag_run) == {"reproduce": "success"}
+    report = task_xcom(dag_run, "reproduce")
     assert report["rebuilt_training_set_hash"] == report["training_set_hash"] == manifest["hash"]
     assert report["partition_versions"][key] == recorded
     assert report["reproduced_model_name"] == f"{MODEL_NAME}-reproduced" and report["sample_rows"] > 100
