@@ -29,7 +29,7 @@ from include.fraud_example import (
     TRANSACTIONS_TRAINING_SET,
     VALIDATED_TRANSACTIONS,
 )
-from mlops_provider.names import FEAST_REGISTRY_POOL
+from mlops_provider.names import FEAST_REGISTRY_POOL, PROMOTION_POOL
 from mlops_provider.notifications import alert_notifier
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
 from mlops_provider.operators.ingestion import IngestionOperator
@@ -105,14 +105,14 @@ def ml_training_pipeline():
         candidate=train.output,
         training_set=training_set.output,
         criteria={"segments": GATE_SEGMENTS},
-        pool="mlops_promotion",
+        pool=PROMOTION_POOL,
     )
     deploy = ModelDeployOperator(
         task_id="deploy",
         model_name=MODEL_NAME,
         candidate=gate.output,
         outlets=[FRAUD_MODEL],
-        pool="mlops_promotion",
+        pool=PROMOTION_POOL,
         on_failure_callback=alert_notifier(title="Rollout failed: traffic stays on the previous version"),
     )
     smoke_test = ModelEndpointSmokeTestOperator(

@@ -25,10 +25,10 @@ def create_pools(env: dict[str, str]) -> None:
     import subprocess
     import sys
 
-    from mlops_provider.names import FEAST_REGISTRY_POOL
+    from mlops_provider.names import FEAST_REGISTRY_POOL, PROMOTION_POOL
 
     pools = {
-        "mlops_promotion": "Serializes model promotion and deployment (MLflow version creation races)",
+        PROMOTION_POOL: "Serializes model promotion and deployment (MLflow version creation races)",
         FEAST_REGISTRY_POOL: "Serializes Feast apply and materialize (registry writes)",
     }
     airflow = str(Path(sys.executable).with_name("airflow"))

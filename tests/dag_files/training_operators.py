@@ -12,6 +12,7 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import dag, task
 
+from mlops_provider.names import PROMOTION_POOL
 from mlops_provider.operators.mlflow import MlflowEvaluationGateOperator
 from mlops_provider.operators.training import training_operator_class
 from mlops_provider.operators.training_kubernetes import XGBoostTrainKubernetesOperator
@@ -51,7 +52,7 @@ def training_gate():
         candidate="{{ dag_run.conf['candidate'] }}",
         training_set="{{ dag_run.conf['training_set'] }}",
         criteria="{{ dag_run.conf.get('criteria') }}",
-        pool="mlops_promotion",
+        pool=PROMOTION_POOL,
     )
     gate >> EmptyOperator(task_id="deploy")
 

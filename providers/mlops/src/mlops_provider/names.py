@@ -10,10 +10,12 @@ from typing import Any
 
 from mlops_provider.exceptions import InvalidNameError
 
-__all__ = ["FEAST_REGISTRY_POOL", "SAFE_SEGMENT", "safe_segment", "zone_uri"]
+__all__ = ["FEAST_REGISTRY_POOL", "PROMOTION_POOL", "SAFE_SEGMENT", "safe_segment", "zone_uri"]
 
 #: Airflow pool (one slot) of every task that writes a Feast registry (apply, materialize): never two at once.
 FEAST_REGISTRY_POOL = "mlops_feast_registry"
+#: Airflow pool (one slot) of the gate and the deploy task: one promotion of a model at a time.
+PROMOTION_POOL = "mlops_promotion"
 
 #: A name that may become one path segment: no separators, no ``..``, not hidden, at most 128 characters.
 SAFE_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

@@ -39,7 +39,7 @@ from mlops_provider.assets import (
     training_set_asset,
     validated_asset,
 )
-from mlops_provider.names import FEAST_REGISTRY_POOL
+from mlops_provider.names import FEAST_REGISTRY_POOL, PROMOTION_POOL
 from mlops_provider.spec.model import ModelSpec
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def training_dag(spec: ModelSpec) -> DAG:
             candidate=candidate,
             training_set=manifest,
             criteria=dict(spec.gate_criteria) or None,
-            pool="mlops_promotion",
+            pool=PROMOTION_POOL,
         )
         cooldown >> ingest >> validate >> apply_features >> materialize >> training_set
         train >> gate
@@ -259,7 +259,7 @@ def training_dag(spec: ModelSpec) -> DAG:
                 prediction_range=spec.serving.prediction_range,
                 manifest_options=spec.serving.autoscaling.manifest_options,
                 outlets=[assets.model],
-                pool="mlops_promotion",
+                pool=PROMOTION_POOL,
                 on_failure_callback=alert_notifier(title=f"Rollout of {spec.name} failed: traffic stays where it was"),
             )
             endpoint: Any = deploy.output
