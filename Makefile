@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
 export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup venv venv-serving airflow-db browser test lint typecheck demo demo-drift batch-score label-feedback example-data new-model reproduce render bench up serve lock clean
+.PHONY: help setup venv venv-serving airflow-db browser prometheus test lint typecheck demo demo-drift batch-score label-feedback example-data new-model reproduce render bench up serve lock clean
 
 help:
 	@echo "make demo    set everything up, run the training pipeline and the drift DAG, print a summary"
@@ -63,7 +63,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-test: venv venv-serving browser lint typecheck
+# Prometheus (Debian's package) for the live canary analysis tests and `make up`'s local scraping.
+prometheus:
+	@command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
+
+test: venv venv-serving browser prometheus lint typecheck
 	$(PY) -m pytest
 
 lint: venv
