@@ -129,6 +129,10 @@ serve: setup
 lock: | $(UV)
 	$(UV) pip compile requirements-dev.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 	$(UV) pip compile kserve/requirements.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o kserve/requirements.lock
+	# Astro Runtime's Python (3.12), constrained to the local lock: the image installs the same pinned set.
+	mkdir -p build && grep -v '^-e ' requirements.lock > build/requirements-constraints.txt
+	$(UV) pip compile requirements.txt --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
+	  -c build/requirements-constraints.txt -o requirements-astro.lock
 
 clean:
 	rm -rf build .airflow
