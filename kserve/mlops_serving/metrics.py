@@ -34,10 +34,11 @@ REQUESTS = "mlops_requests"
 ERRORS = "mlops_request_errors"
 DURATION = "mlops_request_duration_seconds"
 PREDICTION = "mlops_prediction"
-#: Latency buckets (seconds), fine around the few-millisecond target so a p99 ratio can be told from the buckets.
+#: Latency buckets (seconds), fine from 1 to 100 ms, so that a p99 ratio read from the buckets (Prometheus'
+#: ``histogram_quantile`` interpolates within one) is not swamped by the bucket width.
 DURATION_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.035, 0.04,
+    0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.125, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 #: Prediction buckets of probabilities (binary, multiclass) in tenths, as the live analysis bins them.
 PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
