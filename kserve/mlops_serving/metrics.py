@@ -135,13 +135,13 @@ class VersionMeter:
 
     def predictions(self, predictions: np.ndarray) -> None:
         """Observe a batch's predictions: ``[n]`` values, or ``[n, classes]`` probabilities (multiclass)."""
+        # One ``tolist()`` per batch: plain floats observe faster than NumPy scalars sliced per class.
         if self._per_class:
-            matrix = np.asarray(predictions).reshape(len(predictions), -1)
-            for k, child in enumerate(self._per_class[: matrix.shape[1]]):
-                for value in matrix[:, k].tolist():
+            for row in np.asarray(predictions).reshape(len(predictions), -1).tolist():
+                for child, value in zip(self._per_class, row, strict=False):
                     child.observe(value)
         elif self._single is not None:
-            for value in np.asarray(predictions).reshape(-1).tolist():
+            for value in np.asarray(predictions).ravel().tolist():
                 self._single.observe(value)
 
 
