@@ -32,6 +32,8 @@ per class label); a V2 request with the parameter ``"explain": true`` gets the o
 (``[n, n_features]``, multiclass ``[n, classes, n_features]``), ``bias`` (``[n]``, ``[n, classes]``) and, for
 multiclass, ``classes`` (the class labels in that order) next to its predictions.
 
+Every request is counted in the per-version Prometheus metrics on ``/metrics`` (see :mod:`mlops_serving.metrics`).
+
 Every served row goes to the prediction log when the server was started with ``--prediction_log_uri``: logging is
 the server's setting, and nothing in a request (parameters, headers) can turn it off.
 
@@ -50,9 +52,10 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 from kserve.errors import InvalidInput
-from kserve.model import Model
+from kserve.model import InferenceVerb, Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, to_http_parameters
 
+from mlops_serving.metrics import ServingMetrics, VersionMeter
 from mlops_serving.prediction_log import PredictionLogger
 from mlops_serving.storage import find_model_file, model_version_from_dir, resolve_model
 
@@ -276,6 +279,7 @@ class XGBoostPredictor(Model):
         self.categories: dict[str, list[str]] = {}
         self._codes: dict[str, dict[str, int]] = {}
         self.prediction_log: PredictionLogger | None = None
+        self.meter: VersionMeter | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -293,6 +297,7 @@ class XGBoostPredictor(Model):
         self.model_version = (
             self.model_version or registry_version or model_version_from_dir(Path(model_dir)) or "unknown"
         )
+        self.meter = ServingMetrics(self.name, "predictor").meter(self.model_version, self.task, self.classes)
         if self.prediction_log_uri:
             self.prediction_log = PredictionLogger(
                 self.prediction_log_uri,
@@ -434,6 +439,21 @@ class XGBoostPredictor(Model):
             raise InvalidInput(f"Instances must hold numbers only{strings}: {exc}") from None
 
     # -- inference -----------------------------------------------------------------------------------------------
+    async def __call__(
+        self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
+    ) -> Any:
+        """KServe's request path, counted in the version's metrics (answers and errors, with their time)."""
+        started = time.perf_counter()
+        try:
+            answer = await super().__call__(body, headers, verb)
+        except Exception as error:
+            if self.meter is not None:
+                self.meter.failed(error, time.perf_counter() - started)
+            raise
+        if self.meter is not None:
+            self.meter.served(time.perf_counter() - started)
+        return answer
+
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Score a float32 matrix in feature order (the in-process path the server uses).
 
@@ -484,6 +504,8 @@ class XGBoostPredictor(Model):
         else:
             raise InvalidInput(f"Unsupported request body of type {type(payload).__name__}.")
         predictions = self.predict_matrix(matrix)
+        if self.meter is not None:
+            self.meter.predictions(predictions)
         explanation = (
             self.explain_matrix(matrix) if isinstance(payload, InferRequest) and wants_explanation(payload) else None
         )

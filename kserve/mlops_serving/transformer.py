@@ -20,21 +20,26 @@ A V2 request that already carries the features is passed to the predictor withou
 endpoint serves both: one numeric ``[n, n_features]`` input (categorical columns as codes), or the predictor's
 column form (one ``[n]`` tensor per model feature, by name, categoricals as ``BYTES`` strings). Unknown entities (no online row), missing fields and
 oversized batches are answered with HTTP 400 and a message naming the offending instance.
+
+Every request is counted in the Prometheus metrics on ``/metrics`` with ``component="transformer"`` and the
+version that answered it (the predictor's ``model_version``; see :mod:`mlops_serving.metrics`).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from kserve.errors import InvalidInput
-from kserve.model import Model
+from kserve.model import InferenceVerb, Model
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
+from mlops_serving.metrics import ServingMetrics
 from mlops_serving.predictor import (
     BIAS_OUTPUT_NAME,
     CLASS_OUTPUT_NAME,
@@ -122,6 +127,9 @@ class FeastTransformer(Model):
         #: ``{feature: {category: code}}`` of the model's categorical features (read with its feature order).
         self._codes: dict[str, dict[str, int]] = {}
         self._feast_request_fields: list[str] = []
+        self.metrics = ServingMetrics(name, "transformer")
+        #: The version the predictor answered with last: the label of an error that no predictor answered.
+        self.answered_version = "unknown"
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -353,6 +361,24 @@ class FeastTransformer(Model):
         return value
 
     # -- kserve handlers -----------------------------------------------------------------------------------------
+    async def __call__(
+        self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
+    ) -> Any:
+        """KServe's request path, counted under the version the predictor answered with."""
+        started = time.perf_counter()
+        try:
+            answer = await super().__call__(body, headers, verb)
+        except Exception as error:
+            self.metrics.meter(self.answered_version).failed(error, time.perf_counter() - started)
+            raise
+        response = answer[0] if isinstance(answer, tuple) else answer
+        version = (
+            response.get("model_version") if isinstance(response, dict) else getattr(response, "model_version", None)
+        )
+        self.answered_version = str(version or self.answered_version)
+        self.metrics.meter(self.answered_version).served(time.perf_counter() - started)
+        return answer
+
     def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> InferRequest:
         """Turn the request into the predictor's V2 feature tensor (or pass a feature tensor through).
 

@@ -46,6 +46,23 @@ def get_provider_info() -> dict[str, Any]:
                 },
             },
             {"hook-class-name": "mlops_provider.hooks.feast.FeastHook", "connection-type": "feast"},
+            {
+                "hook-class-name": "mlops_provider.hooks.prometheus.PrometheusHook",
+                "connection-type": "prometheus",
+                "hook-name": "Prometheus",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["extra"],
+                    "relabeling": {"host": "Server URL", "login": "Username", "password": "Password or token"},
+                    "placeholders": {"host": "http://prometheus.monitoring:9090", "port": "9090", "schema": "http"},
+                },
+                "conn-fields": {
+                    "path_prefix": {
+                        "label": "Path prefix",
+                        "description": "Prefix before /api/v1 when Prometheus is served under a path (e.g. /prometheus).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+            },
         ],
         "extra-links": [
             "mlops_provider.links.mlflow.MlflowRunLink",

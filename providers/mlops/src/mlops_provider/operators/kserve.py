@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from mlops_provider.hooks.mlflow import MlflowHook
     from mlops_provider.payloads import DeployResult
     from mlops_provider.serving.analysis import AnalysisConfig
+    from mlops_provider.serving.live_analysis import LiveAnalysisConfig
     from mlops_provider.serving.local import BlueGreenRollout
     from mlops_provider.serving.promotion import Promotion
     from mlops_provider.serving.rollout import KServeRolloutManager, RolloutState
@@ -98,6 +99,11 @@ class ModelDeployOperator(BaseOperator):
     :param deferrable: wait for readiness in the triggerer.
     :param poll_interval: seconds between readiness reads.
     :param promotion_lock_ttl: seconds the promotion lock stays valid after this task renews it.
+    :param live_analysis: KServe canaries: also judge each step on live traffic, canary vs stable (options of
+        :class:`~mlops_provider.serving.live_analysis.LiveAnalysisConfig`: ``min_requests``, ``metrics`` as
+        ``{"name", "query", "threshold", "comparison"}`` templates, ...; ``{}``: the defaults); None: probes only.
+    :param prometheus_conn_id: the Prometheus connection of the live analysis (default ``prometheus_default``;
+        without it the local Prometheus, else the prediction log). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -112,6 +118,7 @@ class ModelDeployOperator(BaseOperator):
         "mlflow_conn_id",
         "endpoint_url",
         "training_set",
+        "prometheus_conn_id",
     )
     operator_extra_links = (KServeEndpointLink(),)
     ui_color = "#c7e9f1"
@@ -148,6 +155,8 @@ class ModelDeployOperator(BaseOperator):
         deferrable: bool | None = None,
         poll_interval: float = 5.0,
         promotion_lock_ttl: float = 7200.0,
+        live_analysis: dict[str, Any] | None = None,
+        prometheus_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -186,6 +195,8 @@ class ModelDeployOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
         self.promotion_lock_ttl = promotion_lock_ttl
+        self.live_analysis = live_analysis
+        self.prometheus_conn_id = prometheus_conn_id
         self._promotion: Promotion | None = None
 
     # -- collaborators -------------------------------------------------------------------------------------------------
@@ -252,7 +263,22 @@ class ModelDeployOperator(BaseOperator):
             endpoint_url=self.endpoint_url,
             training_set=self.training_set,
             settings=self.settings,
+            live_analysis=self._live_analysis_config(),
         )
+
+    def _live_analysis_config(self) -> LiveAnalysisConfig | None:
+        """The live analysis' settings from ``live_analysis`` and ``prometheus_conn_id`` (None: probes only)."""
+        if self.live_analysis is None:
+            return None
+        from mlops_provider.serving.live_analysis import LiveAnalysisConfig
+
+        options = dict(self.live_analysis)
+        if self.prometheus_conn_id:
+            options["prometheus_conn_id"] = self.prometheus_conn_id
+        try:
+            return LiveAnalysisConfig.from_dict(options)
+        except (TypeError, ValueError) as exc:
+            raise MlopsError(f"{self.task_id}: invalid live_analysis {self.live_analysis!r}: {exc}") from None
 
     @property
     def _isvc_name(self) -> str:

@@ -80,16 +80,29 @@ class ProbeRows:
 
     A model with categorical features gets them as text: ``columns`` names every feature and ``categorical``
     the text ones, and requests use the column form (one ``[n]`` tensor per feature, ``BYTES`` for text).
+
+    ``entities`` (instead of feature rows): entity-keyed instances (entity keys and request fields) that go through
+    the full feature path: the Feast transformer looks their features up in the online store, as for a user's
+    request, and the V1 answer names the version that served it.
     """
 
     rows: list[list[Any]]
     columns: tuple[str, ...] = ()
     categorical: frozenset[str] = frozenset()
+    entities: tuple[dict[str, Any], ...] = ()
 
     def request(self, start: int = 0, count: int = 1) -> dict:
-        """The V2 request body of ``count`` rows from ``start`` on (wrapping around)."""
+        """The request body of ``count`` rows from ``start`` on (wrapping around): V1 instances for entities, else V2."""
+        if self.entities:
+            return {"instances": [self.entities[(start + i) % len(self.entities)] for i in range(count)]}
         picked = [self.rows[(start + i) % len(self.rows)] for i in range(count)]
         return v2_request(picked, self.columns if self.categorical else None, self.categorical)
+
+    def url(self, endpoint_url: str, model_name: str) -> str:
+        """Where these probes go: the V1 predict path for entities (the transformer's), else V2 infer."""
+        if self.entities:
+            return f"{endpoint_url.rstrip('/')}/v1/models/{model_name}:predict"
+        return f"{endpoint_url.rstrip('/')}/v2/models/{model_name}/infer"
 
 
 def v2_request(
@@ -127,15 +140,73 @@ def v2_request(
     }
 
 
+def entity_rows(manifest: dict[str, Any], limit: int = 20) -> tuple[dict[str, Any], ...]:
+    """Entity-keyed probe instances from a training set: its newest rows, every column but the label.
+
+    The entity keys and the request fields the transformer needs come from the row (the timestamp as ISO text);
+    the feature columns the transformer reads from the online store are ignored by it. Missing values become nulls.
+    """
+    from mlops_provider.storage import read_parquet
+
+    frame = read_parquet(manifest["uri"])
+    timestamp = manifest.get("timestamp_column")
+    if timestamp in frame.columns:  # the newest entities are the ones most likely materialized online
+        frame = frame.sort_values(timestamp)
+    frame = frame.drop(columns=[c for c in (manifest.get("label_column"),) if c in frame.columns])
+    instances = []
+    for record in frame.tail(limit).to_dict("records"):
+        instance = {}
+        for key, value in record.items():
+            value = value.item() if hasattr(value, "item") else value
+            if hasattr(value, "isoformat"):
+                value = value.isoformat()
+            instance[str(key)] = None if isinstance(value, float) and math.isnan(value) else value
+        instances.append(instance)
+    return tuple(instances)
+
+
+def entity_fields(metadata: Any) -> list[str] | None:
+    """The entity keys and request fields an endpoint's V2 metadata lists (the transformer's), or None."""
+    inputs = metadata.get("inputs") if isinstance(metadata, dict) else None
+    if not isinstance(inputs, list):
+        return None
+    names = [str(i.get("name")) for i in inputs if isinstance(i, dict) and len(i.get("shape") or []) == 1]
+    has_matrix = any(isinstance(i, dict) and len(i.get("shape") or []) == 2 for i in inputs)
+    return names if has_matrix and names else None
+
+
 def sample_rows(
-    endpoint_url: str, model_name: str, training_set: dict | str | None = None, n_features: int | None = None
+    endpoint_url: str,
+    model_name: str,
+    training_set: dict | str | None = None,
+    n_features: int | None = None,
+    *,
+    feature_path: bool = False,
 ) -> ProbeRows:
     """Rows for smoke requests: from the training set when given, else synthetic rows of the model's width.
 
     Training-set rows keep categorical features as text (the manifest's ``categorical_columns``). The synthetic
     width comes from the endpoint's V2 model metadata (``inputs[0].shape[-1]``), else ``n_features``.
+
+    :param feature_path: the endpoint has the Feast transformer in front: probe it with the training set's entity
+        rows (:func:`entity_rows`) when the manifest names its ``entity_columns`` and the rows hold every entity key
+        and request field the transformer's metadata lists, so probes take the users' path (else feature rows).
     """
     manifest = parse_payload(training_set, name="training_set", required=False)
+    status, metadata = http_get_json(f"{endpoint_url.rstrip('/')}/v2/models/{model_name}", timeout=5.0)
+    if feature_path and manifest.get("uri") and manifest.get("entity_columns"):
+        fields = entity_fields(metadata) if status == 200 else None
+        instances = entity_rows(manifest)
+        missing = [f for f in fields or [] if not instances or f not in instances[0]]
+        if fields and instances and not missing:
+            return ProbeRows([], entities=instances)
+        log.warning(
+            "Probing %s with feature rows, not through the feature path: the transformer needs %s and the training "
+            "set lacks %s.",
+            model_name,
+            fields,
+            missing,
+        )
     if manifest.get("uri") and manifest.get("feature_columns"):
         from mlops_provider.storage import read_parquet
 
@@ -150,7 +221,6 @@ def sample_rows(
             for row in sample.values.tolist()
         ]
         return ProbeRows(rows, tuple(columns), categorical)
-    status, metadata = http_get_json(f"{endpoint_url.rstrip('/')}/v2/models/{model_name}", timeout=5.0)
     inputs = metadata.get("inputs") if status == 200 and isinstance(metadata, dict) else None
     if isinstance(inputs, list) and len(inputs) > 1 and all(len(i.get("shape") or []) == 1 for i in inputs):
         # The column form (a model with categoricals): synthetic numbers, its text features missing.
@@ -208,7 +278,7 @@ def smoke_check(
         main route, or a stale revision, must not pass for the new version.
     """
     probes = rows if isinstance(rows, ProbeRows) else ProbeRows([list(r) for r in rows])
-    url = f"{endpoint_url.rstrip('/')}/v2/models/{model_name}/infer"
+    url = probes.url(endpoint_url, model_name)
     latencies: list[float] = []
     errors: list[str] = []
     insane: list[list[float]] = []
@@ -222,12 +292,17 @@ def smoke_check(
             errors.append(f"HTTP {status or 'error'}: {str(body)[:200]}")
             continue
         try:
-            output = body["outputs"][0]
-            values = [float(v) for v in output["data"]]
+            if probes.entities:  # V1: predictions (multiclass: labels, with their probabilities)
+                multiclass_v1 = "probabilities" in body
+                values = [float(v) for v in (body["probabilities"][0] if multiclass_v1 else body["predictions"])]
+                shape = [1, len(values)] if multiclass_v1 else [len(values)]
+            else:
+                output = body["outputs"][0]
+                values = [float(v) for v in output["data"]]
+                shape = list(output.get("shape") or [len(values)])
         except (KeyError, IndexError, TypeError, ValueError):
             errors.append(f"malformed response {str(body)[:200]}")
             continue
-        shape = list(output.get("shape") or [len(values)])
         if len(shape) == 2 and shape[0] == 1 and shape[1] > 1:
             # A multiclass model: one probability per class, summing to one.
             sane = len(values) == shape[1] and all(in_range(v, (0.0, 1.0)) for v in values)
@@ -278,6 +353,7 @@ def run_analysis(
     training_set: dict | str | None = None,
     progress_deadline: float | None = None,
     expected_version: str | None = None,
+    feature_path: bool = False,
 ) -> dict[str, Any]:
     """Run checks every ``config.interval`` until ``config.iterations`` pass or ``config.failure_threshold`` fail.
 
@@ -285,6 +361,7 @@ def run_analysis(
     :param label: what is analysed, for logs and messages (e.g. ``canary at 10% (version 7)``).
     :param progress_deadline: the rollout's deadline in seconds, for the message.
     :param expected_version: the model version every response must come from (see :func:`smoke_check`).
+    :param feature_path: probe through the Feast transformer with entity rows (see :func:`sample_rows`).
     :return: ``{"passed", "checks", "reason", "message"}``; ``reason`` is ``Passed``, ``AnalysisFailed`` or
         ``ProgressDeadlineExceeded``.
     """
@@ -303,7 +380,7 @@ def run_analysis(
             }
         try:
             if rows is None:
-                rows = sample_rows(endpoint_url, model_name, training_set, config.n_features)
+                rows = sample_rows(endpoint_url, model_name, training_set, config.n_features, feature_path=feature_path)
         except RolloutFailedError as exc:  # an unreachable endpoint is a failed check, as in Flagger
             check = {"ok": False, "failures": [str(exc)], "error_rate": 1.0, "p99_ms": None, "requests": 0}
         else:

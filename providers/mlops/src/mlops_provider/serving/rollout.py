@@ -6,9 +6,18 @@ behind a small API (:meth:`~KServeRolloutManager.start`, :meth:`~KServeRolloutMa
 the operator only decides whether to wait in the worker or in the triggerer.
 
 Rollout semantics follow Flagger and Argo Rollouts: after the new version is Ready, an analysis runs a check
-every ``interval`` seconds (smoke requests through the endpoint: error rate, p99 latency, prediction sanity);
+every ``interval`` seconds (probes through the endpoint: error rate, p99 latency, prediction sanity, the answering
+version; entity-keyed probes through the Feast transformer when the model has a feature service);
 ``iterations`` passing checks complete a step, ``failure_threshold`` failed checks roll back, optional stepped
 weights raise the canary's share, and ``progress_deadline`` bounds the whole rollout.
+
+With ``live_analysis`` each canary step is then judged on its users' traffic as well
+(:func:`~mlops_provider.serving.live_analysis.judge_live_window`: canary vs stable on the step's window, from
+Prometheus, else the prediction log): ``fail`` rolls back, ``inconclusive`` (too little traffic yet) is judged
+again every ``interval`` seconds over the growing window and rolls back at the progress deadline, never promotes.
+Every step's verdict is written as a rollout record (:class:`~mlops_provider.serving.records.RolloutRecorder`),
+keyed by the rollout's ``started_at``, which the state annotation keeps so a resumed rollout writes to the same
+rollout.
 
 KServe modes: ``canaryTrafficPercent`` splits traffic between Knative revisions, so it only works in Serverless
 mode; in RawDeployment (``Standard``) mode KServe ignores it. The manager reads the mode (status, else the
@@ -29,6 +38,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +46,7 @@ from mlops_provider.exceptions import RolloutFailedError
 from mlops_provider.lineage import LABEL_DOMAIN, MODEL_VERSION_ANNOTATION
 from mlops_provider.serving import manifests
 from mlops_provider.serving.analysis import AnalysisConfig, run_analysis
+from mlops_provider.serving.records import ANALYSIS, RESULT, RolloutRecorder
 from mlops_provider.serving.status import (
     RAW_MODES,
     annotations_of,
@@ -54,6 +65,7 @@ from mlops_provider.utils.faults import fault_point
 if TYPE_CHECKING:
     from mlops_provider.hooks.kserve import KServeHook
     from mlops_provider.payloads import DeployResult
+    from mlops_provider.serving.live_analysis import LiveAnalysisConfig, LiveSource
     from mlops_provider.settings import MlopsSettings
 
 log = logging.getLogger(__name__)
@@ -144,6 +156,12 @@ class RolloutState:
     reason: str | None = None
     message: str | None = None
     verified_version: str | None = None
+    #: When the rollout started (ISO): its id in the rollout records, kept by a resumed rollout.
+    started_at: str | None = None
+    #: When the canary's current weight took effect (UNIX time): the start of the step's live window.
+    step_started_at: float | None = None
+    #: Whether the endpoint has the Feast transformer in front (probes then go through the feature path).
+    feature_path: bool = False
     generation: int | None = None
 
     @property
@@ -219,9 +237,13 @@ class KServeRolloutManager:
     :param raw_deployment_strategy: ``rolling`` or ``refuse`` for InferenceServices in RawDeployment mode.
     :param deployment_mode: mode of a newly created InferenceService.
     :param endpoint_url: URL the analysis calls instead of the one KServe reports.
-    :param training_set: training-set manifest to draw smoke rows from.
+    :param training_set: training-set manifest to draw smoke rows (and, with a feature service, entity rows) from.
     :param settings: bundle settings for rendering (default :func:`get_settings`).
     :param clock: time source (tests).
+    :param live_analysis: judge each canary step on live traffic too (None: probes only).
+    :param live_source: where live measurements come from (``"prometheus"``, ``"prediction_log"``, a
+        :class:`~mlops_provider.serving.live_analysis.LiveSource`); None: Prometheus when it answers, else the log.
+    :param data_root: where rollout records are written; default ``[mlops] data_root``.
     """
 
     def __init__(
@@ -237,6 +259,9 @@ class KServeRolloutManager:
         training_set: dict | str | None = None,
         settings: MlopsSettings | None = None,
         clock: Callable[[], float] = time.time,
+        live_analysis: LiveAnalysisConfig | None = None,
+        live_source: LiveSource | str | None = None,
+        data_root: str | None = None,
     ) -> None:
         if raw_deployment_strategy not in ("rolling", "refuse"):
             raise ValueError(f"raw_deployment_strategy must be 'rolling' or 'refuse', got {raw_deployment_strategy!r}.")
@@ -250,6 +275,9 @@ class KServeRolloutManager:
         self.training_set = training_set
         self.settings = settings
         self.clock = clock
+        self.live_analysis = live_analysis
+        self.live_source = live_source
+        self.data_root = data_root or (settings.data_root if settings is not None else None)
 
     # ------------------------------------------------------------------ state on the cluster
     def recover(self, name: str) -> RolloutState | None:
@@ -287,6 +315,8 @@ class KServeRolloutManager:
         options = dict(manifest_options or {})
         namespace = self.hook.namespace
         deadline = self.clock() + self.progress_deadline
+        started_at = datetime.fromtimestamp(self.clock(), UTC).isoformat()
+        feature_path = bool(options.get("transformer", True) and options.get("feature_service"))
 
         def render(mode: str) -> dict:
             return manifests.render_inference_service(
@@ -312,6 +342,8 @@ class KServeRolloutManager:
                 mode=self.deployment_mode,
                 deadline=deadline,
                 weights=list(weights),
+                started_at=started_at,
+                feature_path=feature_path,
             )
             body = render(self.deployment_mode)
             body["metadata"]["annotations"][ROLLOUT_STATE_ANNOTATION] = state.to_annotation()
@@ -336,6 +368,7 @@ class KServeRolloutManager:
                 recorded.phase,
             )
             recorded.deadline = deadline
+            recorded.started_at = recorded.started_at or started_at  # a state written before records: from now on
             self._save(recorded)
             return recorded
 
@@ -360,6 +393,8 @@ class KServeRolloutManager:
             previous_revision=reported.get("latestRolledoutRevision") or reported.get("latestReadyRevision"),
             previous_model=current_model,
             new_model=desired_model,
+            started_at=started_at,
+            feature_path=feature_path,
         )
         if recorded is not None and not recorded.phase.terminal and recorded.previous_model:
             # An earlier rollout of another version was interrupted: its last known-good version stays the
@@ -407,6 +442,7 @@ class KServeRolloutManager:
         else:
             state.phase, state.strategy = RolloutPhase.CANARY, RolloutStrategy.CANARY
             canary = state.weight
+            state.step_started_at = self.clock()
             log.info("Serverless mode: canary of version %s at %d%% of traffic", version, canary)
         self._write(
             state, manifests.new_version_patch(current_model, desired_model, version, canary_traffic_percent=canary)
@@ -497,7 +533,9 @@ class KServeRolloutManager:
         return self._finish(state, RolloutPhase.PROMOTED)
 
     def _analyze(self, url: str, state: RolloutState, label: str) -> dict[str, Any]:
-        return run_analysis(
+        """Run the probes' analysis and record it as the step's analysis (a live verdict later replaces it)."""
+        started = self.clock()
+        analysis = run_analysis(
             url,
             self.model_name,
             self.analysis,
@@ -506,7 +544,91 @@ class KServeRolloutManager:
             training_set=self.training_set,
             progress_deadline=self.progress_deadline,
             expected_version=state.version,
+            feature_path=state.feature_path,
         )
+        self._record(
+            state,
+            ANALYSIS,
+            state.step,
+            {
+                "step": state.step,
+                "weight": state.weight if state.phase == RolloutPhase.CANARY else None,
+                "source": "probes",
+                "window_seconds": max(0.0, self.clock() - started),
+                "verdict": "pass" if analysis["passed"] else "fail",
+                "metrics": [self._probe_metric(analysis)],
+                "message": analysis["message"],
+            },
+        )
+        return analysis
+
+    def _probe_metric(self, analysis: dict[str, Any]) -> dict[str, Any]:
+        """The probes' outcome as one metric of a step's record: passing checks against the required ones."""
+        passing = sum(1 for check in analysis.get("checks") or [] if check.get("ok"))
+        return {
+            "name": "probes",
+            "value": float(passing),
+            "threshold": float(self.analysis.iterations),
+            "passed": bool(analysis["passed"]),
+            "stable": None,
+            "canary": None,
+        }
+
+    def _judge_live(self, state: RolloutState, weight: int | None, probes: dict[str, Any]) -> dict[str, Any]:
+        """Judge the step's live window until a verdict, or until the deadline leaves it inconclusive."""
+        from mlops_provider.serving.live_analysis import INCONCLUSIVE, judge_live_window
+
+        assert self.live_analysis is not None
+        start = datetime.fromtimestamp(state.step_started_at or self.clock(), UTC)
+        while True:
+            if not state.previous_version:
+                verdict: dict[str, Any] = {
+                    "verdict": INCONCLUSIVE,
+                    "metrics": [],
+                    "source": "probes",
+                    "window_seconds": 0.0,
+                    "message": "The stable version is unknown (no model version annotation on the InferenceService): "
+                    "there is nothing to compare the canary's live traffic with.",
+                }
+            else:
+                end = datetime.fromtimestamp(max(self.clock(), start.timestamp() + 0.001), UTC)
+                verdict = judge_live_window(
+                    mode="canary",
+                    model_name=self.model_name,
+                    stable_version=state.previous_version,
+                    candidate_version=state.version,
+                    start=start,
+                    end=end,
+                    weight=weight,
+                    config=self.live_analysis,
+                    source=self.live_source,
+                )
+            verdict["metrics"].append(self._probe_metric(probes))
+            self._record(state, ANALYSIS, state.step, {"step": state.step, "weight": weight, **verdict})
+            if (
+                verdict["verdict"] != INCONCLUSIVE
+                or not state.previous_version
+                or self.clock() + self.analysis.interval >= state.deadline
+            ):
+                return verdict
+            log.info(
+                "Live analysis of the canary at %s%%: %s Judging again in %.0f s.",
+                weight,
+                verdict["message"],
+                self.analysis.interval,
+            )
+            time.sleep(self.analysis.interval)
+
+    def _record(self, state: RolloutState, kind: str, key: str | int, details: dict[str, Any]) -> None:
+        """Write a rollout record; a failed write is logged, never fails the rollout (the cluster holds the state)."""
+        if not state.started_at:
+            return
+        try:
+            RolloutRecorder(self.model_name, state.version, state.started_at, self.data_root).record(kind, key, details)
+        except Exception:
+            log.exception(
+                "Could not write the %s record of the rollout of %s v%s", kind, self.model_name, state.version
+            )
 
     def _after_canary_ready(self, state: RolloutState, isvc: dict) -> RolloutState:
         weight = state.weight
@@ -530,6 +652,13 @@ class KServeRolloutManager:
             return self._rollback(state, "NoEndpoint", "KServe reports no URL for the canary.")
         fault_point("deploy.mid_canary")
         analysis = self._analyze(url, state, f"canary at {weight}% (version {state.version})")
+        if analysis["passed"] and self.live_analysis is not None:
+            live = self._judge_live(state, weight, analysis)
+            if live["verdict"] == "pass":
+                analysis = {**analysis, "live": live}
+            else:
+                reason = "LiveAnalysisFailed" if live["verdict"] == "fail" else "LiveAnalysisInconclusive"
+                analysis = {**analysis, "passed": False, "reason": reason, "message": live["message"], "live": live}
         state.analysis = analysis
         # A summary per step: the checks of the last analysis are in ``analysis`` (annotations stay small).
         state.analyses.append(
@@ -538,6 +667,7 @@ class KServeRolloutManager:
                 "passed": analysis["passed"],
                 "reason": analysis["reason"],
                 "checks": len(analysis["checks"]),
+                **({"live": analysis["live"]["verdict"]} if "live" in analysis else {}),
             }
         )
         if not analysis["passed"]:
@@ -546,6 +676,7 @@ class KServeRolloutManager:
             state.verified_version = state.version  # the last canary step passed: recorded with the promotion
         if state.step + 1 < len(state.weights):
             state.step += 1
+            state.step_started_at = self.clock()
             state.move_to(RolloutPhase.CANARY)
             log.info("Canary step passed; raising its traffic to %d%%", state.weight)
             self._write(state, manifests.traffic_patch(state.weight))
@@ -591,6 +722,9 @@ class KServeRolloutManager:
     def _finish(self, state: RolloutState, phase: RolloutPhase) -> RolloutState:
         state.move_to(phase)
         self._save(state)
+        outcome = "promoted" if phase == RolloutPhase.PROMOTED else "rolled_back"
+        message = state.message if phase == RolloutPhase.ROLLED_BACK else f"Version {state.version} serves all traffic."
+        self._record(state, RESULT, "final", {"outcome": outcome, "message": message or ""})
         return state
 
     # ------------------------------------------------------------------ outcome
