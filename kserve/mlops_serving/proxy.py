@@ -147,12 +147,20 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[bytes, bytes], 
     return await reader.read() if until_eof else b""
 
 
-async def read_request(reader: asyncio.StreamReader) -> Message | None:
-    """The next request on a client connection, or None when the client closed it."""
+async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Message | None:
+    """The next request on a client connection, or None when the client closed it.
+
+    A client that sent ``Expect: 100-continue`` waits for leave to send its body: the proxy gives it (the request
+    is forwarded whole, so the header is dropped from what goes upstream).
+    """
     head = await _read_head(reader)
     if head is None:
         return None
     first_line, headers = _parse_head(head)
+    if b"100-continue" in headers.get(b"expect", b"").lower():
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        head = _without_header(head, b"expect")
+        del headers[b"expect"]
     return Message(first_line, headers, head, await _read_body(reader, headers, until_eof=False))
 
 
@@ -392,13 +400,13 @@ class EndpointProxy:
         try:
             while True:
                 try:
-                    request = await read_request(reader)
+                    request = await read_request(reader, writer)
                 except (HttpError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                     writer.write(_response(b"400 Bad Request", _BAD_REQUEST, close=True))
                     break
                 if request is None:
                     break
-                response = await self.forward(request, writer)
+                response = await self.forward(request)
                 writer.write(response)
                 await writer.drain()
                 if not request.keep_alive or response.startswith(b"HTTP/1.0"):
@@ -408,7 +416,7 @@ class EndpointProxy:
         finally:
             await _close(writer)
 
-    async def forward(self, request: Message, writer: asyncio.StreamWriter) -> bytes:
+    async def forward(self, request: Message) -> bytes:
         """Send ``request`` where the route says; return the raw response for the client."""
         method, _, rest = request.first_line.partition(b" ")
         target = rest.rpartition(b" ")[0]
@@ -422,10 +430,6 @@ class EndpointProxy:
         path = target.split(b"?", 1)[0]
         inference = method == b"POST" and path.endswith(_INFERENCE_SUFFIXES)
         head = request.head
-        if b"expect" in request.headers:
-            # The body is read here before forwarding: answer the client's 100-continue ourselves.
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            head = _without_header(head, b"expect")
         if REQUEST_ID_HEADER not in request.headers:
             head = head[:-2] + REQUEST_ID_HEADER + b": " + uuid.uuid4().hex.encode() + b"\r\n\r\n"
         raw = head + request.body
@@ -446,6 +450,9 @@ class EndpointProxy:
             logger.warning("Upstream %s:%d failed: %s", *address, exc)
             self.stats["unavailable"] += 1
             return _response(b"503 Service Unavailable", _UNAVAILABLE)
+        if b"connection" in response.headers:
+            # Hop-by-hop: the upstream closing its connection to the proxy does not close the client's.
+            response.head = _without_header(response.head, b"connection")
         if not _framed(response) and response.first_line[9:12] not in (b"204", b"304") and method != b"HEAD":
             # Delimited by the upstream closing: add the length so the client connection can stay alive.
             response.head = response.head[:-2] + b"content-length: " + str(len(response.body)).encode() + b"\r\n\r\n"

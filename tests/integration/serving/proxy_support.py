@@ -47,10 +47,12 @@ def write_state(path: Path, state: dict) -> None:
 class StubUpstream:
     """A loopback HTTP/1.1 server that answers ``status`` after ``delay`` seconds and records request ids."""
 
-    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
+    def __init__(self, status: int = 200, delay: float = 0.0, close: bool = False) -> None:
         self.status = status
         self.delay = delay
+        self.close = close
         self.request_ids: list[str | None] = []
+        self.bodies: list[bytes] = []
         self.release = threading.Event()
         stub = self
 
@@ -58,16 +60,29 @@ class StubUpstream:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                self.rfile.read(length)
+                if "chunked" in (self.headers.get("transfer-encoding") or ""):
+                    received = b""
+                    while size := int(self.rfile.readline().split(b";")[0], 16):
+                        received += self.rfile.read(size)
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b""):
+                        pass
+                else:
+                    received = self.rfile.read(int(self.headers.get("content-length") or 0))
+                stub.bodies.append(received)
                 stub.request_ids.append(self.headers.get("x-request-id"))
                 if stub.delay:
                     stub.release.wait(stub.delay)
-                body = b'{"error": "stub"}' if stub.status >= 400 else b"{}"
+                body = b'{"error": "stub"}' if stub.status >= 400 else json.dumps({"port": stub.port}).encode()
                 self.send_response(stub.status)
                 self.send_header("Content-Length", str(len(body)))
+                if stub.close:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_GET = do_POST
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -78,8 +93,12 @@ class StubUpstream:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     def __enter__(self) -> StubUpstream:
         self.thread.start()
