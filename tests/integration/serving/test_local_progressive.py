@@ -294,3 +294,20 @@ def test_steps_reject_bad_modes_and_weights():
     with pytest.raises(ValueError, match="Progressive local strategies"):
         progressive_steps("blue_green", [10])
     assert progressive_steps("canary", [10, 50]) == [RolloutStep("canary", 10), RolloutStep("canary", 50)]
+
+
+def test_without_a_judge_the_probe_analysis_judges_each_canary_step(endpoint, serving_models):
+    v1, v2 = serving_models["v1"], serving_models["v2"]
+    rollout = ProgressiveRollout(
+        endpoint, model_name=MODEL_NAME, analysis=PROBES, steps=progressive_steps("canary", [50]), step_window=0.0,
+        step_timeout=0.0, strategy="canary",
+    )  # fmt: skip
+    rollout.deploy(v1.version, v1.uri)
+
+    result = rollout.deploy(v2.version, v2.uri)
+
+    assert result["status"] == "promoted" and result["strategy"] == "canary", result
+    (step,) = result["analysis"]["steps"]
+    assert step["verdict"] == "pass" and step["source"] == "probes" and step["weight"] == 50
+    assert {m["name"]: m["passed"] for m in step["metrics"]} == {"error_rate": True, "p99_latency_ms": True}
+    assert _served_versions(endpoint, serving_models["v1"].X[0].tolist()) == {v2.version}

@@ -1,15 +1,18 @@
-"""Local serving backend: the KServe predictor (and Feast transformer) as local processes, replaced blue/green.
+"""Local serving backend: the KServe predictor (and Feast transformer) as local processes, blue/green or progressive.
 
 Layout under ``settings.serving_root``:
 
-* ``endpoint.json`` -- the live upstream the stable-port proxy forwards to (``{"upstream": "127.0.0.1:<port>"}``);
-* ``deployment.json`` -- the live slot (colour, model version, storage URI, pids and ports) and the proxy;
+* ``endpoint.json`` -- where the stable-port proxy sends requests: the primary ``upstream``, and during a
+  progressive rollout a ``canary`` (with its ``weight``) or a ``shadow`` (with its ``percent``);
+* ``deployment.json`` -- the live slot (colour, model version, storage URI, pids and ports), the proxy, the
+  candidate slot and the progressive ``rollout`` in progress (version, start, step reached);
 * ``pids/<colour>-<component>.pid`` -- each process's pid; ``logs/<colour>-<component>.log`` -- its output.
 
 The stable endpoint is ``http://127.0.0.1:<settings.local_serving_port>``, served by ``mlops_serving.proxy``.
 :class:`BlueGreenRollout` starts the new colour on free ports next to the live one, waits until it is ready,
 analyses it (smoke requests), then switches the proxy and stops the old colour after a grace period, or discards
-the new colour. Processes are supervised by :mod:`mlops_provider.utils.process`: they run in their own session,
+the new colour. :class:`ProgressiveRollout` runs the candidate through judged live steps (shadow, canary weights)
+before it becomes the primary. Processes are supervised by :mod:`mlops_provider.utils.process`: they run in their own session,
 so they outlive the Airflow task that started them; re-deploying the version that is already live is a no-op.
 """
 
