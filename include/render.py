@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def render_all() -> list[dict]:
-    """Return the training pod (and its RBAC), the KServe deployer's RBAC and the serving objects for the settings."""
+    """Return the training pod (and its RBAC), the KServe deployer's RBAC, the serving and shadow objects."""
     from include.fraud_example import DATASET, FEATURE_SERVICE, MODEL_NAME
     from mlops_provider.operators.training_kubernetes import render_training_manifests
-    from mlops_provider.serving.manifests import render_kserve_rbac, render_serving_manifests
+    from mlops_provider.serving.manifests import render_kserve_rbac, render_serving_manifests, render_shadow_manifests
     from mlops_provider.settings import get_settings
 
     settings = get_settings()
@@ -28,6 +28,8 @@ def render_all() -> list[dict]:
         *render_training_manifests(settings, model_name=model_name, dataset=DATASET),
         *render_kserve_rbac(settings.namespace),
         *render_serving_manifests(settings, model_name=model_name, feature_service=feature_service),
+        # The challenger and the Istio VirtualService/DestinationRule that mirror the champion's traffic to it.
+        *render_shadow_manifests(settings, model_name=model_name),
     ]
 
 

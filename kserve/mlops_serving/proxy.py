@@ -1,13 +1,27 @@
-"""Stable local endpoint: a TCP proxy from one fixed port to the live (blue or green) server.
+"""Stable local endpoint: an HTTP/1.1 proxy from one fixed port to the live server, with canary and shadow traffic.
 
 ``python -m mlops_serving.proxy --port 8085 --state <serving_root>/endpoint.json``
 
-The local serving backend starts the new colour next to the old one, checks it, then rewrites the state file
-(``{"upstream": "127.0.0.1:<port>", ...}``, replaced atomically). The proxy reads the file whenever its mtime
-changes, so every new connection goes to the new colour; connections already open stay on the colour they
-were opened to until that server drains and closes them (the backend stops the old colour after a grace
-period). With no live upstream the proxy answers ``503`` with a JSON error. It works at the TCP level, so V1,
-V2, metrics and health endpoints all pass through unchanged.
+The state file names where requests go, and is replaced atomically by the local serving backend::
+
+    {"upstream": "127.0.0.1:P", "color": "blue", "version": "3",
+     "canary": {"upstream": "127.0.0.1:Q", "version": "4", "weight": 10},     # optional
+     "shadow": {"upstream": "127.0.0.1:R", "version": "4", "percent": 100}}   # optional
+
+The proxy re-reads the file whenever its mtime changes and routes each request (not each connection: clients
+keep their connections alive across a switch) on its own:
+
+* an inference request (``POST .../infer``, ``:predict``, ``:explain``) goes to the canary with probability
+  ``weight``/100, else to the primary ``upstream``; every other path (health, metadata, metrics) goes to the primary;
+* for ``percent`` % of inference requests a copy goes to the shadow, asynchronously: the client's answer always comes
+  from the primary, byte for byte; a slow, hanging or failing shadow never delays it (a bounded queue that drops
+  when full, a timeout per mirrored request);
+* a request without an ``x-request-id`` header gets one, so the primary and the shadow log the same request id in
+  their prediction logs (the model server reads the V2 ``id`` first, then this header).
+
+Upstream connections are kept alive in a pool per upstream. With no live upstream the proxy answers ``503`` with a
+JSON error. ``GET /-/proxy/stats`` answers the proxy's own counters (requests per target, mirrored, dropped and
+failed shadow requests) as JSON.
 """
 
 from __future__ import annotations
@@ -17,75 +31,444 @@ import asyncio
 import json
 import logging
 import os
+import random
 import signal
 import socket
+import uuid
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger("mlops_serving.proxy")
 
-_UNAVAILABLE = json.dumps({"error": "No model server is live behind this endpoint; deploy a model first."}).encode()
-_UNAVAILABLE_RESPONSE = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-    + f"Content-Length: {len(_UNAVAILABLE)}\r\n\r\n".encode()
-    + _UNAVAILABLE
-)
+STATS_PATH = b"/-/proxy/stats"
+REQUEST_ID_HEADER = b"x-request-id"
+#: Largest request or response head (request line and headers) accepted.
+MAX_HEAD_BYTES = 64 * 1024
+#: Mirrored requests waiting for the shadow; more are dropped (and counted), never queued without bound.
+SHADOW_QUEUE_SIZE = 256
+#: Concurrent mirrored requests in flight to the shadow.
+SHADOW_WORKERS = 4
+#: Seconds a mirrored request may take before it is abandoned (and its connection closed).
+SHADOW_TIMEOUT = 2.0
+#: Idle keep-alive connections kept per upstream.
+POOL_SIZE = 32
+
+_INFERENCE_SUFFIXES = (b"/infer", b":predict", b":explain")
+
+
+def _response(status: bytes, body: dict, close: bool = False) -> bytes:
+    data = json.dumps(body).encode()
+    connection = b"close" if close else b"keep-alive"
+    return (
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nConnection: " + connection
+        + b"\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data
+    )  # fmt: skip
+
+
+_UNAVAILABLE = {"error": "No model server is live behind this endpoint; deploy a model first."}
+_BAD_REQUEST = {"error": "Malformed HTTP request."}
+
+
+class HttpError(Exception):
+    """A message that is not valid HTTP/1.x (or too large to frame)."""
+
+
+@dataclass(slots=True)
+class Message:
+    """One HTTP/1.x request or response: its head's first line, headers (lower-cased names) and raw bytes."""
+
+    first_line: bytes
+    headers: dict[bytes, bytes]
+    head: bytes
+    body: bytes
+
+    @property
+    def keep_alive(self) -> bool:
+        connection = self.headers.get(b"connection", b"").lower()
+        if self.first_line.startswith(b"HTTP/1.0") or self.first_line.endswith(b"HTTP/1.0"):
+            return b"keep-alive" in connection
+        return b"close" not in connection
+
+    def raw(self) -> bytes:
+        return self.head + self.body
+
+
+def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    lines = head[:-4].split(b"\r\n")
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise HttpError(f"header line without a colon: {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0], headers
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
+    """The next message head, or None when the peer closed the connection between messages."""
+    try:
+        return await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial.strip():
+            return None
+        raise HttpError("connection closed inside a message head") from None
+    except asyncio.LimitOverrunError:
+        raise HttpError(f"message head larger than {MAX_HEAD_BYTES} bytes") from None
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body, raw (sizes, extensions and trailers kept), so it is forwarded unchanged."""
+    parts = []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        parts.append(size_line)
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise HttpError(f"bad chunk size {size_line[:40]!r}") from None
+        if size == 0:
+            while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
+                parts.append(trailer)
+            parts.append(b"\r\n")
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size + 2))
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[bytes, bytes], until_eof: bool) -> bytes:
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        return await _read_chunked(reader)
+    length = headers.get(b"content-length")
+    if length is not None:
+        try:
+            return await reader.readexactly(int(length))
+        except ValueError:
+            raise HttpError(f"bad Content-Length {length[:40]!r}") from None
+    return await reader.read() if until_eof else b""
+
+
+async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Message | None:
+    """The next request on a client connection, or None when the client closed it.
+
+    A client that sent ``Expect: 100-continue`` waits for leave to send its body: the proxy gives it (the request
+    is forwarded whole, so the header is dropped from what goes upstream).
+    """
+    head = await _read_head(reader)
+    if head is None:
+        return None
+    first_line, headers = _parse_head(head)
+    if b"100-continue" in headers.get(b"expect", b"").lower():
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        head = _without_header(head, b"expect")
+        del headers[b"expect"]
+    return Message(first_line, headers, head, await _read_body(reader, headers, until_eof=False))
+
+
+async def read_response(reader: asyncio.StreamReader, method: bytes) -> Message:
+    """The upstream's final response to a ``method`` request (interim ``1xx`` responses are skipped)."""
+    while True:
+        head = await _read_head(reader)
+        if head is None:
+            raise ConnectionResetError("upstream closed the connection before answering")
+        first_line, headers = _parse_head(head)
+        status = first_line[9:12]
+        if status.startswith(b"1") and status != b"101":
+            continue
+        if method == b"HEAD" or status in (b"204", b"304"):
+            return Message(first_line, headers, head, b"")
+        return Message(first_line, headers, head, await _read_body(reader, headers, until_eof=True))
+
+
+def _framed(message: Message) -> bool:
+    """Whether the message's end is known without closing the connection."""
+    return b"content-length" in message.headers or b"chunked" in message.headers.get(b"transfer-encoding", b"")
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to one upstream."""
+
+    def __init__(self, address: tuple[str, int], size: int = POOL_SIZE) -> None:
+        self.address = address
+        self.size = size
+        self._idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(*self.address, limit=MAX_HEAD_BYTES)
+        _no_delay(writer)
+        return reader, writer
+
+    async def exchange(self, request: bytes, method: bytes) -> Message:
+        """Send ``request`` and return the response, on a pooled connection when one is idle.
+
+        A pooled connection the upstream closed while idle fails before any answer: the request (buffered whole)
+        is then sent once more on a new connection.
+        """
+        while self._idle:
+            reader, writer = self._idle.pop()
+            if reader.at_eof() or writer.is_closing():
+                writer.close()
+                continue
+            try:
+                writer.write(request)
+                response = await read_response(reader, method)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                writer.close()
+                continue
+            except BaseException:  # cancelled or timed out half-way: the connection's state is unknown
+                writer.close()
+                raise
+            self._release(reader, writer, response)
+            return response
+        reader, writer = await self._connect()
+        try:
+            writer.write(request)
+            response = await read_response(reader, method)
+        except BaseException:
+            writer.close()
+            raise
+        self._release(reader, writer, response)
+        return response
+
+    def _release(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: Message) -> None:
+        if response.keep_alive and _framed(response) and len(self._idle) < self.size:
+            self._idle.append((reader, writer))
+        else:
+            writer.close()
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop()[1].close()
+
+
+@dataclass(slots=True)
+class Route:
+    """Where requests go, from the state file."""
+
+    primary: tuple[str, int]
+    canary: tuple[str, int] | None = None
+    canary_weight: float = 0.0
+    shadow: tuple[str, int] | None = None
+    shadow_percent: float = 0.0
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, port = text.rsplit(":", 1)
+    return host, int(port)
+
+
+def _text(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def parse_state(state: dict) -> Route:
+    """The route a state file describes (``ValueError``/``KeyError`` when it is malformed)."""
+    route = Route(_address(state["upstream"]))
+    canary = state.get("canary")
+    if canary:
+        weight = float(canary.get("weight", 0))
+        if not 0 <= weight <= 100:
+            raise ValueError(f"canary weight {weight} is outside 0..100")
+        route.canary, route.canary_weight = _address(canary["upstream"]), weight / 100
+    shadow = state.get("shadow")
+    if shadow:
+        percent = float(shadow.get("percent", 100))
+        if not 0 <= percent <= 100:
+            raise ValueError(f"shadow percent {percent} is outside 0..100")
+        route.shadow, route.shadow_percent = _address(shadow["upstream"]), percent / 100
+    return route
 
 
 class EndpointProxy:
-    """Forward each accepted connection to the upstream named in ``state_file``."""
+    """Route each request to the upstreams named in ``state_file``; mirror to the shadow."""
 
-    def __init__(self, state_file: Path) -> None:
+    def __init__(
+        self,
+        state_file: Path,
+        *,
+        shadow_queue_size: int = SHADOW_QUEUE_SIZE,
+        shadow_workers: int = SHADOW_WORKERS,
+        shadow_timeout: float = SHADOW_TIMEOUT,
+    ) -> None:
         self.state_file = state_file
-        self._mtime: float | None = None
-        self._upstream: tuple[str, int] | None = None
+        self.shadow_timeout = shadow_timeout
+        self.shadow_workers = shadow_workers
+        self._mtime: int | None = None
+        self._route: Route | None = None
+        self._pools: dict[tuple[str, int], UpstreamPool] = {}
+        self._shadow_pools: dict[tuple[str, int], UpstreamPool] = {}
+        self._shadow_queue: asyncio.Queue[tuple[tuple[str, int], bytes, bytes]] = asyncio.Queue(shadow_queue_size)
+        self._workers: list[asyncio.Task] = []
+        self.stats = {
+            "connections": 0,
+            "requests": 0,
+            "primary": 0,
+            "canary": 0,
+            "unavailable": 0,
+            "shadow_mirrored": 0,
+            "shadow_completed": 0,
+            "shadow_errors": 0,
+            "shadow_timeouts": 0,
+            "shadow_dropped": 0,
+        }
 
-    def upstream(self) -> tuple[str, int] | None:
-        """Return ``(host, port)`` of the live server, re-reading the state file when it changed."""
+    def route(self) -> Route | None:
+        """The current route, re-reading the state file when it changed."""
         try:
-            mtime = self.state_file.stat().st_mtime_ns
+            mtime = os.stat(self.state_file).st_mtime_ns
         except FileNotFoundError:
-            self._mtime, self._upstream = None, None
+            self._mtime, self._route = None, None
             return None
         if mtime != self._mtime:
             try:
                 state = json.loads(self.state_file.read_text())
-                host, port = state["upstream"].rsplit(":", 1)
-                self._upstream = (host, int(port))
-                self._mtime = mtime
-                logger.info("Upstream is now %s:%s (%s)", host, port, state.get("color"))
-            except (ValueError, KeyError, OSError) as exc:
-                logger.error("Unreadable state file %s: %s", self.state_file, exc)
-                return self._upstream
-        return self._upstream
+                route = parse_state(state)
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                logger.error("Unreadable state file %s (keeping the previous route): %s", self.state_file, exc)
+                return self._route
+            self._mtime, self._route = mtime, route
+            self._forget_pools(route)
+            logger.info(
+                "Route: primary %s (%s, version %s), canary %s at %s%%, shadow %s at %s%%",
+                route.primary, state.get("color"), state.get("version"), route.canary,
+                route.canary_weight * 100, route.shadow, route.shadow_percent * 100,
+            )  # fmt: skip
+        return self._route
+
+    def _forget_pools(self, route: Route) -> None:
+        live = {route.primary, route.canary, route.shadow}
+        for pools in (self._pools, self._shadow_pools):
+            for address in [a for a in pools if a not in live]:
+                pools.pop(address).close()
+
+    def _pool(self, address: tuple[str, int]) -> UpstreamPool:
+        pool = self._pools.get(address)
+        if pool is None:
+            pool = self._pools[address] = UpstreamPool(address)
+        return pool
+
+    def start_shadow_workers(self) -> None:
+        """Start the tasks that send mirrored requests (call inside the running loop)."""
+        self._workers = [asyncio.create_task(self._shadow_worker()) for _ in range(self.shadow_workers)]
+
+    async def stop_shadow_workers(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+    async def _shadow_worker(self) -> None:
+        while True:
+            address, request, method = await self._shadow_queue.get()
+            # The shadow's own pools: a shadow connection never serves a live request.
+            pool = self._shadow_pools.get(address)
+            if pool is None:
+                pool = self._shadow_pools[address] = UpstreamPool(address, size=self.shadow_workers)
+            try:
+                response = await asyncio.wait_for(pool.exchange(request, method), self.shadow_timeout)
+                status = response.first_line[9:12]
+                self.stats["shadow_completed" if status.startswith(b"2") else "shadow_errors"] += 1
+            except TimeoutError:
+                self.stats["shadow_timeouts"] += 1
+            except (OSError, HttpError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                self.stats["shadow_errors"] += 1
+
+    def _mirror(self, address: tuple[str, int], request: bytes, method: bytes) -> None:
+        try:
+            self._shadow_queue.put_nowait((address, request, method))
+            self.stats["shadow_mirrored"] += 1
+        except asyncio.QueueFull:
+            self.stats["shadow_dropped"] += 1
+
+    def _stats_response(self) -> bytes:
+        route = self._route
+        body = {
+            **self.stats,
+            "shadow_queued": self._shadow_queue.qsize(),
+            "route": {
+                "primary": _text(route.primary) if route else None,
+                "canary": _text(route.canary) if route and route.canary else None,
+                "canary_weight": round(route.canary_weight * 100, 3) if route else None,
+                "shadow": _text(route.shadow) if route and route.shadow else None,
+                "shadow_percent": round(route.shadow_percent * 100, 3) if route else None,
+            },
+        }
+        return _response(b"200 OK", body)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Pipe one client connection to the upstream and back."""
-        target = self.upstream()
-        upstream_writer = None
+        """Serve one client connection: one request after another until the client closes it."""
+        _no_delay(writer)
+        self.stats["connections"] += 1
         try:
-            if target is None:
-                raise ConnectionRefusedError("no upstream")
-            upstream_reader, upstream_writer = await asyncio.open_connection(*target)
-        except OSError:
-            writer.write(_UNAVAILABLE_RESPONSE)
+            while True:
+                try:
+                    request = await read_request(reader, writer)
+                except (HttpError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    writer.write(_response(b"400 Bad Request", _BAD_REQUEST, close=True))
+                    break
+                if request is None:
+                    break
+                response = await self.forward(request)
+                writer.write(response)
+                await writer.drain()
+                if not request.keep_alive or response.startswith(b"HTTP/1.0"):
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
             await _close(writer)
-            return
-        for stream in (writer, upstream_writer):
-            sock = stream.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+
+    async def forward(self, request: Message) -> bytes:
+        """Send ``request`` where the route says; return the raw response for the client."""
+        method, _, rest = request.first_line.partition(b" ")
+        target = rest.rpartition(b" ")[0]
+        if target == STATS_PATH:
+            return self._stats_response()
+        route = self.route()
+        self.stats["requests"] += 1
+        if route is None:
+            self.stats["unavailable"] += 1
+            return _response(b"503 Service Unavailable", _UNAVAILABLE)
+        path = target.split(b"?", 1)[0]
+        inference = method == b"POST" and path.endswith(_INFERENCE_SUFFIXES)
+        head = request.head
+        if REQUEST_ID_HEADER not in request.headers:
+            head = head[:-2] + REQUEST_ID_HEADER + b": " + uuid.uuid4().hex.encode() + b"\r\n\r\n"
+        raw = head + request.body
+        address = route.primary
+        if inference:
+            if route.canary is not None and random.random() < route.canary_weight:
+                address = route.canary
+                self.stats["canary"] += 1
+            else:
+                self.stats["primary"] += 1
+            if route.shadow is not None and random.random() < route.shadow_percent:
+                self._mirror(route.shadow, raw, method)
+        else:
+            self.stats["primary"] += 1
+        try:
+            response = await self._pool(address).exchange(raw, method)
+        except (OSError, HttpError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            logger.warning("Upstream %s:%d failed: %s", *address, exc)
+            self.stats["unavailable"] += 1
+            return _response(b"503 Service Unavailable", _UNAVAILABLE)
+        if b"connection" in response.headers:
+            # Hop-by-hop: the upstream closing its connection to the proxy does not close the client's.
+            response.head = _without_header(response.head, b"connection")
+        if not _framed(response) and response.first_line[9:12] not in (b"204", b"304") and method != b"HEAD":
+            # Delimited by the upstream closing: add the length so the client connection can stay alive.
+            response.head = response.head[:-2] + b"content-length: " + str(len(response.body)).encode() + b"\r\n\r\n"
+        return response.raw()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-    finally:
-        await _close(writer)
+def _without_header(head: bytes, name: bytes) -> bytes:
+    lines = head[:-4].split(b"\r\n")
+    kept = [lines[0]] + [line for line in lines[1:] if line.partition(b":")[0].strip().lower() != name]
+    return b"\r\n".join(kept) + b"\r\n\r\n"
+
+
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -96,10 +479,11 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         pass
 
 
-async def serve(port: int, state_file: Path, host: str = "127.0.0.1") -> None:
-    """Run the proxy until SIGTERM/SIGINT."""
-    proxy = EndpointProxy(state_file)
-    server = await asyncio.start_server(proxy.handle, host, port, reuse_address=True)
+async def serve(port: int, state_file: Path, host: str = "127.0.0.1", **options: float) -> None:
+    """Run the proxy until SIGTERM/SIGINT; ``options`` are :class:`EndpointProxy`'s shadow settings."""
+    proxy = EndpointProxy(state_file, **options)  # type: ignore[arg-type]
+    proxy.start_shadow_workers()
+    server = await asyncio.start_server(proxy.handle, host, port, reuse_address=True, limit=MAX_HEAD_BYTES)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -107,7 +491,8 @@ async def serve(port: int, state_file: Path, host: str = "127.0.0.1") -> None:
     logger.info("Endpoint proxy on http://%s:%d (state %s, pid %d)", host, port, state_file, os.getpid())
     async with server:
         await stop.wait()
-    logger.info("Endpoint proxy stopped")
+    await proxy.stop_shadow_workers()
+    logger.info("Endpoint proxy stopped: %s", json.dumps(proxy.stats))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,7 +501,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--state", type=Path, required=True, help="JSON file naming the live upstream.")
+    parser.add_argument("--shadow-queue-size", type=int, default=SHADOW_QUEUE_SIZE, help="Mirrored requests waiting.")
+    parser.add_argument("--shadow-workers", type=int, default=SHADOW_WORKERS, help="Mirrored requests in flight.")
+    parser.add_argument("--shadow-timeout", type=float, default=SHADOW_TIMEOUT, help="Seconds per mirrored request.")
     args = parser.parse_args(argv)
+    for name in ("shadow_queue_size", "shadow_workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    if args.shadow_timeout <= 0:
+        parser.error(f"--shadow-timeout must be positive, got {args.shadow_timeout}.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         import uvloop
@@ -124,7 +517,12 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve(args.port, args.state, args.host))
+    options = {
+        "shadow_queue_size": args.shadow_queue_size,
+        "shadow_workers": args.shadow_workers,
+        "shadow_timeout": args.shadow_timeout,
+    }
+    asyncio.run(serve(args.port, args.state, args.host, **options))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ The smoke test operator stays here: it is small and checks the endpoint this mod
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from mlops_provider.exceptions import MlopsError, RolloutFailedError, RolloutRol
 from mlops_provider.lineage import BINARY, REGRESSION, TASK_TAG
 from mlops_provider.links.kserve import KServeEndpointLink
 from mlops_provider.payloads import parse_payload
+from mlops_provider.serving.local import LOCAL_STRATEGIES
 from mlops_provider.utils.deferrable import default_deferrable
 from mlops_provider.utils.faults import fault_point
 
@@ -47,8 +48,11 @@ class ModelDeployOperator(BaseOperator):
     new version goes out as a canary at ``canary_traffic_percent`` (optionally stepped by ``step_weight`` up to
     ``max_weight``), is analysed, then promoted (100 %) or rolled back (traffic to the previous revision, spec
     back to the previous model); see :class:`~mlops_provider.serving.rollout.KServeRolloutManager`.
-    ``backend="local"``: start the new version blue/green next to the live one on this machine, analyse it, then
-    switch the stable endpoint or discard it; see :class:`~mlops_provider.serving.local.BlueGreenRollout`.
+    ``backend="local"``: start the new version next to the live one on this machine. ``strategy="blue_green"``
+    (default) analyses it, then switches the stable endpoint or discards it
+    (:class:`~mlops_provider.serving.local.BlueGreenRollout`); ``strategy="canary"`` sends it the canary weights
+    of live traffic step by step, ``strategy="shadow"`` mirrors live traffic to it first, each step judged by
+    ``judge`` (:class:`~mlops_provider.serving.local.ProgressiveRollout`).
 
     The Feast transformer in front of the model looks features up through the FeatureService the model was
     trained on: ``feature_service``, else the version's ``mlops.feature_service`` lineage tag (the registry is the
@@ -96,6 +100,14 @@ class ModelDeployOperator(BaseOperator):
         is the model's width for synthetic smoke rows.
     :param training_set: training-set manifest (``uri``, ``feature_columns``) to draw smoke rows from. (templated)
     :param local_transformer: start the Feast transformer locally (None: when the Feast repo exists).
+    :param strategy: local backend only: ``blue_green`` (default), ``canary`` (the canary weights above, live) or
+        ``shadow`` (a shadow step, then the canary weights); the KServe backend always runs its canary.
+    :param shadow_percent: share of live requests mirrored to the candidate in the shadow step.
+    :param step_window: seconds of live traffic before each local step is judged.
+    :param step_timeout: seconds a local step may stay inconclusive before it fails (and rolls back).
+    :param judge: decides each local step, called as ``judge(mode=, model_name=, stable_version=,
+        candidate_version=, start=, end=, weight=)`` and returning ``{"verdict": "pass" | "fail" | "inconclusive",
+        "metrics", "source", "message"}``; default the probe analysis of the candidate.
     :param deferrable: wait for readiness in the triggerer.
     :param poll_interval: seconds between readiness reads.
     :param promotion_lock_ttl: seconds the promotion lock stays valid after this task renews it.
@@ -152,6 +164,11 @@ class ModelDeployOperator(BaseOperator):
         manifest_options: dict | None = None,
         training_set: dict | str | None = None,
         local_transformer: bool | None = None,
+        strategy: str | None = None,
+        shadow_percent: int = 100,
+        step_window: float = 30.0,
+        step_timeout: float = 300.0,
+        judge: Callable[..., dict[str, Any]] | None = None,
         deferrable: bool | None = None,
         poll_interval: float = 5.0,
         promotion_lock_ttl: float = 7200.0,
@@ -162,6 +179,10 @@ class ModelDeployOperator(BaseOperator):
         super().__init__(**kwargs)
         if not 0 < canary_traffic_percent < 100:
             raise ValueError(f"canary_traffic_percent must be between 1 and 99, got {canary_traffic_percent}.")
+        if strategy is not None and strategy not in LOCAL_STRATEGIES:
+            raise ValueError(f"strategy must be one of {list(LOCAL_STRATEGIES)} (or None), got {strategy!r}.")
+        if not 0 < shadow_percent <= 100:
+            raise ValueError(f"shadow_percent must be between 1 and 100, got {shadow_percent}.")
         if raw_deployment_strategy not in ("rolling", "refuse"):
             raise ValueError(f"raw_deployment_strategy must be 'rolling' or 'refuse', got {raw_deployment_strategy!r}.")
         self.model_name = model_name
@@ -192,6 +213,11 @@ class ModelDeployOperator(BaseOperator):
         self.manifest_options = manifest_options or {}
         self.training_set = training_set
         self.local_transformer = local_transformer
+        self.strategy = strategy
+        self.shadow_percent = shadow_percent
+        self.step_window = step_window
+        self.step_timeout = step_timeout
+        self.judge = judge
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
         self.promotion_lock_ttl = promotion_lock_ttl
@@ -361,6 +387,11 @@ class ModelDeployOperator(BaseOperator):
         backend = self.backend or self.settings.serving_backend
         if backend not in ("local", "kserve"):
             raise MlopsError(f"backend must be 'local' or 'kserve', got {backend!r}.")
+        if backend == "kserve" and self.strategy not in (None, "canary"):
+            raise MlopsError(
+                f"strategy={self.strategy!r} runs on the local backend only; the KServe backend rolls out as a "
+                "canary (leave strategy unset or pass 'canary')."
+            )
         return backend
 
     def _verified(self, result: DeployResult) -> bool:
@@ -523,12 +554,29 @@ class ModelDeployOperator(BaseOperator):
 
     def _local_rollout(self) -> BlueGreenRollout:
         from mlops_provider.hooks.local_serving import LocalServingHook
-        from mlops_provider.serving.local import BlueGreenRollout
+        from mlops_provider.serving.local import BLUE_GREEN, BlueGreenRollout, ProgressiveRollout, progressive_steps
+        from mlops_provider.serving.rollout import canary_weights
 
-        return BlueGreenRollout(
-            LocalServingHook(settings=self.settings),
+        endpoint = LocalServingHook(settings=self.settings)
+        strategy = self.strategy or BLUE_GREEN
+        if strategy == BLUE_GREEN:
+            return BlueGreenRollout(
+                endpoint,
+                model_name=self.model_name,
+                analysis=self._analysis_config(),
+                progress_deadline=self.progress_deadline,
+                training_set=self.training_set,
+            )
+        weights = canary_weights(self.canary_traffic_percent, self.step_weight, self.max_weight)
+        return ProgressiveRollout(
+            endpoint,
             model_name=self.model_name,
             analysis=self._analysis_config(),
+            steps=progressive_steps(strategy, weights, self.shadow_percent),
+            judge=self.judge,
+            step_window=self.step_window,
+            step_timeout=self.step_timeout,
+            strategy=strategy,
             progress_deadline=self.progress_deadline,
             training_set=self.training_set,
         )

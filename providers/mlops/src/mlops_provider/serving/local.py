@@ -1,25 +1,31 @@
-"""Local serving backend: the KServe predictor (and Feast transformer) as local processes, replaced blue/green.
+"""Local serving backend: the KServe predictor (and Feast transformer) as local processes, blue/green or progressive.
 
 Layout under ``settings.serving_root``:
 
-* ``endpoint.json`` -- the live upstream the stable-port proxy forwards to (``{"upstream": "127.0.0.1:<port>"}``);
-* ``deployment.json`` -- the live slot (colour, model version, storage URI, pids and ports) and the proxy;
+* ``endpoint.json`` -- where the stable-port proxy sends requests: the primary ``upstream``, and during a
+  progressive rollout a ``canary`` (with its ``weight``) or a ``shadow`` (with its ``percent``);
+* ``deployment.json`` -- the live slot (colour, model version, storage URI, pids and ports), the proxy, the
+  candidate slot and the progressive ``rollout`` in progress (version, start, step reached);
 * ``pids/<colour>-<component>.pid`` -- each process's pid; ``logs/<colour>-<component>.log`` -- its output.
 
 The stable endpoint is ``http://127.0.0.1:<settings.local_serving_port>``, served by ``mlops_serving.proxy``.
 :class:`BlueGreenRollout` starts the new colour on free ports next to the live one, waits until it is ready,
 analyses it (smoke requests), then switches the proxy and stops the old colour after a grace period, or discards
-the new colour. Processes are supervised by :mod:`mlops_provider.utils.process`: they run in their own session,
+the new colour. :class:`ProgressiveRollout` runs the candidate through judged live steps (shadow, canary weights)
+before it becomes the primary. Processes are supervised by :mod:`mlops_provider.utils.process`: they run in their own session,
 so they outlive the Airflow task that started them; re-deploying the version that is already live is a no-op.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_provider.exceptions import MlopsError, RolloutFailedError
 from mlops_provider.serving.analysis import AnalysisConfig, http_get_json, run_analysis
+from mlops_provider.serving.records import ANALYSIS, PHASE, RESULT, RolloutRecorder
+from mlops_provider.serving.records import SHADOW as SHADOW_EVENT
 from mlops_provider.utils.faults import fault_point
 from mlops_provider.utils.process import (
     ProcessExitedError,
@@ -366,11 +374,8 @@ class LocalEndpoint:
     def switch(self, slot: dict) -> dict | None:
         """Point the stable endpoint at ``slot``; stop the previous colour after the drain period; return it."""
         previous = self.active()
-        self._write_json(
-            self._endpoint_file,
-            {"upstream": slot["upstream"], "color": slot["color"], "model_version": slot["model_version"]},
-        )
-        self._update_state(active=slot, candidate=None, previous=previous)
+        self.route_traffic(slot)
+        self._update_state(active=slot, candidate=None, previous=previous, rollout=None)
         log.info(
             "Endpoint %s now serves %s version %s (%s)",
             self.endpoint_url,
@@ -382,6 +387,40 @@ class LocalEndpoint:
             time.sleep(self.drain_seconds)
             self.stop_slot(previous)
         return previous
+
+    def route_traffic(
+        self,
+        primary: dict,
+        *,
+        canary: dict | None = None,
+        weight: int | None = None,
+        shadow: dict | None = None,
+        percent: int | None = None,
+    ) -> dict:
+        """Point the proxy at ``primary``, with a canary share or a shadow; return the state written.
+
+        ``weight`` % of inference requests go to ``canary``; ``percent`` % are mirrored to ``shadow``. The state file
+        (``endpoint.json``) is replaced atomically; the proxy picks the change up on its next request, on connections already open too.
+        """
+        state: dict[str, Any] = {
+            "upstream": primary["upstream"],
+            "color": primary["color"],
+            "version": primary["model_version"],
+            "model_version": primary["model_version"],
+        }
+        if canary is not None:
+            state["canary"] = {"upstream": canary["upstream"], "version": canary["model_version"], "weight": weight}
+        if shadow is not None:
+            state["shadow"] = {"upstream": shadow["upstream"], "version": shadow["model_version"], "percent": percent}
+        self._write_json(self._endpoint_file, state)
+        return state
+
+    def traffic(self) -> dict:
+        """The proxy's current state (``endpoint.json``), empty when nothing is routed."""
+        try:
+            return json.loads(self._endpoint_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
 
     def discard(self, slot: dict) -> None:
         """Stop a candidate that failed its checks; the live colour keeps serving."""
@@ -582,3 +621,362 @@ class BlueGreenRollout:
             "traffic": {slot["color"]: 100},
             "analysis": analysis,
         }
+
+
+#: Local rollout strategies: replace after probes, live canary steps, or a shadow step before the canary steps.
+BLUE_GREEN, CANARY, SHADOW = "blue_green", "canary", "shadow"
+LOCAL_STRATEGIES = (BLUE_GREEN, CANARY, SHADOW)
+#: A judge's verdicts.
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+
+#: ``judge(mode=, model_name=, stable_version=, candidate_version=, start=, end=, weight=)`` ->
+#: ``{"verdict": "pass" | "fail" | "inconclusive", "metrics": [...], "source": str, "message": str, ...}``.
+Judge = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """One judged step of a progressive rollout.
+
+    :param mode: ``shadow`` (the candidate gets a copy of ``weight`` % of requests; clients never see its answers)
+        or ``canary`` (the candidate answers ``weight`` % of requests).
+    :param weight: the shadow's mirrored percent or the canary's traffic share.
+    """
+
+    mode: str
+    weight: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in (SHADOW, CANARY):
+            raise ValueError(f"A rollout step's mode must be {SHADOW!r} or {CANARY!r}, got {self.mode!r}.")
+        if not 0 < self.weight <= 100:
+            raise ValueError(f"A {self.mode} step's weight must be between 1 and 100, got {self.weight}.")
+
+
+def progressive_steps(strategy: str, canary_weights: Sequence[int], shadow_percent: int = 100) -> list[RolloutStep]:
+    """The judged steps of ``strategy``: ``canary`` -> one canary step per weight; ``shadow`` -> a shadow step first.
+
+    :raises ValueError: for ``blue_green`` (no live steps) or an unknown strategy.
+    """
+    if strategy not in (CANARY, SHADOW):
+        raise ValueError(f"Progressive local strategies are {CANARY!r} and {SHADOW!r}, got {strategy!r}.")
+    steps = [RolloutStep(SHADOW, shadow_percent)] if strategy == SHADOW else []
+    return steps + [RolloutStep(CANARY, int(weight)) for weight in canary_weights]
+
+
+def probe_judge(
+    url: str,
+    model_name: str,
+    config: AnalysisConfig,
+    *,
+    training_set: dict | str | None = None,
+    timeout: float = 600.0,
+) -> Judge:
+    """The default judge: smoke probes of the candidate at ``url`` (:func:`run_analysis`), as a judge's verdict.
+
+    It judges the candidate by requests of its own, not by the live traffic of the window; the live judge over the
+    prediction log and Prometheus replaces it where those are available.
+    """
+
+    def judge(*, mode: str, candidate_version: str, weight: int | None = None, **_: Any) -> dict[str, Any]:
+        label = f"{mode} candidate version {candidate_version}" + (f" at {weight}%" if weight is not None else "")
+        result = run_analysis(
+            url,
+            model_name,
+            config,
+            deadline=time.time() + timeout,
+            label=label,
+            training_set=training_set,
+            expected_version=candidate_version,
+        )
+        last = result["checks"][-1] if result["checks"] else {}
+        metrics = [
+            {"name": "error_rate", "value": last.get("error_rate"), "threshold": config.max_error_rate,
+             "passed": last.get("error_rate") is not None and last["error_rate"] <= config.max_error_rate},
+            {"name": "p99_latency_ms", "value": last.get("p99_ms"), "threshold": config.max_latency_ms,
+             "passed": last.get("p99_ms") is not None and last["p99_ms"] <= config.max_latency_ms},
+        ]  # fmt: skip
+        return {
+            "verdict": PASS if result["passed"] else FAIL,
+            "metrics": metrics,
+            "source": "probes",
+            "message": result["message"],
+            "reason": result["reason"],
+        }
+
+    return judge
+
+
+class ProgressiveRollout(BlueGreenRollout):
+    """Deploy a version on the local endpoint through judged live steps: shadow, canary weights, then full.
+
+    The candidate starts next to the stable colour; for each step the proxy's route is rewritten (mirror
+    ``weight`` % to it, or send it ``weight`` % of requests), the step's window of live traffic passes, and the judge
+    decides: ``pass`` goes on, ``fail`` rolls back (the stable colour keeps every request, the candidate is stopped),
+    ``inconclusive`` waits another window until the step's deadline, then fails the step (never passes it). After
+    the last step the candidate becomes the primary and the stable colour stops after the drain period.
+
+    The rollout's state (candidate version, start, step reached) is kept in ``deployment.json`` under ``rollout``:
+    a retried deploy of the same version resumes at the step it reached, in the same rollout record; a retry that
+    finds another version's rollout, or a dead candidate, rolls that one back first. Until the final switch the
+    stable colour stays the primary, so a killed deploy leaves it serving. The first deployment (nothing live to
+    compare against) and a re-deploy of the live version go blue/green.
+
+    :param steps: the judged steps (:func:`progressive_steps`).
+    :param judge: decides each step (see :data:`Judge`); default :func:`probe_judge` on the candidate.
+    :param step_window: seconds of live traffic before each judgement.
+    :param step_timeout: seconds a step may stay inconclusive before it fails.
+    :param strategy: the strategy name reported in the result.
+    :param clock: seconds (tests); ``sleep``: how to wait (tests).
+    """
+
+    def __init__(
+        self,
+        endpoint: LocalEndpoint,
+        *,
+        model_name: str,
+        analysis: AnalysisConfig,
+        steps: Sequence[RolloutStep],
+        judge: Judge | None = None,
+        step_window: float = 30.0,
+        step_timeout: float = 300.0,
+        strategy: str = CANARY,
+        progress_deadline: float = 3600.0,
+        training_set: dict | str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(
+            endpoint,
+            model_name=model_name,
+            analysis=analysis,
+            progress_deadline=progress_deadline,
+            training_set=training_set,
+        )
+        if not steps:
+            raise ValueError("A progressive rollout needs at least one step; use BlueGreenRollout for none.")
+        if step_window < 0 or step_timeout < step_window:
+            raise ValueError(
+                f"step_window ({step_window} s) must be >= 0 and step_timeout ({step_timeout} s) at least as long."
+            )
+        self.steps = list(steps)
+        self.judge = judge
+        self.step_window = step_window
+        self.step_timeout = step_timeout
+        self.strategy = strategy
+        self._sleep = sleep
+
+    # -- state ---------------------------------------------------------------------------------------------------------
+    def _rollout_state(self) -> dict | None:
+        return self.endpoint._read_state().get("rollout")
+
+    def _recorder(self, rollout: dict) -> RolloutRecorder:
+        return RolloutRecorder(
+            self.model_name, rollout["version"], rollout["started_at"], data_root=self.endpoint.settings.data_root
+        )
+
+    def _resumable(self, rollout: dict, stable: dict | None, version: str, storage_uri: str) -> dict | None:
+        """The candidate slot of ``rollout`` when a retry can resume it, else None."""
+        candidate = self.endpoint._read_state().get("candidate")
+        same = (
+            rollout.get("model_name") == self.model_name
+            and rollout.get("version") == version
+            and rollout.get("storage_uri") == storage_uri
+            and [RolloutStep(**s) for s in rollout.get("steps", [])] == self.steps
+        )
+        if not (candidate and same and stable is not None and stable.get("color") == rollout.get("stable_color")):
+            return None
+        alive = candidate.get("color") == rollout.get("candidate_color") and "upstream" in candidate
+        return dict(candidate) if alive and self.endpoint.slot_alive(candidate) else None
+
+    def abort(self) -> dict | None:
+        """Take back an interrupted rollout: the stable colour gets every request again, the candidate stops.
+
+        Records the rollout's result as ``failed`` (killed); returns the stopped candidate (None when none).
+        """
+        rollout = self._rollout_state()
+        if not rollout:
+            return self.endpoint.abort_candidate()
+        candidate = self.endpoint._read_state().get("candidate")
+        self._roll_back(rollout, "failed", "TaskKilled", "The deploy task was killed; the stable colour serves.")
+        return candidate
+
+    def _roll_back(self, rollout: dict, outcome: str, reason: str, message: str) -> None:
+        endpoint = self.endpoint
+        stable = endpoint.active()
+        if stable is not None:
+            endpoint.route_traffic(stable)  # first: no request reaches the candidate any more
+        candidate = endpoint._read_state().get("candidate")
+        if candidate:
+            endpoint.discard(candidate)
+        endpoint._update_state(rollout=None)
+        self._recorder(rollout).record(RESULT, "final", {"outcome": outcome, "reason": reason, "message": message})
+        log.warning("Rollout of %s version %s: %s (%s)", self.model_name, rollout["version"], outcome, message)
+
+    # -- the rollout ---------------------------------------------------------------------------------------------------
+    def deploy(
+        self,
+        version: str,
+        storage_uri: str,
+        *,
+        feast_config: str | None = None,
+        feature_service: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> DeployResult:
+        """Roll ``version`` out step by step; return the result (``status`` ``promoted`` or ``rolled_back``)."""
+        endpoint = self.endpoint
+        endpoint.ensure_proxy()
+        stable = endpoint.active()
+        rollout = self._rollout_state()
+        candidate = None
+        if rollout:
+            candidate = self._resumable(rollout, stable, version, storage_uri)
+            if candidate is None:
+                self._roll_back(
+                    rollout,
+                    "failed",
+                    "Superseded",
+                    f"An interrupted rollout of version {rollout.get('version')} was found and rolled back before "
+                    f"deploying version {version}.",
+                )
+                rollout = None
+                stable = endpoint.active()
+        if stable is None or (stable["model_name"] == self.model_name and stable["model_version"] == version):
+            # Nothing live to compare with, or this version is live already: blue/green (or its no-op).
+            return super().deploy(
+                version, storage_uri, feast_config=feast_config, feature_service=feature_service, env=env
+            )
+        base: DeployResult = {
+            "model_name": self.model_name,
+            "model_version": version,
+            "endpoint_url": endpoint.endpoint_url,
+            "backend": "local",
+            "protocol": "v2",
+            "strategy": self.strategy,
+            "previous_version": stable["model_version"],
+        }
+        if rollout is None or candidate is None:
+            try:
+                candidate = endpoint.start_slot(
+                    self.model_name, storage_uri, version, feast_config=feast_config,
+                    feature_service=feature_service, env=env,
+                )  # fmt: skip
+            except RolloutFailedError as exc:
+                return {
+                    **base, "status": "rolled_back", "revision": stable["color"], "traffic": {stable["color"]: 100},
+                    "analysis": None, "reason": exc.reason or "StartFailed", "message": str(exc),
+                }  # fmt: skip
+            rollout = {
+                "model_name": self.model_name,
+                "version": version,
+                "storage_uri": storage_uri,
+                "strategy": self.strategy,
+                "started_at": datetime.now(UTC).isoformat(),
+                "stable_color": stable["color"],
+                "stable_version": stable["model_version"],
+                "candidate_color": candidate["color"],
+                "steps": [dataclasses.asdict(step) for step in self.steps],
+                "step": 0,
+            }
+            endpoint._update_state(rollout=rollout)
+            self._recorder(rollout).record(
+                PHASE, "started", {"phase": "started", "weight": None, "message": f"{self.strategy} rollout started"}
+            )
+        else:
+            log.info(
+                "Resuming the rollout of %s version %s at step %d of %d.",
+                self.model_name, version, rollout["step"] + 1, len(self.steps),
+            )  # fmt: skip
+        fault_point("deploy.after_candidate_started")
+        judge = self.judge or probe_judge(
+            candidate["url"],
+            self.model_name,
+            self.analysis,
+            training_set=self.training_set,
+            timeout=self.progress_deadline,
+        )
+        judgements: list[dict[str, Any]] = []
+        for index in range(rollout["step"], len(self.steps)):
+            judgement = self._run_step(rollout, index, stable, candidate, judge)
+            judgements.append(judgement)
+            if judgement["verdict"] != PASS:
+                inconclusive = judgement["verdict"] == INCONCLUSIVE
+                reason = "AnalysisInconclusive" if inconclusive else "AnalysisFailed"
+                step = self.steps[index]
+                message = (
+                    f"Step {index + 1} ({step.mode} at {step.weight}%) "
+                    + ("stayed inconclusive until its deadline" if inconclusive else "failed")
+                    + f": {judgement.get('message')}"
+                )
+                self._roll_back(rollout, "rolled_back", reason, message)
+                return {
+                    **base, "status": "rolled_back", "revision": stable["color"], "traffic": {stable["color"]: 100},
+                    "analysis": {"steps": judgements}, "reason": reason, "message": message,
+                }  # fmt: skip
+            rollout["step"] = index + 1
+            endpoint._update_state(rollout=rollout)
+        candidate["verified_version"] = version
+        endpoint.switch(candidate)  # candidate becomes the primary; the stable colour stops after the drain
+        self._recorder(rollout).record(
+            RESULT, "final", {"outcome": "promoted", "message": f"Version {version} serves all traffic."}
+        )
+        return {
+            **base,
+            "status": "promoted",
+            "revision": candidate["color"],
+            "traffic": {candidate["color"]: 100},
+            "analysis": {"steps": judgements},
+        }
+
+    def _run_step(self, rollout: dict, index: int, stable: dict, candidate: dict, judge: Judge) -> dict[str, Any]:
+        """Route the step's traffic, wait windows and judge until a verdict or the step's deadline."""
+        step = self.steps[index]
+        if step.mode == SHADOW:
+            self.endpoint.route_traffic(stable, shadow=candidate, percent=step.weight)
+        else:
+            self.endpoint.route_traffic(stable, canary=candidate, weight=step.weight)
+        recorder = self._recorder(rollout)
+        recorder.record(
+            PHASE,
+            f"step-{index + 1}",
+            {"phase": step.mode, "weight": step.weight, "message": f"step {index + 1} of {len(self.steps)}"},
+        )
+        start = datetime.now(UTC)
+        deadline = time.monotonic() + self.step_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            self._sleep(self.step_window)
+            end = datetime.now(UTC)
+            judgement = judge(
+                mode=step.mode,
+                model_name=self.model_name,
+                stable_version=rollout["stable_version"],
+                candidate_version=rollout["version"],
+                start=start,
+                end=end,
+                weight=step.weight,
+            )
+            verdict = judgement.get("verdict")
+            if verdict not in (PASS, FAIL, INCONCLUSIVE):
+                raise RolloutFailedError(
+                    f"The rollout judge returned verdict {verdict!r} for step {index + 1}; expected one of "
+                    f"{[PASS, FAIL, INCONCLUSIVE]}.",
+                    reason="BadJudge",
+                )
+            details = {
+                **judgement,
+                "step": index + 1,
+                "mode": step.mode,
+                "weight": step.weight,
+                "attempt": attempt,
+                "window_seconds": (end - start).total_seconds(),
+            }
+            recorder.record(SHADOW_EVENT if step.mode == SHADOW else ANALYSIS, index + 1, details)
+            if verdict != INCONCLUSIVE:
+                return details
+            if time.monotonic() + self.step_window > deadline:
+                return details  # never passes: the caller fails the step
+            log.info(
+                "Step %d (%s at %d%%) is inconclusive after %.0f s: waiting for more traffic.",
+                index + 1, step.mode, step.weight, details["window_seconds"],
+            )  # fmt: skip

@@ -472,3 +472,110 @@ def render_kserve_rbac(namespace: str, service_account: str | None = None) -> li
             ],
         },
     ]
+
+
+ISTIO_API_VERSION = "networking.istio.io/v1"
+#: Mirrored requests waiting for a challenger connection; beyond it Istio sheds them (503 to nobody: mirrors are
+#: fire-and-forget), so a slow challenger never holds the champion's traffic.
+SHADOW_MAX_PENDING_REQUESTS = 64
+PREDICTOR_SERVICE_PORT = 80
+
+
+def predictor_host(name: str, namespace: str) -> str:
+    """The cluster DNS name of an InferenceService's predictor Service (KServe names it ``<name>-predictor``)."""
+    return f"{name}-predictor.{namespace}.svc.cluster.local"
+
+
+def challenger_name(name: str) -> str:
+    """The InferenceService name of ``name``'s shadow challenger."""
+    return f"{name[:34].rstrip('-')}-challenger"
+
+
+def render_istio_shadow(
+    model_name: str,
+    settings: MlopsSettings | None = None,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    challenger: str | None = None,
+    mirror_percent: float = 100.0,
+) -> list[dict[str, Any]]:
+    """Render the Istio objects that mirror the champion's predictor traffic to the challenger's predictor.
+
+    ``VirtualService/<name>-shadow``: requests to the champion's predictor Service (from its transformer, or any
+    client in the mesh) are answered by it and, for ``mirror_percent`` % of them, copied to the challenger's
+    predictor; Istio never waits for nor returns the mirror's answer. ``DestinationRule/<challenger>-predictor``:
+    bounds the mirror's pending requests and ejects a failing challenger, so a slow or broken challenger costs the
+    champion nothing.
+
+    :param model_name: registered model name.
+    :param name: the champion's InferenceService (default the model name as a DNS label).
+    :param challenger: the challenger's InferenceService (default :func:`challenger_name`).
+    :param mirror_percent: share of requests mirrored, 0-100.
+    """
+    if not 0 <= mirror_percent <= 100:
+        raise MlopsConfigError(f"mirror_percent must be between 0 and 100, got {mirror_percent}.")
+    settings = _settings(settings)
+    name = name or k8s_name(model_name)
+    challenger = challenger or challenger_name(name)
+    namespace = namespace or settings.namespace
+    labels = {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        MODEL_NAME_LABEL: label_value(model_name),
+        "app.kubernetes.io/component": "shadow",
+    }
+    champion_host, challenger_host = predictor_host(name, namespace), predictor_host(challenger, namespace)
+    port = {"number": PREDICTOR_SERVICE_PORT}
+    virtual_service = {
+        "apiVersion": ISTIO_API_VERSION,
+        "kind": "VirtualService",
+        "metadata": {"name": f"{name}-shadow", "namespace": namespace, "labels": labels},
+        "spec": {
+            "hosts": [champion_host],
+            "http": [
+                {
+                    "name": "shadow",
+                    "route": [{"destination": {"host": champion_host, "port": port}, "weight": 100}],
+                    "mirror": {"host": challenger_host, "port": port},
+                    "mirrorPercentage": {"value": float(mirror_percent)},
+                }
+            ],
+        },
+    }
+    destination_rule = {
+        "apiVersion": ISTIO_API_VERSION,
+        "kind": "DestinationRule",
+        "metadata": {"name": f"{challenger}-predictor", "namespace": namespace, "labels": labels},
+        "spec": {
+            "host": challenger_host,
+            "trafficPolicy": {
+                "connectionPool": {"http": {"http1MaxPendingRequests": SHADOW_MAX_PENDING_REQUESTS}},
+                "outlierDetection": {"consecutive5xxErrors": 5, "interval": "10s", "baseEjectionTime": "30s"},
+                "tls": {"mode": "ISTIO_MUTUAL"},
+            },
+        },
+    }
+    return [virtual_service, destination_rule]
+
+
+def render_shadow_manifests(
+    settings: MlopsSettings | None = None, *, model_name: str | None = None, mirror_percent: float = 100.0
+) -> list[dict[str, Any]]:
+    """Render the challenger's InferenceService and the Istio shadow in front of the champion, for ``make render``.
+
+    The challenger serves ``models:/<model>@challenger`` without the transformer: the mirrored requests are the
+    champion predictor's, features already looked up.
+    """
+    settings = _settings(settings)
+    model_name = model_name or settings.model_name
+    if not model_name:
+        raise MlopsConfigError("Rendering needs a model name: pass model_name or set AIRFLOW__MLOPS__MODEL_NAME.")
+    name = k8s_name(model_name)
+    challenger = render_inference_service(
+        model_name,
+        f"models:/{model_name}@challenger",
+        settings,
+        name=challenger_name(name),
+        transformer=False,
+    )
+    return [challenger, *render_istio_shadow(model_name, settings, name=name, mirror_percent=mirror_percent)]

@@ -1,0 +1,50 @@
+"""The deploy operator's local strategy options build the rollout they name; existing callers keep blue/green."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops_provider.exceptions import MlopsError
+from mlops_provider.operators.kserve import ModelDeployOperator
+from mlops_provider.serving.local import BlueGreenRollout, ProgressiveRollout, RolloutStep
+
+
+def _operator(**options) -> ModelDeployOperator:
+    return ModelDeployOperator(task_id="deploy", model_name="some_model", candidate={}, **options)
+
+
+def test_without_a_strategy_the_local_backend_stays_blue_green():
+    rollout = _operator(backend="local")._local_rollout()
+    assert type(rollout) is BlueGreenRollout
+
+
+def test_shadow_strategy_runs_a_shadow_step_then_the_canary_weights_with_the_given_judge():
+    def judge(**_):
+        return {"verdict": "pass", "metrics": [], "source": "test", "message": ""}
+
+    operator = _operator(
+        backend="local", strategy="shadow", shadow_percent=50, canary_traffic_percent=10, step_weight=40,
+        max_weight=100, step_window=5, step_timeout=60, judge=judge,
+    )  # fmt: skip
+    rollout = operator._local_rollout()
+    assert isinstance(rollout, ProgressiveRollout)
+    assert rollout.steps == [RolloutStep("shadow", 50), RolloutStep("canary", 10), RolloutStep("canary", 50),
+                             RolloutStep("canary", 90)]  # fmt: skip
+    assert rollout.judge is judge and (rollout.step_window, rollout.step_timeout) == (5, 60)
+    assert rollout.strategy == "shadow"
+
+
+def test_canary_strategy_has_no_shadow_step():
+    rollout = _operator(backend="local", strategy="canary", canary_traffic_percent=20)._local_rollout()
+    assert isinstance(rollout, ProgressiveRollout) and rollout.steps == [RolloutStep("canary", 20)]
+    assert rollout.judge is None  # the probe analysis judges
+
+
+def test_bad_options_name_the_setting():
+    with pytest.raises(ValueError, match="strategy must be one of .*'mirror'"):
+        _operator(strategy="mirror")
+    with pytest.raises(ValueError, match="shadow_percent must be between 1 and 100, got 0"):
+        _operator(strategy="shadow", shadow_percent=0)
+    with pytest.raises(MlopsError, match="strategy='shadow' runs on the local backend only"):
+        _operator(backend="kserve", strategy="shadow")._backend()
+    assert _operator(backend="kserve", strategy="canary")._backend() == "kserve"
