@@ -40,6 +40,19 @@ def test_canary_strategy_has_no_shadow_step():
     assert rollout.judge is None  # the probe analysis judges
 
 
+def test_live_analysis_judges_local_steps_from_the_prediction_log_unless_prometheus_is_named():
+    from mlops_provider.serving.live_analysis import judge_live_window
+
+    rollout = _operator(backend="local", strategy="canary", live_analysis={"min_requests": 25})._local_rollout()
+    assert rollout.judge.func is judge_live_window
+    assert rollout.judge.keywords["source"] == "prediction_log"
+    assert rollout.judge.keywords["config"].min_requests == 25
+    with_prometheus = _operator(
+        backend="local", strategy="shadow", live_analysis={}, prometheus_conn_id="prometheus_default"
+    )._local_rollout()
+    assert with_prometheus.judge.keywords["source"] is None  # Prometheus when it answers, else the log
+
+
 def test_bad_options_name_the_setting():
     with pytest.raises(ValueError, match="strategy must be one of .*'mirror'"):
         _operator(strategy="mirror")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -107,11 +107,13 @@ class ModelDeployOperator(BaseOperator):
     :param step_timeout: seconds a local step may stay inconclusive before it fails (and rolls back).
     :param judge: decides each local step, called as ``judge(mode=, model_name=, stable_version=,
         candidate_version=, start=, end=, weight=)`` and returning ``{"verdict": "pass" | "fail" | "inconclusive",
-        "metrics", "source", "message"}``; default the probe analysis of the candidate.
+        "metrics", "source", "message"}``; default: with ``live_analysis`` the live comparison of both versions
+        (:func:`~mlops_provider.serving.live_analysis.judge_live_window`), else the probe analysis of the candidate.
     :param deferrable: wait for readiness in the triggerer.
     :param poll_interval: seconds between readiness reads.
     :param promotion_lock_ttl: seconds the promotion lock stays valid after this task renews it.
-    :param live_analysis: KServe canaries: also judge each step on live traffic, canary vs stable (options of
+    :param live_analysis: judge each canary step on live traffic, canary vs stable (KServe: after the probes;
+        local canary/shadow steps: the judge unless ``judge`` is given) (options of
         :class:`~mlops_provider.serving.live_analysis.LiveAnalysisConfig`: ``min_requests``, ``metrics`` as
         ``{"name", "query", "threshold", "comparison"}`` templates, ...; ``{}``: the defaults); None: probes only.
     :param prometheus_conn_id: the Prometheus connection of the live analysis (default ``prometheus_default``;
@@ -573,13 +575,26 @@ class ModelDeployOperator(BaseOperator):
             model_name=self.model_name,
             analysis=self._analysis_config(),
             steps=progressive_steps(strategy, weights, self.shadow_percent),
-            judge=self.judge,
+            judge=self.judge or self._live_judge(),
             step_window=self.step_window,
             step_timeout=self.step_timeout,
             strategy=strategy,
             progress_deadline=self.progress_deadline,
             training_set=self.training_set,
         )
+
+    def _live_judge(self) -> Callable[..., dict[str, Any]] | None:
+        """Local steps judged on live traffic when ``live_analysis`` is set (None: the probe analysis).
+
+        Local slots are not Prometheus targets unless a connection names a Prometheus that scrapes them, so
+        without ``prometheus_conn_id`` the judge reads the prediction log both versions write.
+        """
+        config = self._live_analysis_config()
+        if config is None:
+            return None
+        from mlops_provider.serving.live_analysis import judge_live_window
+
+        return partial(judge_live_window, config=config, source=None if self.prometheus_conn_id else "prediction_log")
 
     def _deploy_local(self, candidate: dict[str, Any], feature_service: str | None) -> DeployResult:
         from mlops_provider.serving.local import feast_config_for_serving, mlflow_env
