@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_provider.exceptions import MlopsError, RolloutFailedError
 from mlops_provider.serving.analysis import AnalysisConfig, http_get_json, run_analysis
+from mlops_provider.spec.model import SERVING_MODES
 from mlops_provider.utils.faults import fault_point
 from mlops_provider.utils.process import (
     ProcessExitedError,
@@ -254,15 +255,23 @@ class LocalEndpoint:
         env: dict[str, str] | None = None,
         color: str | None = None,
         prediction_log: bool = True,
+        serving_mode: str = "transformer",
     ) -> dict:
         """Start a new colour (predictor, plus the Feast transformer) and wait until it is ready.
 
-        :param feast_config: resolved ``feature_store.yaml`` for the Feast transformer in front of the predictor;
-            ``None`` serves the predictor alone.
+        :param feast_config: resolved ``feature_store.yaml`` for the feature lookup of entity requests; ``None``
+            serves the predictor alone (feature rows only).
         :param feature_service: the FeatureService the model was trained on (required with ``feast_config``).
+        :param serving_mode: with ``feast_config``, where the lookup runs: ``transformer`` (a Feast transformer in
+            front of the predictor) or ``fused`` (in the predictor's process: no transformer, no hop).
         :param env: extra environment for the servers (e.g. ``MLFLOW_TRACKING_URI``; never logged).
         :return: the slot description; its ``url`` serves the model directly (before any switch).
         """
+        if serving_mode not in SERVING_MODES:
+            raise RolloutFailedError(
+                f"serving_mode={serving_mode!r} for {model_name} is not one of {SERVING_MODES} (the model spec's "
+                "serving.mode)."
+            )
         if feast_config and not feature_service:
             raise RolloutFailedError(
                 f"The Feast transformer for {model_name} needs the model's feature_service (from its training-set "
@@ -276,10 +285,17 @@ class LocalEndpoint:
             self.stop_slot(stale)
         server_env = self._env(env)
         predictor_port, predictor_grpc = free_port(), free_port()
+        fused = bool(feast_config) and serving_mode == "fused"
+        feast_args = [
+            f"--feast_repo_path={self.settings.feast_repo_path}",
+            f"--feast_config={feast_config}",
+            f"--feature_service={feature_service}",
+        ]
         predictor_args = [
             "-m",
             SERVER_MARKER,
-            "--component=predictor",
+            "--component=fused" if fused else "--component=predictor",
+            *(feast_args if fused else []),
             f"--model_name={model_name}",
             f"--storage_uri={storage_uri}",
             f"--model_version={model_version}",
@@ -297,6 +313,7 @@ class LocalEndpoint:
             "model_name": model_name,
             "model_version": str(model_version),
             "storage_uri": storage_uri,
+            "serving_mode": serving_mode if feast_config else None,
             "started_at": datetime.now(UTC).isoformat(),
             "predictor": {"http_port": predictor_port, "grpc_port": predictor_grpc, "log": f"{color}-predictor.log"},
             "transformer": None,
@@ -305,7 +322,7 @@ class LocalEndpoint:
         self._update_state(candidate=slot)
         try:
             self._wait_ready(slot, "predictor", model_name)
-            if feast_config:
+            if feast_config and not fused:
                 port, grpc = free_port(), free_port()
                 slot["transformer"] = {"http_port": port, "grpc_port": grpc, "log": f"{color}-transformer.log"}
                 args = [
@@ -314,9 +331,7 @@ class LocalEndpoint:
                     "--component=transformer",
                     f"--model_name={model_name}",
                     f"--storage_uri={storage_uri}",
-                    f"--feast_repo_path={self.settings.feast_repo_path}",
-                    f"--feast_config={feast_config}",
-                    f"--feature_service={feature_service}",
+                    *feast_args,
                     # gRPC to the predictor: about 1 ms less per request than V2 REST on loopback.
                     f"--predictor_host=127.0.0.1:{predictor_grpc}",
                     "--predictor_protocol=grpc-v2",
