@@ -15,6 +15,9 @@ tensors, as its defaults send them):
 * ``explain``: the predictor with the V2 ``explain`` parameter (TreeSHAP contributions next to the prediction),
   1 row, against ``explain_inprocess``: ``Booster.predict(pred_contribs=True)`` in this process.
 
+* ``lookup``: the feature lookup alone in the serving environment, one ``OnlineStore.online_read`` per feature
+  view per batch (what both modes run), against the same lookup through Feast's ``get_online_features``.
+
 * ``bare``: the baseline, a bare ``kserve.Model`` XGBoost server (``benchmarks/bare_kserve_server.py``, the
   predict of KServe's own xgbserver) started in the same run on the same model and called the same way.
 
@@ -46,6 +49,8 @@ TARGET_RATIO = 1.3
 #: Entity requests with features, through the endpoint users call.
 FEATURE_PATH_TARGETS = {"single": {"p99": 3.0, "rps": 600.0}, "batch100": {"p99": 8.0}}
 FEATURE_MODES = ("transformer", "fused")
+#: Seconds a server may take to start: imports alone take minutes on a loaded shared machine.
+STARTUP_TIMEOUT = 300.0
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ],
         WORK / "predictor.log",
     )
-    wait_server(predictor)
+    wait_server(predictor, timeout=STARTUP_TIMEOUT)
     transformer = start_server(
         [
             "--component=transformer",
@@ -200,8 +205,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     calls: dict[tuple[str, str], tuple] = {}
     proxies = []
     try:
-        wait_server(transformer)
-        wait_server(fused)
+        wait_server(transformer, timeout=STARTUP_TIMEOUT)
+        wait_server(fused, timeout=STARTUP_TIMEOUT)
         # The endpoint users call: the local backend's proxy in front of the live server of each mode.
         endpoints = {}
         for mode, server in (("transformer", transformer), ("fused", fused)):
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         np.testing.assert_allclose(
             out, booster.predict(xgb.DMatrix(batch, feature_names=booster.feature_names)), rtol=1e-6
         )
-        wait_server(bare)
+        wait_server(bare, timeout=STARTUP_TIMEOUT)
         bare_client = httpclient.InferenceServerClient(url=f"127.0.0.1:{bare.http_port}")
         np.testing.assert_allclose(
             bare_client.infer(MODEL_NAME, [_t(httpclient, batch)]).as_numpy("output-0"), out, rtol=1e-6
@@ -298,6 +303,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         bare.stop()
 
     records = _report(results)
+    records += _lookup_report(_time_lookup(feast_config, model_uri, args.batch_requests, args.rounds))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=2))
     print(f"wrote {args.out}")
@@ -362,6 +368,71 @@ def _t(httpclient, rows):
     tensor = httpclient.InferInput("input-0", list(rows.shape), "FP32")
     tensor.set_data_from_numpy(rows)
     return tensor
+
+
+#: Runs in the serving environment: the shared feature lookup, one online read per view, against the same lookup
+#: through Feast's ``get_online_features``, interleaved in rounds; prints ``{"<path>/<n>": [p50, p99] ms}``.
+_LOOKUP_TIMING = """
+import json, sys, time
+from datetime import UTC, datetime
+import numpy as np
+from mlops_serving.online_features import open_online_features
+
+repo, config, model_uri, requests, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+online = open_online_features("m", feast_repo_path=repo, feast_config=config, feature_service="fraud_model_v1",
+                              storage_uri=model_uri)
+assert online.indirect_reason is None, online.indirect_reason
+rng = np.random.default_rng(0)
+now = datetime.now(UTC)
+def rows(n):
+    return [{"customer_id": int(c), "merchant_id": int(m), "amount": float(a), "channel": "online", "card_present": 0,
+             "merchant_category": "grocery", "event_timestamp": now}
+            for c, m, a in zip(rng.integers(0, 1000, n), rng.integers(0, 1000, n), rng.gamma(2, 30, n))]
+samples = {}
+for _ in range(rounds):
+    for n in (1, 100):
+        batch = rows(n)
+        for path, reason in (("direct", None), ("get_online_features", "baseline")):
+            online.indirect_reason = reason
+            online.matrix(batch)
+            for _ in range(max(1, requests // rounds)):
+                started = time.perf_counter()
+                online.matrix(batch)
+                samples.setdefault(f"{path}/{n}", []).append((time.perf_counter() - started) * 1000)
+print(json.dumps({k: [float(np.percentile(v, 50)), float(np.percentile(v, 99))] for k, v in samples.items()}))
+"""
+
+
+def _time_lookup(feast_config: str, model_uri: str, requests: int, rounds: int) -> dict[str, list[float]]:
+    """Time the feature lookup alone, in the serving environment (see ``_LOOKUP_TIMING``)."""
+    import subprocess
+
+    from tests.serving_support import SERVING_PYTHON
+
+    out = subprocess.run(
+        [str(SERVING_PYTHON), "-c", _LOOKUP_TIMING, str(ROOT / "include" / "feature_repo"), feast_config, model_uri,
+         str(requests), str(rounds)],
+        capture_output=True, text=True, cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT / "kserve")},
+        check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _lookup_report(timings: dict[str, list[float]]) -> list[dict]:
+    records = []
+    print("\nfeature lookup alone (in process): one online read per feature view vs Feast's get_online_features")
+    for n, batch in ((1, "single"), (100, "batch100")):
+        (direct_p50, direct_p99), (feast_p50, feast_p99) = timings[f"direct/{n}"], timings[f"get_online_features/{n}"]
+        print(
+            f"  {batch:<10}p50 {direct_p50:.3f} ms vs {feast_p50:.3f} ms ({direct_p50 / feast_p50:.2f}x), "
+            f"p99 {direct_p99:.3f} ms vs {feast_p99:.3f} ms ({direct_p99 / feast_p99:.2f}x)"
+        )
+        for stat, value, baseline in (("p50", direct_p50, feast_p50), ("p99", direct_p99, feast_p99)):
+            records.append(
+                {"metric": f"lookup_{batch}_{stat}_latency", "value": round(value, 4), "unit": "ms",
+                 "baseline": round(baseline, 4), "ratio": round(value / baseline, 3)}
+            )  # fmt: skip
+    return records
 
 
 def _report(results: dict) -> list[dict]:

@@ -7,10 +7,10 @@ the float32 matrix in the booster's feature order.
 
 ``FeatureStore.get_online_features`` gives the same values, but spends most of a request in Python around the
 read (resolving the service from the registry, Value protos for every request field and every on-demand output,
-the response proto and its conversion back): 0.9 ms for one row and 14 ms for 100 on a quiet machine, against
-the direct read measured by ``benchmarks/serving.py``. Definitions the direct read does not cover (pandas or
-substrait on-demand views, on-demand views written to the online store or with aggregations, pre-computed
-services, versioned projections) are read through ``get_online_features``, with the same result.
+the response proto and its conversion back); ``benchmarks/serving.py`` times both (its ``lookup`` lines).
+Definitions the direct read does not cover (pandas or substrait on-demand views, on-demand views written to the
+online store or with aggregations, pre-computed services, versioned projections) are read through
+``get_online_features``, with the same result.
 """
 
 from __future__ import annotations
