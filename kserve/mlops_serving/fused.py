@@ -60,9 +60,8 @@ class FusedPredictor(EntityRequests, XGBoostPredictor):
             feast_repo_path=self.feast_repo_path,
             feast_config=self.feast_config,
             feature_service=self.feature_service_name,
-            storage_uri=self.storage_uri,
             feature_names=self.feature_names,
-            tracking_uri=self.tracking_uri,
+            codes=self._codes,  # the booster's, already loaded: no second download of the model
             max_batch_size=self.max_batch_size,
             reject_unknown_entities=self.reject_unknown_entities,
         )

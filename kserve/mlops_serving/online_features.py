@@ -83,20 +83,22 @@ def open_online_features(
     feast_config: str | None = None,
     storage_uri: str | None = None,
     feature_names: list[str] | None = None,
+    codes: dict[str, dict[str, int]] | None = None,
     tracking_uri: str | None = None,
     max_batch_size: int = 1000,
     reject_unknown_entities: bool = True,
 ) -> OnlineFeatures:
     """Open the feature store and resolve the FeatureService for a model's feature order and categories.
 
-    The order is ``feature_names`` or the booster's at ``storage_uri``; the categories always come from the model
-    when ``storage_uri`` is given.
+    The order is ``feature_names`` or the booster's at ``storage_uri``; the categories (``{feature: {category:
+    code}}``) are ``codes`` when the caller has loaded the model already, else read from ``storage_uri``.
     """
-    codes: dict[str, dict[str, int]] = {}
-    if storage_uri:
-        names, categories = model_inputs(storage_uri, tracking_uri)
-        feature_names = feature_names or names
-        codes = {name: {c: i for i, c in enumerate(cats)} for name, cats in categories.items()}
+    if codes is None:
+        codes = {}
+        if storage_uri:
+            names, categories = model_inputs(storage_uri, tracking_uri)
+            feature_names = feature_names or names
+            codes = {name: {c: i for i, c in enumerate(cats)} for name, cats in categories.items()}
     if not feature_names:
         raise ValueError("The feature lookup needs the model's feature order: pass --storage_uri or --feature_names.")
     online = OnlineFeatures.open(
