@@ -1,4 +1,8 @@
-"""Entry point: ``python -m mlops_serving --component predictor|transformer [kserve model server args]``.
+"""Entry point: ``python -m mlops_serving --component predictor|transformer|fused [kserve model server args]``.
+
+``predictor`` serves feature rows; ``transformer`` takes entity requests, looks the features up in Feast's online
+store and calls the predictor at ``--predictor_host``; ``fused`` does both in one process (the predictor looks the
+features up itself: no second server, no network hop).
 
 The argument parser extends ``kserve.model_server.parser``, so every KServe server flag (``--http_port``,
 ``--grpc_port``, ``--workers``, ``--enable_grpc``, ``--predictor_host``, ``--predictor_protocol``...) works as in
@@ -15,6 +19,7 @@ import argparse
 import logging
 import os
 
+from kserve.model import Model
 from kserve.model_server import ModelServer
 from kserve.predictor_config import PredictorConfig
 from kserve.utils import utils
@@ -81,7 +86,13 @@ def bind_servers_to(host: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Return the server's argument parser (KServe's flags plus the bundle's)."""
     parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
-    parser.add_argument("--component", choices=["predictor", "transformer"], default="predictor", help="What to serve.")
+    parser.add_argument(
+        "--component",
+        choices=["predictor", "transformer", "fused"],
+        default="predictor",
+        help="What to serve: feature rows (predictor), entity requests forwarded to --predictor_host "
+        "(transformer), or entity requests scored in process (fused).",
+    )
     parser.add_argument(
         "--storage_uri",
         default=os.environ.get("STORAGE_URI"),
@@ -124,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--feature_service",
         default=os.environ.get("FEAST_FEATURE_SERVICE"),
         help="Feast FeatureService with the model's features (the one its training set was built from); "
-        "required for the transformer.",
+        "required for the transformer and fused mode.",
     )
     parser.add_argument(
         "--unknown_entities",
@@ -144,33 +155,46 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, load the component and run the KServe model server until SIGTERM/SIGINT."""
     args, _ = build_parser().parse_known_args(argv)
     storage_uri = args.storage_uri or args.model_dir
+    predictor_options = {
+        "model_version": args.model_version,
+        "max_batch_size": args.max_batch_size,
+        "nthread": args.nthread,
+        "prediction_log_uri": args.prediction_log_uri or None,
+        "prediction_log_flush_rows": args.prediction_log_flush_rows,
+        "prediction_log_flush_seconds": args.prediction_log_flush_seconds,
+        "tracking_uri": args.mlflow_tracking_uri,
+    }
+    if args.component != "predictor":
+        if not args.feast_repo_path:
+            raise SystemExit(f"--feast_repo_path (or FEAST_REPO_PATH) is required for the {args.component}.")
+        if not args.feature_service:
+            raise SystemExit(f"--feature_service (or FEAST_FEATURE_SERVICE) is required for the {args.component}.")
+    if args.component in ("predictor", "fused") and not storage_uri:
+        raise SystemExit(
+            f"--storage_uri (or --model_dir, or the STORAGE_URI variable) is required for the {args.component}."
+        )
+    model: Model
     if args.component == "predictor":
         from mlops_serving.predictor import XGBoostPredictor
 
-        if not storage_uri:
-            raise SystemExit(
-                "--storage_uri (or --model_dir, or the STORAGE_URI variable) is required for the predictor."
-            )
-        model = XGBoostPredictor(
+        model = XGBoostPredictor(args.model_name, storage_uri, **predictor_options)
+    elif args.component == "fused":
+        from mlops_serving.fused import FusedPredictor
+
+        model = FusedPredictor(
             args.model_name,
             storage_uri,
-            model_version=args.model_version,
-            max_batch_size=args.max_batch_size,
-            nthread=args.nthread,
-            prediction_log_uri=args.prediction_log_uri or None,
-            prediction_log_flush_rows=args.prediction_log_flush_rows,
-            prediction_log_flush_seconds=args.prediction_log_flush_seconds,
-            tracking_uri=args.mlflow_tracking_uri,
+            feast_repo_path=args.feast_repo_path,
+            feast_config=args.feast_config,
+            feature_service=args.feature_service,
+            reject_unknown_entities=args.unknown_entities == "reject",
+            **predictor_options,
         )
     else:
         from mlops_serving.transformer import FeastTransformer
 
         if not args.predictor_host:
             raise SystemExit("--predictor_host is required for the transformer.")
-        if not args.feast_repo_path:
-            raise SystemExit("--feast_repo_path (or FEAST_REPO_PATH) is required for the transformer.")
-        if not args.feature_service:
-            raise SystemExit("--feature_service (or FEAST_FEATURE_SERVICE) is required for the transformer.")
         model = FeastTransformer(
             args.model_name,
             feast_repo_path=args.feast_repo_path,

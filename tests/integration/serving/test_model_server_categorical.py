@@ -152,7 +152,7 @@ import json
 from types import SimpleNamespace
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
 from feast.protos.feast.types.Value_pb2 import Value
-from mlops_serving import transformer
+from mlops_serving import online_features, transformer
 
 # Feast's online answer: the entity key ``carrier`` (a string), a String feature ``route`` and a number ``delay``.
 proto = GetOnlineFeaturesResponse()
@@ -164,11 +164,16 @@ for values in (["a", "b", "c"], ["r1", None, "zz"], [1.5, 2.5, None]):
         result.statuses.append(FieldStatus.PRESENT)
 sent = []
 store = SimpleNamespace(get_online_features=lambda **kw: sent.append(kw["entity_rows"]) or SimpleNamespace(proto=proto))
+# The lookup as load() resolves it, over Feast's get_online_features (the path that takes this answer as it is).
+online = online_features.OnlineFeatures.__new__(online_features.OnlineFeatures)
+online.store, online.service, online.feature_names = store, "svc", ["delay", "route", "carrier", "note"]
+online.entity_keys, online.request_fields, online._feast_request_fields = ["carrier"], ["note"], []
+online.types, online._view_of_feature, online._entity_views = {"carrier": "String"}, {"route": "v", "delay": "v"}, {"v"}
+online.codes = {"route": {"r0": 0, "r1": 1}, "carrier": {"a": 0, "c": 1}, "note": {"x": 0, "y": 1}}
+online.max_batch_size, online.reject_unknown_entities, online.full_feature_names = 10, True, False
+online.indirect_reason = "a fake store"
 model = transformer.FeastTransformer("m", feast_repo_path=".", feature_service="svc", feature_names=["x"])
-model.store, model.feature_names = store, ["delay", "route", "carrier", "note"]
-model.entity_keys, model.request_fields = ["carrier"], ["note"]
-model._types, model._view_of_feature, model._entity_views = {"carrier": "String"}, {"route": "v", "delay": "v"}, {"v"}
-model._codes = {"route": {"r0": 0, "r1": 1}, "carrier": {"a": 0, "c": 1}, "note": {"x": 0, "y": 1}}
+model.online_features = online
 rows = [{"carrier": "a", "note": "y"}, {"carrier": "b", "note": None}, {"carrier": "c", "note": "unseen"}]
 matrix = model.features_for(rows)
 print(json.dumps({"matrix": [[None if v != v else float(v) for v in row] for row in matrix.tolist()], "sent": sent}))

@@ -79,7 +79,7 @@ def test_training_operators_carry_the_specs_names(dags, spec):
     deploy = dag.get_task("deploy")
     assert deploy.model_name == "refunds" and deploy.feature_service == "refunds_v1"
     assert deploy.prediction_range == (0.0, 1.0) and [a.name for a in deploy.outlets] == ["model.refunds"]
-    assert deploy.manifest_options == spec.serving.autoscaling.manifest_options
+    assert deploy.manifest_options == spec.serving.manifest_options
     smoke = dag.get_task("smoke_test")
     assert smoke.model_name == "refunds" and smoke.prediction_range == (0.0, 1.0)
     cooldown = dag.get_task("retraining_cooldown")
@@ -197,7 +197,8 @@ def test_autoscaling_from_the_spec_reaches_the_rendered_inference_service(spec_d
     spec = parse_spec({**spec_dict, "serving": serving}, "include/models/refunds.yaml", REPO_ROOT)
     deploy = build_dags(spec)["refunds__training"].get_task("deploy")
     options = deploy.manifest_options
-    assert options == {"min_replicas": 0, "max_replicas": 6, "scale_metric": "concurrency", "scale_target": 4}
+    assert options == {"min_replicas": 0, "max_replicas": 6, "scale_metric": "concurrency", "scale_target": 4,
+                       "serving_mode": "transformer"}  # fmt: skip
     predictor = render_inference_service("refunds", "s3://b/m", feature_service="refunds_v1", **options)["spec"][
         "predictor"
     ]

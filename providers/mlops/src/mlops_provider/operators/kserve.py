@@ -561,6 +561,8 @@ class ModelDeployOperator(BaseOperator):
 
         endpoint = LocalServingHook(settings=self.settings)
         strategy = self.strategy or BLUE_GREEN
+        # The spec's serving.mode reaches the deploy task in manifest_options; locally it picks the slot's processes.
+        serving_mode = self.manifest_options.get("serving_mode", "transformer")
         if strategy == BLUE_GREEN:
             return BlueGreenRollout(
                 endpoint,
@@ -568,6 +570,7 @@ class ModelDeployOperator(BaseOperator):
                 analysis=self._analysis_config(),
                 progress_deadline=self.progress_deadline,
                 training_set=self.training_set,
+                serving_mode=serving_mode,
             )
         weights = canary_weights(self.canary_traffic_percent, self.step_weight, self.max_weight)
         return ProgressiveRollout(
@@ -581,6 +584,7 @@ class ModelDeployOperator(BaseOperator):
             strategy=strategy,
             progress_deadline=self.progress_deadline,
             training_set=self.training_set,
+            serving_mode=serving_mode,
         )
 
     def _live_judge(self) -> Callable[..., dict[str, Any]] | None:

@@ -35,6 +35,7 @@ from mlops_provider.exceptions import MlopsError, RolloutFailedError
 from mlops_provider.serving.analysis import AnalysisConfig, http_get_json, run_analysis
 from mlops_provider.serving.records import ANALYSIS, PHASE, RESULT, RolloutRecorder
 from mlops_provider.serving.records import SHADOW as SHADOW_EVENT
+from mlops_provider.spec.model import SERVING_MODES
 from mlops_provider.utils.faults import fault_point
 from mlops_provider.utils.process import (
     ProcessExitedError,
@@ -262,15 +263,23 @@ class LocalEndpoint:
         env: dict[str, str] | None = None,
         color: str | None = None,
         prediction_log: bool = True,
+        serving_mode: str = "transformer",
     ) -> dict:
         """Start a new colour (predictor, plus the Feast transformer) and wait until it is ready.
 
-        :param feast_config: resolved ``feature_store.yaml`` for the Feast transformer in front of the predictor;
-            ``None`` serves the predictor alone.
+        :param feast_config: resolved ``feature_store.yaml`` for the feature lookup of entity requests; ``None``
+            serves the predictor alone (feature rows only).
         :param feature_service: the FeatureService the model was trained on (required with ``feast_config``).
+        :param serving_mode: with ``feast_config``, where the lookup runs: ``transformer`` (a Feast transformer in
+            front of the predictor) or ``fused`` (in the predictor's process: no transformer, no hop).
         :param env: extra environment for the servers (e.g. ``MLFLOW_TRACKING_URI``; never logged).
         :return: the slot description; its ``url`` serves the model directly (before any switch).
         """
+        if serving_mode not in SERVING_MODES:
+            raise RolloutFailedError(
+                f"serving_mode={serving_mode!r} for {model_name} is not one of {SERVING_MODES} (the model spec's "
+                "serving.mode)."
+            )
         if feast_config and not feature_service:
             raise RolloutFailedError(
                 f"The Feast transformer for {model_name} needs the model's feature_service (from its training-set "
@@ -284,10 +293,17 @@ class LocalEndpoint:
             self.stop_slot(stale)
         server_env = self._env(env)
         predictor_port, predictor_grpc = free_port(), free_port()
+        fused = bool(feast_config) and serving_mode == "fused"
+        feast_args = [
+            f"--feast_repo_path={self.settings.feast_repo_path}",
+            f"--feast_config={feast_config}",
+            f"--feature_service={feature_service}",
+        ]
         predictor_args = [
             "-m",
             SERVER_MARKER,
-            "--component=predictor",
+            "--component=fused" if fused else "--component=predictor",
+            *(feast_args if fused else []),
             f"--model_name={model_name}",
             f"--storage_uri={storage_uri}",
             f"--model_version={model_version}",
@@ -305,6 +321,7 @@ class LocalEndpoint:
             "model_name": model_name,
             "model_version": str(model_version),
             "storage_uri": storage_uri,
+            "serving_mode": serving_mode if feast_config else None,
             "started_at": datetime.now(UTC).isoformat(),
             "predictor": {"http_port": predictor_port, "grpc_port": predictor_grpc, "log": f"{color}-predictor.log"},
             "transformer": None,
@@ -313,7 +330,7 @@ class LocalEndpoint:
         self._update_state(candidate=slot)
         try:
             self._wait_ready(slot, "predictor", model_name)
-            if feast_config:
+            if feast_config and not fused:
                 port, grpc = free_port(), free_port()
                 slot["transformer"] = {"http_port": port, "grpc_port": grpc, "log": f"{color}-transformer.log"}
                 args = [
@@ -322,9 +339,7 @@ class LocalEndpoint:
                     "--component=transformer",
                     f"--model_name={model_name}",
                     f"--storage_uri={storage_uri}",
-                    f"--feast_repo_path={self.settings.feast_repo_path}",
-                    f"--feast_config={feast_config}",
-                    f"--feature_service={feature_service}",
+                    *feast_args,
                     # gRPC to the predictor: about 1 ms less per request than V2 REST on loopback.
                     f"--predictor_host=127.0.0.1:{predictor_grpc}",
                     "--predictor_protocol=grpc-v2",
@@ -474,6 +489,7 @@ class BlueGreenRollout:
     :param analysis: how the new colour is judged.
     :param progress_deadline: seconds the analysis may take.
     :param training_set: training-set manifest to draw smoke rows from.
+    :param serving_mode: with Feast features, ``transformer`` or ``fused`` (see :meth:`LocalEndpoint.start_slot`).
     """
 
     def __init__(
@@ -484,12 +500,14 @@ class BlueGreenRollout:
         analysis: AnalysisConfig,
         progress_deadline: float = 600.0,
         training_set: dict | str | None = None,
+        serving_mode: str = "transformer",
     ) -> None:
         self.endpoint = endpoint
         self.model_name = model_name
         self.analysis = analysis
         self.progress_deadline = progress_deadline
         self.training_set = training_set
+        self.serving_mode = serving_mode
 
     def _analyze(self, url: str, version: str, deadline: float, label: str) -> dict[str, Any]:
         return run_analysis(
@@ -586,6 +604,7 @@ class BlueGreenRollout:
                 feast_config=feast_config,
                 feature_service=feature_service,
                 env=env,
+                serving_mode=self.serving_mode,
             )
         except RolloutFailedError as exc:
             if not live or previous is None:
@@ -743,6 +762,7 @@ class ProgressiveRollout(BlueGreenRollout):
         strategy: str = CANARY,
         progress_deadline: float = 3600.0,
         training_set: dict | str | None = None,
+        serving_mode: str = "transformer",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(
@@ -751,6 +771,7 @@ class ProgressiveRollout(BlueGreenRollout):
             analysis=analysis,
             progress_deadline=progress_deadline,
             training_set=training_set,
+            serving_mode=serving_mode,
         )
         if not steps:
             raise ValueError("A progressive rollout needs at least one step; use BlueGreenRollout for none.")
@@ -858,7 +879,7 @@ class ProgressiveRollout(BlueGreenRollout):
             try:
                 candidate = endpoint.start_slot(
                     self.model_name, storage_uri, version, feast_config=feast_config,
-                    feature_service=feature_service, env=env,
+                    feature_service=feature_service, env=env, serving_mode=self.serving_mode,
                 )  # fmt: skip
             except RolloutFailedError as exc:
                 return {

@@ -20,6 +20,7 @@ from mlops_provider.lineage import (
 )
 from mlops_provider.serving.status import DEPLOYMENT_MODE_ANNOTATION, GROUP, KIND, RAW_MODES, VERSION
 from mlops_provider.settings import MlopsConfigError
+from mlops_provider.spec.model import SERVING_MODES
 
 if TYPE_CHECKING:
     from mlops_provider.settings import MlopsSettings
@@ -111,6 +112,7 @@ def render_inference_service(
     resources: dict | None = None,
     transformer: bool = True,
     transformer_resources: dict | None = None,
+    serving_mode: str = "transformer",
     feature_service: str | None = None,
     feast_repo_path: str = "/app/include/feature_repo",
     feast_secret: str | None = "feast-online-store",
@@ -134,7 +136,11 @@ def render_inference_service(
     :param max_replicas: maximum replicas.
     :param scale_metric: ``concurrency``/``rps`` (Serverless) or ``cpu``/``memory`` (raw); default per mode.
     :param scale_target: target value of the scale metric.
-    :param transformer: add the Feast transformer in front of the predictor.
+    :param transformer: look the features of entity requests up in Feast (``False``: the endpoint takes feature
+        rows only).
+    :param serving_mode: with ``transformer``, where the lookup runs: ``transformer`` (a Feast transformer in
+        front of the predictor) or ``fused`` (in the predictor's own process, which then mounts the Feast
+        configuration; no transformer).
     :param feature_service: the Feast FeatureService the model was trained on (from its training-set manifest);
         required with ``transformer``.
     :param feast_secret: Secret with the online store's credentials (referenced, never inlined).
@@ -150,6 +156,8 @@ def render_inference_service(
             f"canaryTrafficPercent={canary_traffic_percent} has no effect in {deployment_mode} mode (no Knative "
             "revisions); render without it and roll out with raw_deployment_strategy='rolling'."
         )
+    if serving_mode not in SERVING_MODES:
+        raise ValueError(f"serving_mode={serving_mode!r} is not one of {SERVING_MODES}.")
     if transformer and not feature_service:
         raise ValueError(
             f"The Feast transformer of {model_name} needs the model's feature_service (the FeatureService its "
@@ -188,12 +196,26 @@ def render_inference_service(
     log_uri = prediction_log_uri or f"{settings.data_root.rstrip('/')}/predictions/{model_name}"
     if not log_uri.startswith("file:"):
         args.append(f"--prediction_log_uri={log_uri}")
+    fused = transformer and serving_mode == "fused"
+    env_from = [
+        {"secretRef": {"name": s, "optional": True}}
+        for s in (feast_secret if fused else None, mlflow_secret if via_server else None)
+        if s
+    ]
     if via_server:
         args.append(f"--storage_uri={storage_uri}")
-        if mlflow_secret:
-            model["envFrom"] = [{"secretRef": {"name": mlflow_secret, "optional": True}}]
     else:
         model["storageUri"] = storage_uri
+    if fused:  # the runtime's --component=predictor is overridden: KServe appends these args to the runtime's
+        args += [
+            "--component=fused",
+            f"--feast_repo_path={feast_repo_path}",
+            f"--feature_service={feature_service}",
+            f"--feast_config={FEAST_CONFIG_MOUNT}/feature_store.yaml",
+        ]
+        model["volumeMounts"] = [{"name": "feast-config", "mountPath": FEAST_CONFIG_MOUNT, "readOnly": True}]
+    if env_from:
+        model["envFrom"] = env_from
     if args:
         model["args"] = args
     predictor: dict[str, Any] = {
@@ -214,8 +236,10 @@ def render_inference_service(
         predictor["canaryTrafficPercent"] = int(canary_traffic_percent)
     if service_account:
         predictor["serviceAccountName"] = service_account
+    if fused:
+        predictor["volumes"] = [{"name": "feast-config", "configMap": {"name": feast_config_map}}]
     spec: dict[str, Any] = {"predictor": predictor}
-    if transformer:
+    if transformer and not fused:
         container: dict[str, Any] = {
             "name": "kserve-container",
             "image": image or settings.serving_image,

@@ -257,7 +257,7 @@ def training_dag(spec: ModelSpec) -> DAG:
                 max_error_rate=spec.serving.max_error_rate,
                 max_latency_ms=spec.serving.max_latency_ms,
                 prediction_range=spec.serving.prediction_range,
-                manifest_options=spec.serving.autoscaling.manifest_options,
+                manifest_options=spec.serving.manifest_options,
                 outlets=[assets.model],
                 pool=PROMOTION_POOL,
                 on_failure_callback=alert_notifier(title=f"Rollout of {spec.name} failed: traffic stays where it was"),

@@ -23,6 +23,7 @@ from mlops_provider.spec.model import (
     DEFAULT_PARAMS_FILE,
     ENTITY_TYPES,
     SCALE_METRICS,
+    SERVING_MODES,
     SOURCE_FORMATS,
     STATIC_FEATURE_TYPES,
     TASKS,
@@ -503,6 +504,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
             "max_error_rate",
             "smoke_requests",
             "autoscaling",
+            "mode",
         ),
     )
     enabled = reader.boolean(serving_raw.get("enabled"), "serving.enabled", True)
@@ -564,6 +566,9 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
             serving_raw.get("smoke_requests"), "serving.smoke_requests", minimum=1, default=10
         ),
         autoscaling=autoscaling,
+        mode=reader.choice(serving_raw["mode"], "serving.mode", SERVING_MODES)
+        if serving_raw.get("mode") is not None
+        else "transformer",
     )
     if serving.canary_traffic_percent > 100:
         raise reader.fail(

@@ -90,6 +90,9 @@ class TrainingSpec:
 
 #: Scale metrics of an InferenceService: Knative's (Serverless) and the HPA's (RawDeployment).
 SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
+#: Where entity requests get their features: a Feast transformer in front of the predictor (its own processes or
+#: pods, scaled and built separately), or the predictor itself (``fused``: one process, no hop, lower latency).
+SERVING_MODES = ("transformer", "fused")
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,13 @@ class ServingSpec:
     max_error_rate: float = 0.0
     smoke_requests: int = 10
     autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
+    #: One of :data:`SERVING_MODES`.
+    mode: str = "transformer"
+
+    @property
+    def manifest_options(self) -> dict[str, Any]:
+        """The InferenceService arguments (``render_inference_service``) of the serving settings."""
+        return {**self.autoscaling.manifest_options, "serving_mode": self.mode}
 
 
 @dataclass(frozen=True)
