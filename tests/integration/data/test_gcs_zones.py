@@ -68,3 +68,33 @@ def test_gs_source_zones_and_partition_versions(gcs_server, gcs_bucket, monkeypa
     assert not [name for name in versions if f"/{version}/" in name or f"/{newer}/" in name]
     assert f"mlops/raw/tx_gs/dt={DAY}/_versions/{newest}/data.parquet" in versions
     assert gcs_server.download(gcs_bucket, f"mlops/raw/tx_gs/dt={DAY}/data.parquet") == b"PAR1 other bytes"
+
+
+def test_mlflow_artifact_store_on_gs(gcs_server, gcs_bucket, tmp_path):
+    """An MLflow server whose artifact destination is gs:// (MLflow's GCS repository, google-cloud-storage)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from tests.loopback import free_port, serving
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+               "--artifacts-destination", f"gs://{gcs_bucket}/mlflow-artifacts", "--serve-artifacts",
+               "--workers", "1"]  # fmt: skip
+    with serving(command, health_url=f"{url}/health", log=tmp_path / "mlflow.log", env=env, cwd=tmp_path, timeout=240):
+        from mlflow import MlflowClient
+
+        client = MlflowClient(url)
+        experiment = client.create_experiment("gs-artifacts")
+        run = client.create_run(experiment)
+        (tmp_path / "report.json").write_text(json.dumps({"auc": 0.91}))
+        client.log_artifact(run.info.run_id, str(tmp_path / "report.json"), artifact_path="evaluation")
+        names = gcs_server.object_names(gcs_bucket, "mlflow-artifacts/")
+        assert [n for n in names if n.endswith(f"/{run.info.run_id}/artifacts/evaluation/report.json")]
+        local = client.download_artifacts(run.info.run_id, "evaluation/report.json", str(tmp_path / "back"))
+        assert json.loads(Path(local).read_text()) == {"auc": 0.91}
