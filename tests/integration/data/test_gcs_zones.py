@@ -70,6 +70,31 @@ def test_gs_source_zones_and_partition_versions(gcs_server, gcs_bucket, monkeypa
     assert gcs_server.download(gcs_bucket, f"mlops/raw/tx_gs/dt={DAY}/data.parquet") == b"PAR1 other bytes"
 
 
+def test_local_training_reads_a_gs_training_set(gcs_server, gcs_bucket, mlflow_connection, fast_params_file, tmp_path):
+    import uuid
+
+    from tests.fixtures.training_snapshot import make_training_snapshot
+
+    manifest = make_training_snapshot(tmp_path / "snapshot", rows=1500, seed=41, signal=2.0)
+    prefix = "mlops/training_sets/gs_model/v1"
+    gcs_server.upload(gcs_bucket, f"{prefix}/data.parquet", (tmp_path / "snapshot" / "data.parquet").read_bytes())
+    manifest = {**manifest, "uri": f"gs://{gcs_bucket}/{prefix}/data.parquet"}
+    gcs_server.upload(gcs_bucket, f"{prefix}/manifest.json", json.dumps(manifest).encode())
+    name = f"gs_{uuid.uuid4().hex[:8]}"
+    conf = {"model_name": name, "training_set": manifest, "params_file": fast_params_file}
+    dag_run = run_dag("training_local", conf=conf)
+    assert task_states(dag_run) == {"train": "success"}
+    result = task_xcom(dag_run, "train")
+    assert result["model_version"] == "1"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_connection.url)
+    run = client.get_run(client.get_model_version(name, "1").run_id)
+    # The run's lineage names the gs:// training set it was trained on, and its hash.
+    assert manifest["uri"] in json.dumps(run.data.tags) + json.dumps(run.data.params)
+    assert manifest["hash"] in json.dumps(run.data.tags) + json.dumps(run.data.params)
+
+
 def test_mlflow_artifact_store_on_gs(gcs_server, gcs_bucket, tmp_path):
     """An MLflow server whose artifact destination is gs:// (MLflow's GCS repository, google-cloud-storage)."""
     import os
