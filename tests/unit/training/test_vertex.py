@@ -1,24 +1,9 @@
-"""The Vertex AI hook (client, job lookups) and the CustomJob trigger."""
+"""The Vertex AI job states and the CustomJob trigger (the hook against a fake Vertex AI: tests/integration)."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
-
-
-class _Client:
-    def __init__(self, jobs):
-        self.jobs = jobs
-        self.requests: list = []
-
-    def list_custom_jobs(self, request):
-        self.requests.append(request)
-        return self.jobs
-
-    def get_custom_job(self, name):
-        return next(job for job in self.jobs if job.name == name)
-
-    def cancel_custom_job(self, name):
-        self.requests.append(("cancel", name))
 
 
 def _job(name: str, state: str, message: str = ""):
@@ -35,27 +20,14 @@ def test_vertex_trigger_serializes_every_argument():
     assert VertexCustomJobTrigger(**kwargs).serialize() == (path, kwargs)
 
 
-def test_hook_finds_only_live_jobs_by_label_and_maps_states(monkeypatch):
-    from mlops_provider.hooks.vertex import VertexTrainingHook
+def test_job_outcome_maps_states_and_carries_the_error():
+    from mlops_provider.hooks.vertex import job_outcome
 
-    client = _Client(
-        [
-            _job("jobs/1", "JOB_STATE_FAILED", "OOM"),
-            _job("jobs/2", "JOB_STATE_RUNNING"),
-            _job("jobs/3", "JOB_STATE_SUCCEEDED"),
-        ]
-    )
-    hook = VertexTrainingHook("gcp", "europe-west4")
-    monkeypatch.setattr(hook, "build_client", lambda: client)
-    assert hook.find_custom_job("p", {"mlops-key": "abc"}) == "jobs/2"
-    assert client.requests == [{"parent": "projects/p/locations/europe-west4", "filter": "labels.mlops-key=abc"}]
-    assert hook.get_job_outcome("jobs/1") == ("failed", "OOM")
-    assert hook.get_job_outcome("jobs/2") == ("running", "JOB_STATE_RUNNING")
-    assert hook.get_job_outcome("jobs/3") == ("success", "JOB_STATE_SUCCEEDED")
-    hook.cancel_custom_job("jobs/2")
-    assert client.requests[-1] == ("cancel", "jobs/2")
-    client.jobs = [_job("jobs/1", "JOB_STATE_CANCELLED")]
-    assert hook.find_custom_job("p", {"mlops-key": "abc"}) is None
+    assert job_outcome(_job("jobs/1", "JOB_STATE_FAILED", "OOM")) == ("failed", "OOM")
+    assert job_outcome(_job("jobs/2", "JOB_STATE_RUNNING")) == ("running", "JOB_STATE_RUNNING")
+    assert job_outcome(_job("jobs/3", "JOB_STATE_SUCCEEDED")) == ("success", "JOB_STATE_SUCCEEDED")
+    assert job_outcome(_job("jobs/4", "JOB_STATE_CANCELLED")) == ("cancelled", "JOB_STATE_CANCELLED")
+    assert job_outcome(_job("jobs/5", "JOB_STATE_EXPIRED")) == ("failed", "JOB_STATE_EXPIRED")
 
 
 def test_trigger_yields_the_outcome_and_turns_errors_into_an_event(monkeypatch):
@@ -72,13 +44,35 @@ def test_trigger_yields_the_outcome_and_turns_errors_into_an_event(monkeypatch):
         return outcomes.pop(0)
 
     monkeypatch.setattr(VertexTrainingHook, "get_job_outcome", get_job_outcome)
+    connection = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "p"}}
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(connection))
 
     async def events(trigger):
         return [event.payload async for event in trigger.run()]
 
-    trigger = VertexCustomJobTrigger(job_name="jobs/1", gcp_conn_id=None, region="r", poll_interval=0)
+    trigger = VertexCustomJobTrigger(job_name="jobs/1", gcp_conn_id="google_cloud_default", region="r", poll_interval=0)
     assert asyncio.run(events(trigger)) == [{"status": "failed", "job_name": "jobs/1", "message": "exited with 137"}]
     # The next poll raises: the trigger reports it as one error event instead of dying.
     assert asyncio.run(events(trigger)) == [
         {"status": "error", "job_name": "jobs/1", "message": "RuntimeError: 403 permission denied"}
+    ]
+
+
+def test_trigger_yields_a_timeout_event_once_the_deadline_passed(monkeypatch):
+    import asyncio
+
+    from mlops_provider.hooks.vertex import VertexTrainingHook
+    from mlops_provider.triggers.vertex import VertexCustomJobTrigger
+
+    monkeypatch.setattr(VertexTrainingHook, "get_job_outcome", lambda self, name: ("running", "JOB_STATE_RUNNING"))
+    connection = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "p"}}
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(connection))
+
+    async def events(trigger):
+        return [event.payload async for event in trigger.run()]
+
+    trigger = VertexCustomJobTrigger(job_name="jobs/1", gcp_conn_id="google_cloud_default", region="r",
+                                     poll_interval=0.05, timeout=0.2)  # fmt: skip
+    assert asyncio.run(events(trigger)) == [
+        {"status": "timeout", "job_name": "jobs/1", "message": "still JOB_STATE_RUNNING after 0.2s"}
     ]

@@ -59,8 +59,18 @@ def _read_one(path: ObjectStoragePath, **kwargs) -> pd.DataFrame:
 
 
 def write_bytes_atomic(data: bytes, uri: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStoragePath:
-    """Write ``data`` to a temporary sibling, then rename it over ``uri``, so readers never see half a file."""
+    """Write ``data`` to ``uri`` so that readers never see half a file.
+
+    On a filesystem the data goes to a temporary sibling that is then renamed over ``uri``. An object store
+    (``s3://``, ``gs://``) publishes an object only once its upload completed, so there the object is written
+    in place: a rename there is a copy and a delete, two more requests that add nothing (and Cloud Storage's
+    ``moveTo``, which gcsfs tries first, is missing from its emulators).
+    """
     target = uri if not isinstance(uri, str) else storage_path(uri, conn_id)
+    if target.protocol not in ("", "file", "local"):
+        with target.open("wb") as handle:
+            handle.write(data)
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     with tmp.open("wb") as handle:

@@ -1,21 +1,24 @@
-"""Vertex AI custom training jobs through the Google Cloud connection.
+"""Vertex AI custom training jobs through the Google provider's ``CustomJobHook``.
 
-The hook owns the ``aiplatform_v1.JobServiceClient``, its credentials and every CustomJob call (create,
-get, list by label, cancel), so the training operator and the trigger only decide what to do.
+The provider's hook owns the connection, the credentials (key file, key JSON, impersonation, workload
+identity, Application Default Credentials) and the ``JobServiceClient``; this subclass adds what the training
+operator needs on top: the lookup of a job by its idempotency label, the mapping of a job's state to an
+outcome, and calls addressed by the job's resource name.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
+from airflow.providers.google.cloud.hooks.vertex_ai.custom_job import CustomJobHook
 
-from mlops_provider.payloads import parse_payload
+if TYPE_CHECKING:
+    from google.cloud.aiplatform_v1 import CustomJob, JobServiceClient
 
-SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-_EXTRA_PREFIX = "extra__google_cloud_platform__"
+#: Connection extra naming another Vertex AI API endpoint (``http(s)://host:port``): a Private Service
+#: Connect endpoint, or a fake Vertex AI on loopback in tests. It is spoken to over REST.
+ENDPOINT_EXTRA = "vertex_api_endpoint"
 #: Vertex job states mapped to the outcome the operator acts on; anything else is still ``running``.
 TERMINAL_STATES = {
     "JOB_STATE_SUCCEEDED": "success",
@@ -35,106 +38,75 @@ def job_outcome(job: Any) -> tuple[str, str]:
     return status, message or state
 
 
-class VertexTrainingHook(BaseHook):
+class VertexTrainingHook(CustomJobHook):
     """Create, follow, find and cancel Vertex AI CustomJobs in one region.
 
-    The ``google_cloud_platform`` connection may carry ``key_path`` or ``keyfile_dict`` (service-account
-    JSON) in its extras, with or without the ``extra__google_cloud_platform__`` prefix; without them (or
-    without the connection) Application Default Credentials are used (workload identity, gcloud login).
+    The ``google_cloud_platform`` connection is the Google provider's (``key_path``, ``keyfile_dict``,
+    ``is_anonymous``, ``project``, ...); :data:`ENDPOINT_EXTRA` in its extras sends the calls to another endpoint.
 
-    :param gcp_conn_id: Google Cloud connection id (None: Application Default Credentials).
-    :param region: the jobs' region, which is also the API endpoint.
+    :param gcp_conn_id: Google Cloud connection id.
+    :param region: the jobs' region, which also picks the regional API endpoint.
     """
 
-    conn_name_attr = "gcp_conn_id"
-    default_conn_name = "google_cloud_default"
-    conn_type = "google_cloud_platform"
     hook_name = "Google Cloud (Vertex AI training)"
 
-    def __init__(self, gcp_conn_id: str | None = default_conn_name, region: str = "us-central1") -> None:
-        super().__init__()
-        self.gcp_conn_id = gcp_conn_id
+    def __init__(self, gcp_conn_id: str = "google_cloud_default", region: str = "us-central1", **kwargs: Any) -> None:
+        super().__init__(gcp_conn_id=gcp_conn_id, **kwargs)
         self.region = region
-        self._client: Any = None
 
-    # ------------------------------------------------------------------ connection
-    def _extras(self) -> dict[str, Any]:
-        if not self.gcp_conn_id:
-            return {}
-        from airflow.sdk.exceptions import AirflowNotFoundException
+    def get_job_service_client(self, region: str | None = None) -> JobServiceClient:
+        """The provider's ``JobServiceClient``, or a REST one for the connection's :data:`ENDPOINT_EXTRA`."""
+        endpoint = self._get_field(ENDPOINT_EXTRA, None)
+        if not endpoint:
+            return super().get_job_service_client(region)
+        from google.api_core.client_options import ClientOptions
+        from google.cloud.aiplatform_v1 import JobServiceClient
 
-        try:
-            extras = self.get_connection(self.gcp_conn_id).extra_dejson or {}
-        except AirflowNotFoundException:
-            return {}
-        return {k.removeprefix(_EXTRA_PREFIX): v for k, v in extras.items()}
-
-    def get_credentials(self) -> Any:
-        """The connection's service-account credentials, or Application Default Credentials."""
-        import google.auth
-        from google.oauth2 import service_account
-
-        extras = self._extras()
-        if extras.get("keyfile_dict"):
-            info = parse_payload(extras["keyfile_dict"], name=f"connection {self.gcp_conn_id!r} keyfile_dict")
-            return service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
-        if extras.get("key_path"):
-            return service_account.Credentials.from_service_account_file(extras["key_path"], scopes=SCOPES)
-        credentials, _ = google.auth.default(scopes=SCOPES)
-        return credentials
-
-    def build_client(self) -> Any:
-        """A new ``aiplatform_v1.JobServiceClient`` for the hook's region and credentials."""
-        from google.cloud import aiplatform_v1
-
-        return aiplatform_v1.JobServiceClient(
-            credentials=self.get_credentials(),
-            client_options={"api_endpoint": f"{self.region}-aiplatform.googleapis.com"},
+        return JobServiceClient(
+            credentials=self.get_credentials(), client_options=ClientOptions(api_endpoint=endpoint), transport="rest"
         )
 
-    def get_conn(self) -> Any:
-        """The hook's JobServiceClient (built once)."""
-        if self._client is None:
-            self._client = self.build_client()
-        return self._client
+    def _job_path(self, name: str) -> dict[str, str]:
+        from google.cloud.aiplatform_v1 import JobServiceClient
 
-    # ------------------------------------------------------------------ custom jobs
-    def parent(self, project: str) -> str:
-        """``projects/<project>/locations/<region>``."""
-        return f"projects/{project}/locations/{self.region}"
+        parts = JobServiceClient.parse_custom_job_path(name)
+        if not parts:
+            raise ValueError(f"{name!r} is not a CustomJob name (projects/<p>/locations/<region>/customJobs/<id>)")
+        return parts
 
-    def create_custom_job(self, project: str, spec: Mapping[str, Any]) -> str:
+    def submit_custom_job(self, project: str, spec: Mapping[str, Any]) -> str:
         """Submit a CustomJob given in its REST/JSON form; return its resource name."""
-        from google.cloud import aiplatform_v1
+        import json
 
-        job = aiplatform_v1.CustomJob.from_json(json.dumps(spec))
-        created = self.get_conn().create_custom_job(parent=self.parent(project), custom_job=job)
+        from google.cloud.aiplatform_v1 import CustomJob
+
+        job = CustomJob.from_json(json.dumps(spec))
+        created = self.create_custom_job(project_id=project, region=self.region, custom_job=job)
         return str(created.name)
 
-    def get_custom_job(self, name: str) -> Any:
+    def get_custom_job_by_name(self, name: str) -> CustomJob:
         """The CustomJob ``name`` as the API returns it."""
-        return self.get_conn().get_custom_job(name=name)
+        parts = self._job_path(name)
+        return self.get_custom_job(
+            project_id=parts["project"], region=parts["location"], custom_job=parts["custom_job"]
+        )
 
     def get_job_outcome(self, name: str) -> tuple[str, str]:
         """``(status, message)`` of CustomJob ``name`` (see :func:`job_outcome`)."""
-        return job_outcome(self.get_custom_job(name))
+        return job_outcome(self.get_custom_job_by_name(name))
 
     def find_custom_job(self, project: str, labels: Mapping[str, str]) -> str | None:
         """The name of a running or succeeded CustomJob carrying every label in ``labels``, or None."""
         query = " AND ".join(f"labels.{key}={value}" for key, value in labels.items())
-        for job in self.get_conn().list_custom_jobs(request={"parent": self.parent(project), "filter": query}):
+        jobs = self.list_custom_jobs(
+            project_id=project, region=self.region, page_size=None, page_token=None, filter=query, read_mask=None
+        )
+        for job in jobs:
             if job_outcome(job)[0] in ("running", "success"):
                 return str(job.name)
         return None
 
-    def cancel_custom_job(self, name: str) -> None:
+    def cancel_custom_job_by_name(self, name: str) -> None:
         """Ask Vertex AI to cancel CustomJob ``name`` (it ends in ``JOB_STATE_CANCELLED``)."""
-        self.get_conn().cancel_custom_job(name=name)
-
-    def test_connection(self) -> tuple[bool, str]:
-        """Check that credentials can be obtained (the UI's Test button)."""
-        try:
-            self.get_credentials()
-        except Exception as exc:
-            return False, f"No Google Cloud credentials: {type(exc).__name__}: {exc}"
-        return True, "Google Cloud credentials found."
+        parts = self._job_path(name)
+        self.cancel_custom_job(project_id=parts["project"], region=parts["location"], custom_job=parts["custom_job"])

@@ -53,6 +53,8 @@ class XGBoostTrainVertexOperator(XGBoostTrainMixin, BaseOperator):
     :param vertex_staging_bucket: ``gs://`` base output directory of the job.
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param poll_interval: seconds between job status checks.
+    :param job_timeout: seconds to wait for the job before cancelling it and failing the task; default the
+        task's ``execution_timeout`` (None: wait as long as the job runs).
     """
 
     backend = "vertex"
@@ -88,6 +90,7 @@ class XGBoostTrainVertexOperator(XGBoostTrainMixin, BaseOperator):
         vertex_staging_bucket: str | None = None,
         deferrable: bool | None = None,
         poll_interval: float = 10.0,
+        job_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -111,6 +114,7 @@ class XGBoostTrainVertexOperator(XGBoostTrainMixin, BaseOperator):
         self.vertex_staging_bucket = vertex_staging_bucket
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
+        self.job_timeout = job_timeout
         self._job_name: str | None = None
 
     # ------------------------------------------------------------------ configuration
@@ -138,7 +142,7 @@ class XGBoostTrainVertexOperator(XGBoostTrainMixin, BaseOperator):
         from mlops_provider.hooks.vertex import VertexTrainingHook
 
         conn_id, _, region = self.target()
-        return VertexTrainingHook(conn_id, region)
+        return VertexTrainingHook(gcp_conn_id=conn_id, region=region)
 
     def custom_job_spec(self, context: Context | None) -> dict[str, Any]:
         """The Vertex AI CustomJob (REST/JSON form) this task submits."""
@@ -188,12 +192,13 @@ class XGBoostTrainVertexOperator(XGBoostTrainMixin, BaseOperator):
         hook = self.vertex_hook
         job_name = hook.find_custom_job(project, {KEY_LABEL: spec["labels"][KEY_LABEL]})
         if job_name is None:
-            job_name = hook.create_custom_job(project, spec)
+            job_name = hook.submit_custom_job(project, spec)
             self.log.info("Submitted Vertex AI CustomJob %s.", job_name)
         else:
             self.log.info("Reattaching to Vertex AI CustomJob %s of this attempt.", job_name)
         self._job_name = job_name
         context["ti"].xcom_push(key="vertex_job_name", value=job_name)
+        timeout = self.resolved_job_timeout()
         if self.deferrable:
             from mlops_provider.triggers.vertex import VertexCustomJobTrigger
 
@@ -203,14 +208,18 @@ class XGBoostTrainVertexOperator(XGBoostTrainMixin, BaseOperator):
                     gcp_conn_id=conn_id,
                     region=region,
                     poll_interval=self.poll_interval,
-                    timeout=self.execution_timeout.total_seconds() if self.execution_timeout else None,
+                    timeout=timeout,
                 ),
                 method_name="execute_complete",
             )
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             state, message = hook.get_job_outcome(job_name)
             if state != "running":
                 return self._complete(context, {"status": state, "job_name": job_name, "message": message})
+            if deadline is not None and time.monotonic() > deadline:
+                event = {"status": "timeout", "job_name": job_name, "message": f"still {message} after {timeout}s"}
+                return self._complete(context, event)
             time.sleep(self.poll_interval)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> TrainingResult:
@@ -221,10 +230,21 @@ class XGBoostTrainVertexOperator(XGBoostTrainMixin, BaseOperator):
         """Cancel the CustomJob this task submitted or reattached to."""
         if self._job_name:
             self.log.info("Cancelling Vertex AI CustomJob %s.", self._job_name)
-            self.vertex_hook.cancel_custom_job(self._job_name)
+            self.vertex_hook.cancel_custom_job_by_name(self._job_name)
+
+    def resolved_job_timeout(self) -> float | None:
+        """``job_timeout``, else the task's ``execution_timeout`` in seconds, else None."""
+        if self.job_timeout is not None:
+            return float(self.job_timeout)
+        return self.execution_timeout.total_seconds() if self.execution_timeout else None
 
     def _complete(self, context: Context, event: dict[str, Any]) -> TrainingResult:
         job = event.get("job_name")
+        if event.get("status") == "timeout" and job:
+            # Nobody waits for the job any more: cancel it rather than let it run (and bill) unobserved. A retry
+            # finds no live job with this attempt's label and submits a new one.
+            self.log.warning("Cancelling Vertex AI CustomJob %s: %s.", job, event.get("message"))
+            self.vertex_hook.cancel_custom_job_by_name(job)
         if event.get("status") != "success":
             raise TrainingFailedError(f"Vertex AI CustomJob {job} {event.get('status')}: {event.get('message')}")
         key = self.trainer_launch(context).idempotency_key

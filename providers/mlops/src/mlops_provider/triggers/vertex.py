@@ -1,4 +1,8 @@
-"""Wait for a Vertex AI CustomJob in the triggerer (through :class:`~mlops_provider.hooks.vertex.VertexTrainingHook`)."""
+"""Wait for a Vertex AI CustomJob in the triggerer (through :class:`~mlops_provider.hooks.vertex.VertexTrainingHook`).
+
+The provider's own ``CustomJobTrigger`` has no deadline and reports a failed job as an error without the
+job's name; this one polls the same hook, stops at a deadline and names the job in every event.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ class VertexCustomJobTrigger(BaseTrigger):
     """Poll a Vertex AI CustomJob until it ends; yield ``{"status", "job_name", "message"}`` once.
 
     :param job_name: ``projects/.../locations/.../customJobs/<id>``.
-    :param gcp_conn_id: Google Cloud connection (or None for Application Default Credentials).
+    :param gcp_conn_id: Google Cloud connection.
     :param region: the job's region (the API endpoint).
     :param poll_interval: seconds between polls.
     :param timeout: seconds after which a ``timeout`` event is yielded (None: no deadline).
@@ -26,7 +30,7 @@ class VertexCustomJobTrigger(BaseTrigger):
         self,
         *,
         job_name: str,
-        gcp_conn_id: str | None,
+        gcp_conn_id: str,
         region: str,
         poll_interval: float = 30.0,
         timeout: float | None = None,
@@ -55,10 +59,12 @@ class VertexCustomJobTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll without blocking the event loop (the SDK call runs in an executor)."""
+        """Poll without blocking the event loop (the connection read and the SDK calls run in an executor)."""
         loop = asyncio.get_running_loop()
         try:
-            hook = VertexTrainingHook(self.gcp_conn_id, self.region)
+            hook = await loop.run_in_executor(
+                None, lambda: VertexTrainingHook(gcp_conn_id=self.gcp_conn_id, region=self.region)
+            )
             while True:
                 status, message = await loop.run_in_executor(None, hook.get_job_outcome, self.job_name)
                 if status != "running":
