@@ -546,7 +546,8 @@ def write_training_set(
             f"SELECT {', '.join(map(_sql_name, columns))} FROM read_parquet('{work}/joined-*.parquet', "
             f"union_by_name = true) ORDER BY {', '.join(map(_sql_name, order))}"
         )
-        reader = connection.sql(query).to_arrow_reader(SNAPSHOT_ROW_GROUP_ROWS)
+        # Small result batches: DuckDB counts them against its memory limit; the writer regroups them.
+        reader = connection.sql(query).to_arrow_reader(SNAPSHOT_ROW_GROUP_ROWS // 4)
         schema, categorical = _snapshot_schema(reader.schema, timestamp_column, feature_columns, what)
         numeric_label = any(
             check(schema.field(label_column).type)
