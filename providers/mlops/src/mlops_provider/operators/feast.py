@@ -7,7 +7,7 @@ import io
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -811,12 +811,7 @@ class FeastTrainingSetOperator(_FeastOperator):
             )
         if not rows:
             raise MlopsError(f"No validated {self.dataset} rows between {days[0]} and {days[-1]}; nothing to train on.")
-        layout_columns = {
-            "entity_columns": layout.entity_columns,
-            "timestamp_column": ts_col,
-            "feature_columns": feature_columns,
-            "label_column": self.label_column,
-        }
+        batches: Iterator[Any]
         with redirected_sources(redirects):
             if getattr(store.config.offline_store, "type", None) == AS_OF_FILE_STORE:
                 files = ", ".join("'" + f.replace("'", "''") + "'" for f in label_files)
@@ -825,7 +820,7 @@ class FeastTrainingSetOperator(_FeastOperator):
                     f"SELECT {', '.join(selected)}, CAST({_sql_name(ts_col)} AS TIMESTAMPTZ) AS "
                     f"{FEAST_ENTITY_TIMESTAMP} FROM read_parquet([{files}], union_by_name = true)"
                 )
-                job = store.get_historical_features(entity_df=query, features=layout.service)
+                job: Any = store.get_historical_features(entity_df=query, features=layout.service)
                 batches = (_with_timestamp(batch, ts_col) for batch in job.iter_batches())
             else:
                 import pandas as pd
@@ -835,5 +830,12 @@ class FeastTrainingSetOperator(_FeastOperator):
                 joined = historical_features(store, layout, labels, ts_col)
                 batches = iter([pa.Table.from_pandas(joined, preserve_index=False)])
             return write_training_set(
-                batches, **layout_columns, work=work, what=self.feature_service, config=store.config
+                batches,
+                entity_columns=layout.entity_columns,
+                timestamp_column=ts_col,
+                feature_columns=feature_columns,
+                label_column=self.label_column,
+                work=work,
+                what=self.feature_service,
+                config=store.config,
             )
