@@ -191,12 +191,12 @@ def duckdb_connection(config: Any) -> Iterator[Any]:
             "temp_directory": spill,
             # The join's output order is set by ORDER BY where it matters; not keeping scan order saves memory.
             "preserve_insertion_order": False,
-            "enable_progress_bar": False,  # it would print into task logs
         }
         threads = getattr(offline, "threads", None)
         if threads:
             settings["threads"] = int(threads)
         connection = duckdb.connect(config=settings)
+        connection.execute("SET enable_progress_bar = false")  # it would print into task logs
         try:
             yield connection
         finally:
