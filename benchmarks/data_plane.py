@@ -1,4 +1,4 @@
-"""Benchmark of the data plane: ingest + validate + materialize N generated rows, and online lookups.
+"""Benchmark of the data plane: ingest + validate + materialize + training set of N generated rows, and lookups.
 
 Runs the bundle's operators (``IngestionOperator``, ``DataValidationOperator``, ``FeastApplyOperator``,
 ``FeastMaterializeOperator``) on ``--rows`` generated transactions spread over ``--days`` daily
@@ -13,7 +13,12 @@ Feast's ``file`` (Dask) offline store over the same aggregate files, and ``get_o
 Latency percentiles are wall-clock: on a shared VM, scheduler preemption (about 4 ms per
 tick) shows up in p99 for any in-process call, Feast's own included; compare with the baseline.
 
-Usage: ``python benchmarks/data_plane.py [--rows 1000000] [--days 10] [--lookups 2000] [--no-baseline]``
+Each stage prints its time and the process's peak RSS so far (``resource.getrusage``); the whole pipeline
+(ingest, validate, materialize, training set) is checked against the targets ``--target-seconds`` (120) and
+``--target-rss-gib`` (4), e.g. at ``--rows 10000000``. The work folder under ``build/bench/data_plane`` is
+removed at the end unless ``--keep``.
+
+Usage: ``python benchmarks/data_plane.py [--rows 1000000] [--days 10] [--lookups 2000] [--no-baseline] [--keep]``
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -46,6 +52,8 @@ def _isolate() -> None:
 
 class _TaskInstance:
     """The one piece of task context the operators touch outside outlets: XCom pushes for extra links."""
+
+    dag_id, task_id, run_id, map_index = "data_plane_benchmark", "benchmark", "benchmark", -1
 
     def xcom_push(self, key: str, value: object) -> None:
         pass
@@ -77,14 +85,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookups", type=int, default=2000, help="online lookups per latency measurement")
     parser.add_argument("--no-baseline", action="store_true", help="skip Feast's Dask materialize baseline (slow)")
     parser.add_argument("--out", default=str(ROOT / "build" / "bench" / "data_plane.json"))
+    parser.add_argument("--target-seconds", type=float, default=120.0)
+    parser.add_argument("--target-rss-gib", type=float, default=4.0)
+    parser.add_argument("--keep", action="store_true", help="keep the generated data under build/bench/data_plane")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(WORK, ignore_errors=True)
 
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _run(args: argparse.Namespace) -> int:
     _isolate()
     import random
 
     from include.data_generator import generate_days
     from include.fraud_example import FEATURE_VIEWS
-    from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator
+    from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
     from mlops_provider.operators.ingestion import IngestionOperator
     from mlops_provider.operators.validation import DataValidationOperator
     from mlops_provider.settings import get_settings
@@ -100,12 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     context = {"ti": _TaskInstance()}
     window = {"partition_start": f"{start}", "partition_end": f"{end}"}
     steps: dict[str, float] = {}
+    peak_rss: dict[str, float] = {}
 
     def timed(name: str, operator) -> dict:
         began = time.perf_counter()
         result = operator.execute(context)
         steps[name] = time.perf_counter() - began
-        print(f"{name:>12}: {steps[name]:6.2f} s  {rows / steps[name]:>12,.0f} rows/s", flush=True)
+        peak_rss[name] = _peak_rss_gib()
+        print(f"{name:>12}: {steps[name]:6.2f} s  {rows / steps[name]:>12,.0f} rows/s  peak RSS so far "
+              f"{peak_rss[name]:.2f} GiB", flush=True)  # fmt: skip
         return result
 
     timed("ingest", IngestionOperator(task_id="ingest", dataset="transactions", **window))
@@ -130,6 +155,28 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"{'chain':>12}: {chain:6.2f} s  {rows / chain:>12,.0f} rows/s", flush=True)
+    training = timed(
+        "training_set",
+        FeastTrainingSetOperator(
+            task_id="training_set",
+            dataset="transactions",
+            feature_service="fraud_model_v1",
+            label_column="is_fraud",
+            build_features=False,  # materialize just built the interval's aggregates
+            **window,
+        ),
+    )
+    assert training["rows"] == rows, training
+    pipeline = chain + steps["training_set"]
+    pipeline_rss = max(peak_rss.values())
+    load = os.getloadavg()
+    print(
+        f"{'pipeline':>12}: {pipeline:6.2f} s for {rows:,} rows (target <= {args.target_seconds:.0f} s: "
+        f"{'met' if pipeline <= args.target_seconds else 'missed'}), peak RSS {pipeline_rss:.2f} GiB (target <= "
+        f"{args.target_rss_gib:.0f} GiB: {'met' if pipeline_rss <= args.target_rss_gib else 'missed'}); load average "
+        f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores",
+        flush=True,
+    )
 
     # Online lookups: the bundle's feature service (what the model server asks for) vs Feast's plain 3-feature read.
     from datetime import UTC, datetime
@@ -224,6 +271,17 @@ def main(argv: list[str] | None = None) -> int:
         {"metric": "feast_materialize_seconds", "value": feast_only, "unit": "s", "baseline": baseline_materialize},
         {"metric": "chain_seconds", "value": chain, "unit": f"s for {rows} rows (target < 30)", "baseline": None},
         {"metric": "chain_throughput", "value": rows / chain, "unit": "rows/s", "baseline": None},
+        {"metric": "training_set_seconds", "value": steps["training_set"], "unit": "s", "baseline": None},
+        {
+            "metric": "pipeline_seconds",
+            "value": pipeline,
+            "unit": f"s for {rows} rows: ingest + validate + materialize + training set (target <= {args.target_seconds:.0f})",
+            "baseline": None,
+        },
+        *(
+            {"metric": f"peak_rss_after_{name}", "value": value, "unit": "GiB", "baseline": None}
+            for name, value in peak_rss.items()
+        ),
         {
             "metric": "online_lookup_p50_fraud_model_v1",
             "value": statistics.median(service_ms),

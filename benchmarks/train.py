@@ -8,6 +8,12 @@ CPU run of the same data in the same run as their baseline. The issue's referenc
 depth 8: 16-core CPU 52 s, H100 2.9 s) is printed, scaled to the run's size, for orientation only.
 
     python benchmarks/train.py [--rows 1000000] [--features 28] [--rounds 200] [--depth 8] [--threads 0]
+
+Same-run baseline for the trainer (``--trainer``): the same data is written as a training-set snapshot under /tmp
+(removed after), and the trainer's own path (``load_training_data`` -> ``booster_params`` -> ``matrices`` ->
+``train_booster``, early stopping off, so both run every round) is timed against bare ``xgboost.train`` with the
+same booster parameters and the same evaluation sets on the same train rows, from NumPy arrays already in memory.
+Target: the trainer within 1.1x of bare XGBoost.
 """
 
 from __future__ import annotations
@@ -63,6 +69,69 @@ def train_once(x, y, *, device: str, rounds: int, depth: int, threads: int) -> t
     return matrix_s, train_s, float(evals["train"]["logloss"][-1])
 
 
+def trainer_against_bare(x, y, *, rounds: int, depth: int, threshold_mb: float) -> list[dict]:
+    """Time the trainer's path and bare ``xgboost.train`` on the same snapshot rows; return the records."""
+    import json
+    import shutil
+    import tempfile
+
+    import pandas as pd
+    import xgboost as xgb
+
+    from include.trainer.data import load_training_data
+    from include.trainer.fit import booster_params, matrices, train_booster, training_plan
+    from include.trainer.params import DEFAULT_PARAMS
+
+    names = [f"f{i:02d}" for i in range(x.shape[1])]
+    work = Path(tempfile.mkdtemp(prefix="train-bench-", dir="/tmp"))
+    try:
+        frame = pd.DataFrame(x, columns=names)
+        frame.insert(0, "ts", pd.date_range("2026-01-01", periods=len(frame), freq="s", tz="UTC"))
+        frame["label"] = y.astype("int64")
+        frame.to_parquet(work / "data.parquet", index=False, row_group_size=262_144)
+        del frame
+        manifest = {"label_column": "label", "timestamp_column": "ts", "feature_columns": names,
+                    "categorical_columns": []}  # fmt: skip
+        (work / "manifest.json").write_text(json.dumps(manifest))
+        params = {**DEFAULT_PARAMS, "n_estimators": rounds, "early_stopping_rounds": None,
+                  "external_memory_threshold_mb": threshold_mb,
+                  "xgboost": {**DEFAULT_PARAMS["xgboost"], "max_depth": depth, "device": "cpu"}}  # fmt: skip
+        started = time.perf_counter()
+        data = load_training_data(str(work), manifest, params, "binary")
+        plan = training_plan(params, gpu=False)
+        resolved = booster_params(params, plan, data.y_train)
+        dtrain, dval = matrices(plan, data, resolved)
+        prepared_s = time.perf_counter() - started
+        started = time.perf_counter()
+        train_booster(params, resolved, dtrain, dval)
+        trainer_train_s = time.perf_counter() - started
+        trainer_total_s = prepared_s + trainer_train_s
+        n_train, n_val = len(data.y_train), len(data.y_val)
+        del dtrain, dval, data
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    started = time.perf_counter()
+    bare_train = xgb.DMatrix(x[:n_train], label=y[:n_train])
+    bare_val = xgb.DMatrix(x[n_train : n_train + n_val], label=y[n_train : n_train + n_val])
+    bare_prepared_s = time.perf_counter() - started
+    started = time.perf_counter()
+    xgb.train(dict(resolved), bare_train, num_boost_round=rounds,
+              evals=[(bare_train, "train"), (bare_val, "validation")], verbose_eval=False)  # fmt: skip
+    bare_train_s = time.perf_counter() - started
+    bare_total_s = bare_prepared_s + bare_train_s
+    ratio = trainer_total_s / bare_total_s
+    print(f"trainer: {trainer_total_s:.1f} s ({prepared_s:.1f} s snapshot -> matrices, {trainer_train_s:.1f} s boosting); "
+          f"bare xgboost.train: {bare_total_s:.1f} s ({bare_prepared_s:.1f} s DMatrix, {bare_train_s:.1f} s boosting); "
+          f"ratio {ratio:.3f}: {'met' if ratio <= 1.1 else 'missed'} (<= 1.1); "
+          f"external memory: {threshold_mb > 0 and n_train * len(names) * 4 / 2**20 > threshold_mb}")  # fmt: skip
+    return [
+        record("trainer_seconds", trainer_total_s, "s (snapshot to trained booster)", round(bare_total_s, 3)),
+        record("trainer_boosting_seconds", trainer_train_s, "s", round(bare_train_s, 3)),
+        record("trainer_prepare_seconds", prepared_s, "s", round(bare_prepared_s, 3)),
+        record("bare_xgboost_seconds", bare_total_s, "s (DMatrix + xgboost.train from NumPy)"),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -71,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--skip-gpu", action="store_true")
+    parser.add_argument("--trainer", action="store_true", help="also time the trainer against bare xgboost.train")
+    parser.add_argument("--external-memory-threshold-mb", type=float, default=2048,
+                        help="the trainer's threshold (0: always in memory)")  # fmt: skip
     args = parser.parse_args(argv)
 
     from include.trainer.fit import gpu_visible
@@ -104,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
     else:
         print("no GPU visible to XGBoost: CPU only (run it on a GPU node for the CUDA numbers)")
+    if args.trainer:
+        records += trainer_against_bare(
+            x, y, rounds=args.rounds, depth=args.depth, threshold_mb=args.external_memory_threshold_mb
+        )
+        load = os.getloadavg()
+        print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
     path = emit("train", records)
     print(f"wrote {path.relative_to(ROOT)}")
     return 0

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from include.trainer import tracking
-from include.trainer.data import prepare, read_training_set
+from include.trainer.data import load_training_data, read_manifest
 from include.trainer.fit import booster_params, fit, gpu_visible, training_plan
 from include.trainer.params import TrainingError, check_params_digest, check_task, load_params, search_config
 from include.trainer.search import run_search, with_best_params
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[
     params = load_params(args.params_file)
     task = check_task(params, args.params_file)
     client = tracking.client(env)
-    df, manifest = read_training_set(args.training_set_uri)
+    manifest = read_manifest(args.training_set_uri)
     tags = {**tracking.lineage_tags(args, manifest, env), TASK_TAG: task}
     experiment = tracking.experiment_id(
         client, args.experiment_name or args.model_name, args.artifact_location or env.get("MLOPS_MLFLOW_ARTIFACT_ROOT")
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[
     if reused is not None:
         return reused
 
-    data = prepare(df, manifest, params["split"], task)
+    data = load_training_data(args.training_set_uri, manifest, params, task)
     gpu = gpu_visible(env)
     plan = training_plan(params, gpu=gpu)
     search = search_config(params, args.params_file)

@@ -1,4 +1,13 @@
-"""Read a training-set snapshot and cut it into the time-ordered train, validation and holdout matrices."""
+"""Read a training-set snapshot and cut it into the time-ordered train, validation and holdout matrices.
+
+Small snapshots are read whole (:func:`read_training_set` + :func:`prepare`). A snapshot whose float32 feature
+matrix would exceed ``external_memory_threshold_mb`` (params) is streamed instead (:func:`load_training_data`):
+only its timestamp and label columns are read whole; the train part stays on disk and reaches XGBoost one
+Parquet batch at a time through :class:`ParquetTrainIter` into an ``ExtMemQuantileDMatrix`` (measured on
+1M x 28: about 2.5x slower to train than an in-memory ``DMatrix``, hence a threshold and not always); the
+validation and holdout parts (the latest ``validation_fraction + holdout_fraction`` of the rows) are read into
+memory, as scoring them needs.
+"""
 
 from __future__ import annotations
 
@@ -29,22 +38,34 @@ def snapshot_paths(uri: str) -> tuple[str, str]:
     return data, f"{folder}/manifest.json"
 
 
-def read_training_set(uri: str) -> tuple[Any, dict[str, Any]]:
-    """Read the snapshot's rows and manifest (``file://``, ``s3://``, ``gs://`` through fsspec)."""
+def read_manifest(uri: str) -> dict[str, Any]:
+    """Read the snapshot's manifest (``file://``, ``s3://``, ``gs://`` through fsspec)."""
     import fsspec
-    import pandas as pd
 
-    data_uri, manifest_uri = snapshot_paths(uri)
+    _, manifest_uri = snapshot_paths(uri)
     try:
         with fsspec.open(manifest_uri, "rt") as handle:
             manifest = json.load(handle)
-        with fsspec.open(data_uri, "rb") as handle:
-            df = pd.read_parquet(handle)
     except FileNotFoundError as exc:
         raise TrainingError(f"training set snapshot not found at {uri}: {exc}") from exc
     missing = [key for key in REQUIRED_MANIFEST_KEYS if not manifest.get(key)]
     if missing:
         raise TrainingError(f"manifest {manifest_uri} lacks {missing}")
+    return manifest
+
+
+def read_training_set(uri: str) -> tuple[Any, dict[str, Any]]:
+    """Read the snapshot's rows and manifest (``file://``, ``s3://``, ``gs://`` through fsspec)."""
+    import fsspec
+    import pandas as pd
+
+    manifest = read_manifest(uri)
+    data_uri, _ = snapshot_paths(uri)
+    try:
+        with fsspec.open(data_uri, "rb") as handle:
+            df = pd.read_parquet(handle)
+    except FileNotFoundError as exc:
+        raise TrainingError(f"training set snapshot not found at {uri}: {exc}") from exc
     return df, manifest
 
 
@@ -85,8 +106,6 @@ def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any], task: str 
     Binary labels are 0/1; multiclass labels may be any values (the model predicts their index in
     :func:`label_classes`); regression labels are numbers.
     """
-    import numpy as np
-
     label, ts_col = manifest["label_column"], manifest["timestamp_column"]
     features: list[str] = list(manifest["feature_columns"])
     if label not in df.columns:
@@ -97,6 +116,28 @@ def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any], task: str 
     frames = (parts.train, parts.validation, parts.holdout)
     categories = category_mapping(parts.train, training_categorical_columns(df, manifest))
     x_train, x_val, x_hold = (feature_matrix(part, features, categories) for part in frames)
+    y_train, y_val, y_hold, classes = split_labels(df, frames, label, task)
+    return TrainingData(
+        parts,
+        features,
+        label,
+        len(df),
+        x_train,
+        x_val,
+        x_hold,
+        y_train,
+        y_val,
+        y_hold,
+        task=task,
+        classes=classes,
+        categories=categories or None,
+    )
+
+
+def split_labels(df: Any, frames: tuple[Any, Any, Any], label: str, task: str) -> tuple[Any, Any, Any, Any]:
+    """The label arrays of the train, validation and holdout ``frames`` for ``task``, and the multiclass classes."""
+    import numpy as np
+
     classes = None
     if task == "multiclass":
         classes = label_classes(df, label)
@@ -115,21 +156,7 @@ def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any], task: str 
     for name, y in (("train", y_train), ("validation", y_val)):
         if len(np.unique(y)) < 2:
             raise TrainingError(f"the {name} part has a single label value; use a longer training window")
-    return TrainingData(
-        parts,
-        features,
-        label,
-        len(df),
-        x_train,
-        x_val,
-        x_hold,
-        y_train,
-        y_val,
-        y_hold,
-        task=task,
-        classes=classes,
-        categories=categories or None,
-    )
+    return y_train, y_val, y_hold, classes
 
 
 def training_categorical_columns(df: Any, manifest: dict[str, Any]) -> list[str]:
@@ -146,3 +173,169 @@ def training_categorical_columns(df: Any, manifest: dict[str, Any]) -> list[str]
             f"manifest categorical_columns {sorted(listed)} differ from the snapshot's string columns {sorted(found)}"
         )
     return found
+
+
+#: Rows per batch handed to XGBoost from a streamed snapshot (the snapshot writer's row group size).
+STREAM_BATCH_ROWS = 262_144
+
+
+@dataclass(frozen=True)
+class ParquetTrainPart:
+    """The train part of a streamed snapshot: its first ``rows`` rows (snapshots are sorted by time), on disk."""
+
+    data_uri: str
+    rows: int
+    features: list[str]
+    categories: dict[str, list[str]]
+    labels: Any
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def batches(self) -> Any:
+        """Yield ``(feature frame, labels)`` of the train rows, :data:`STREAM_BATCH_ROWS` at a time."""
+        import fsspec
+        import pyarrow.parquet as pq
+
+        seen = 0
+        with fsspec.open(self.data_uri, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            for batch in parquet.iter_batches(batch_size=STREAM_BATCH_ROWS, columns=self.features):
+                take = min(batch.num_rows, self.rows - seen)
+                if take <= 0:
+                    return
+                frame = batch.slice(0, take).to_pandas()
+                yield feature_matrix(frame, self.features, self.categories), self.labels[seen : seen + take]
+                seen += take
+
+
+def external_memory_matrix(part: ParquetTrainPart, *, max_bin: int, enable_categorical: bool) -> Any:
+    """An ``xgboost.ExtMemQuantileDMatrix`` of ``part``, fed batch by batch; its page cache goes with the matrix."""
+    import shutil
+    import tempfile
+    import weakref
+
+    import xgboost as xgb
+
+    cache = tempfile.mkdtemp(prefix="mlops-xgb-cache-")
+
+    class ParquetTrainIter(xgb.DataIter):
+        def __init__(self) -> None:
+            self._batches = part.batches()
+            super().__init__(cache_prefix=os.path.join(cache, "train"), release_data=True)
+
+        def next(self, input_data: Any) -> bool:
+            found = next(self._batches, None)
+            if found is None:
+                return False
+            x, y = found
+            input_data(data=x, label=y, feature_names=part.features)
+            return True
+
+        def reset(self) -> None:
+            self._batches = part.batches()
+
+    try:
+        matrix = xgb.ExtMemQuantileDMatrix(ParquetTrainIter(), max_bin=max_bin, enable_categorical=enable_categorical)
+    except BaseException:
+        shutil.rmtree(cache, ignore_errors=True)
+        raise
+    weakref.finalize(matrix, shutil.rmtree, cache, ignore_errors=True)
+    return matrix
+
+
+def load_training_data(
+    uri: str, manifest: dict[str, Any], params: dict[str, Any], task: str = "binary"
+) -> TrainingData:
+    """The snapshot's split, read whole or streamed (see the module docstring) by its size.
+
+    :param uri: the snapshot folder or its ``data.parquet``.
+    :param manifest: its manifest (:func:`read_manifest`).
+    :param params: the trainer params: ``split`` fractions and ``external_memory_threshold_mb``.
+    :param task: binary, multiclass or regression.
+    """
+    import fsspec
+    import pyarrow.parquet as pq
+
+    data_uri, _ = snapshot_paths(uri)
+    threshold_mb = float(params.get("external_memory_threshold_mb") or 0)
+    try:
+        with fsspec.open(data_uri, "rb") as handle:
+            rows = pq.ParquetFile(handle).metadata.num_rows
+    except FileNotFoundError as exc:
+        raise TrainingError(f"training set snapshot not found at {uri}: {exc}") from exc
+    matrix_mb = rows * len(manifest["feature_columns"]) * 4 / 2**20
+    if threshold_mb <= 0 or matrix_mb <= threshold_mb:
+        df, _ = read_training_set(uri)
+        return prepare(df, manifest, params["split"], task)
+    return prepare_streamed(data_uri, manifest, params["split"], task)
+
+
+def prepare_streamed(data_uri: str, manifest: dict[str, Any], split: dict[str, Any], task: str) -> TrainingData:
+    """:func:`prepare` with the train part left on disk (a :class:`ParquetTrainPart`)."""
+    import fsspec
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    label, ts_col = manifest["label_column"], manifest["timestamp_column"]
+    features: list[str] = list(manifest["feature_columns"])
+    with fsspec.open(data_uri, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        names = parquet.schema_arrow.names
+        if label not in names:
+            raise TrainingError(f"label column {label!r} is not in the training set")
+        keys = parquet.read(columns=[ts_col, label]).to_pandas()
+        schema = parquet.schema_arrow
+    if keys[label].isna().any():
+        raise TrainingError(f"label column {label!r} has {int(keys[label].isna().sum())} missing values")
+    if not pd.to_datetime(keys[ts_col], utc=True).is_monotonic_increasing:
+        raise TrainingError(
+            f"training set {data_uri} is not sorted by {ts_col!r}; rebuild it with FeastTrainingSetOperator "
+            "(its snapshots are) or raise external_memory_threshold_mb so it is read whole"
+        )
+    parts = time_split(keys, ts_col, **split)
+    frames = (parts.train, parts.validation, parts.holdout)
+    y_train, y_val, y_hold, classes = split_labels(keys, frames, label, task)
+    n_train = len(parts.train)
+    string_features = [f for f in features if f in names and str(schema.field(f).type) in ("string", "large_string")]
+    listed = manifest.get("categorical_columns")
+    if listed is not None and sorted(listed) != sorted(string_features):
+        raise TrainingError(
+            f"manifest categorical_columns {sorted(listed)} differ from the snapshot's string columns "
+            f"{sorted(string_features)}"
+        )
+    values: dict[str, set[str]] = {c: set() for c in string_features}
+    tail = []
+    seen = 0
+    with fsspec.open(data_uri, "rb") as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=STREAM_BATCH_ROWS, columns=features):
+            lo, hi = seen, seen + batch.num_rows
+            if lo < n_train:
+                train_rows = batch.slice(0, min(hi, n_train) - lo)
+                for column in string_features:
+                    values[column].update(v for v in train_rows.column(column).unique().to_pylist() if v is not None)
+            if hi > n_train:
+                tail.append(batch.slice(max(n_train - lo, 0)).to_pandas())
+            seen = hi
+    categories = {column: sorted(found) for column, found in values.items()}
+    rest = pd.concat(tail, ignore_index=True)
+    rest.index = pd.RangeIndex(n_train, n_train + len(rest))  # row numbers, as the whole read keeps them
+    n_val = len(parts.validation)
+    x_val = feature_matrix(rest.iloc[:n_val], features, categories)
+    x_hold = feature_matrix(rest.iloc[n_val:], features, categories)
+    train_part = ParquetTrainPart(data_uri, n_train, features, categories, y_train)
+    return TrainingData(
+        parts,
+        features,
+        label,
+        len(keys),
+        train_part,
+        x_val,
+        x_hold,
+        y_train,
+        y_val,
+        y_hold,
+        task=task,
+        classes=classes,
+        categories=categories or None,
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from include.trainer.data import TrainingData
+from include.trainer.data import ParquetTrainPart, TrainingData, external_memory_matrix
 from include.trainer.params import DEFAULT_EVAL_METRICS, TrainingError, check_task
 from mlops_provider.lineage import (
     BINARY,
@@ -118,11 +118,23 @@ def booster_params(
 
 
 def matrices(plan: Mapping[str, Any], data: TrainingData, booster: Mapping[str, Any]) -> tuple[Any, Any]:
-    """The train and validation matrices of the plan's type (``QuantileDMatrix`` binned with ``max_bin``)."""
+    """The train and validation matrices of the plan's type (``QuantileDMatrix`` binned with ``max_bin``).
+
+    A streamed train part (:class:`~include.trainer.data.ParquetTrainPart`) becomes an ``ExtMemQuantileDMatrix``
+    on either device, the validation part a ``QuantileDMatrix`` binned like it.
+    """
     import xgboost as xgb
 
     # Categorical features are pandas categories with the frozen categories: XGBoost's native categoricals.
     categorical = bool(data.categories)
+    if isinstance(data.x_train, ParquetTrainPart):  # streamed: quantised batch by batch, pages cached on disk
+        dtrain = external_memory_matrix(
+            data.x_train, max_bin=booster.get("max_bin", 256), enable_categorical=categorical
+        )
+        dval = xgb.QuantileDMatrix(
+            data.x_val, label=data.y_val, feature_names=data.features, ref=dtrain, enable_categorical=categorical
+        )
+        return dtrain, dval
     if plan["matrix"] == "QuantileDMatrix":
         dtrain = xgb.QuantileDMatrix(
             data.x_train,

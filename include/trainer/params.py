@@ -37,6 +37,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "early_stopping_rounds": 30,
     "scale_pos_weight": "auto",  # binary only
     "split": {"validation_fraction": 0.15, "holdout_fraction": 0.15},
+    # Above this size of the float32 feature matrix (rows x features x 4 bytes, in MiB) the train part is streamed
+    # from the snapshot into XGBoost's external-memory ExtMemQuantileDMatrix (bounded memory, slower to train);
+    # 0: always read the snapshot whole.
+    "external_memory_threshold_mb": 2048,
     "threshold": {"policy": "max_f1", "value": 0.5, "min_precision": 0.5},  # binary only
     # Optional hyperparameter search (Optuna) before the final fit; ``None``: train the ``xgboost`` params as
     # they are. See :class:`SearchConfig` for the keys.

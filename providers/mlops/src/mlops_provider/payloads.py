@@ -50,6 +50,8 @@ class TrainingSetManifest(TypedDict, total=False):
     hash: str
     sha256: str
     rows: int
+    #: Byte layout of ``data.parquet`` (the hash is over its bytes); absent: written before format 2.
+    snapshot_format: int
     dataset: str
     start: str
     end: str

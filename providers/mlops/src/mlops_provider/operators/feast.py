@@ -7,7 +7,7 @@ import io
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -71,6 +71,11 @@ class _FeastOperator(BaseOperator):
         """One validated partition (the pinned version when pinned), its version noted in ``versions_read``."""
         import pandas as pd
 
+        data = self._read_validated_bytes(dataset, day)
+        return None if data is None else pd.read_parquet(io.BytesIO(data))
+
+    def _read_validated_bytes(self, dataset: str, day: date) -> bytes | None:
+        """The Parquet bytes of one validated partition, as :meth:`_read_validated` picks and records it."""
         from mlops_provider.partitions import partition_key, read_partition
 
         key = partition_key("validated", dataset, day)
@@ -84,7 +89,7 @@ class _FeastOperator(BaseOperator):
         if found is None:
             return None
         data, self.versions_read[key] = found
-        return pd.read_parquet(io.BytesIO(data))
+        return data
 
     def _build_aggregates(
         self, store: FeatureStore, view_names: list[str], days: list[date], scratch: str | None = None
@@ -432,6 +437,167 @@ def training_set_frame(
     return data, categorical
 
 
+#: Version of a snapshot's byte layout, recorded in its manifest (the hash is over the bytes). 2: written by
+#: :func:`write_training_set` (streamed, row groups of :data:`SNAPSHOT_ROW_GROUP_ROWS`); 1 (no key): pandas.
+SNAPSHOT_FORMAT = 2
+#: Rows per row group of a snapshot: what the trainer reads at a time when it streams one.
+SNAPSHOT_ROW_GROUP_ROWS = 262_144
+
+
+class TrainingSetFile(NamedTuple):
+    """A snapshot written by :func:`write_training_set`, before it is published."""
+
+    path: str
+    sha256: str
+    rows: int
+    categorical_columns: list[str]
+    #: The mean of a numeric label (see :func:`label_rate`); None for a text label.
+    label_rate: float | None
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _with_timestamp(batch: Any, timestamp_column: str) -> Any:
+    """The joined batch with ``timestamp_column`` holding Feast's as-of time (the dataset's own column name)."""
+    if timestamp_column == FEAST_ENTITY_TIMESTAMP:
+        return batch
+    values = batch.column(FEAST_ENTITY_TIMESTAMP)
+    index = batch.schema.get_field_index(timestamp_column)
+    if index < 0:
+        return batch.append_column(timestamp_column, values)
+    return batch.set_column(index, timestamp_column, values)
+
+
+def _snapshot_schema(
+    schema: Any, timestamp_column: str, feature_columns: list[str], what: str
+) -> tuple[Any, list[str]]:
+    """The snapshot's column types and its categorical features; refuses features that are neither."""
+    import pyarrow as pa
+
+    fields, categorical, unusable = [], [], []
+    for field in schema:
+        kind = field.type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+            kind = pa.string()
+            if field.name in feature_columns:
+                categorical.append(field.name)
+        elif field.name == timestamp_column:
+            kind = pa.timestamp("us", tz="UTC")
+        elif pa.types.is_null(kind):
+            kind = pa.float64()  # a feature no label row found: all missing
+        elif field.name in feature_columns and not (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        ):
+            unusable.append(f"{field.name} ({kind})")
+        fields.append(pa.field(field.name, kind))
+    if unusable:
+        raise MlopsError(
+            f"Features {unusable} of {what} are neither numbers nor strings; models take numeric and categorical "
+            "(string) features."
+        )
+    return pa.schema(fields), [c for c in feature_columns if c in categorical]
+
+
+def write_training_set(
+    batches: Any,
+    *,
+    entity_columns: list[str],
+    timestamp_column: str,
+    feature_columns: list[str],
+    label_column: str,
+    work: str,
+    what: str = "the feature service",
+    config: Any = None,
+) -> TrainingSetFile:
+    """Write the joined ``batches`` (Arrow tables) as one deterministically sorted Parquet snapshot under ``work``.
+
+    Out of core: each batch goes to a scratch file as it comes, then DuckDB sorts them (spilling beyond the
+    offline store's ``memory_limit``, see :func:`~mlops_provider.features.offline_store.duckdb_connection`) by
+    timestamp, entity keys, features and label, and the sorted rows are written in row groups of
+    :data:`SNAPSHOT_ROW_GROUP_ROWS`, so the bytes (hence the hash) depend on the rows only, never on how the
+    join batched them. Numeric and boolean features keep their types, string features stay strings (the
+    categorical columns), and any other feature type is refused, as :func:`training_set_frame` does.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from mlops_provider.features.offline_store import duckdb_connection
+
+    columns = list(dict.fromkeys([*entity_columns, timestamp_column, *feature_columns, label_column]))
+    parts = 0
+    for batch in batches:
+        missing = [c for c in columns if c not in batch.column_names]
+        if missing:
+            raise MlopsError(f"Columns {missing} of {what} are not in the joined training rows.")
+        pq.write_table(batch.select(columns), f"{work}/joined-{parts:06d}.parquet")
+        parts += 1
+    if not parts:
+        raise MlopsError(f"The join of {what} returned no rows; nothing to train on.")
+    order = list(dict.fromkeys([timestamp_column, *entity_columns, *feature_columns, label_column]))
+    path = f"{work}/data.parquet"
+    rows, label_sum, label_count = 0, 0.0, 0
+    with duckdb_connection(config) as connection:
+        query = (
+            f"SELECT {', '.join(map(_sql_name, columns))} FROM read_parquet('{work}/joined-*.parquet', "
+            f"union_by_name = true) ORDER BY {', '.join(map(_sql_name, order))}"
+        )
+        # Small result batches: DuckDB counts them against its memory limit; the writer regroups them.
+        reader = connection.sql(query).to_arrow_reader(SNAPSHOT_ROW_GROUP_ROWS // 4)
+        schema, categorical = _snapshot_schema(reader.schema, timestamp_column, feature_columns, what)
+        numeric_label = any(
+            check(schema.field(label_column).type)
+            for check in (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+        )
+        pending: list[Any] = []
+        with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+
+            def flush(table: Any) -> None:
+                writer.write_table(table, row_group_size=SNAPSHOT_ROW_GROUP_ROWS)
+
+            for batch in reader:
+                table = pa.Table.from_batches([batch]).cast(schema)
+                rows += table.num_rows
+                if numeric_label:
+                    values = pc.cast(table.column(label_column), pa.float64())
+                    label_sum += float(pc.sum(values).as_py() or 0.0)
+                    label_count += int(pc.count(values).as_py())
+                pending.append(table)
+                # Fixed row groups, whatever the batch sizes: the same rows always give the same bytes.
+                while sum(t.num_rows for t in pending) >= SNAPSHOT_ROW_GROUP_ROWS:
+                    merged = pa.concat_tables(pending)
+                    flush(merged.slice(0, SNAPSHOT_ROW_GROUP_ROWS))
+                    rest = merged.slice(SNAPSHOT_ROW_GROUP_ROWS)
+                    pending = [rest] if rest.num_rows else []
+            if pending:
+                flush(pa.concat_tables(pending))
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 23), b""):
+            digest.update(chunk)
+    rate = round(label_sum / label_count, 6) if numeric_label and label_count else None
+    return TrainingSetFile(path, digest.hexdigest(), rows, categorical, rate)
+
+
+def publish_file_atomic(local_path: str, uri: str, conn_id: str | None) -> None:
+    """Copy a local file to ``uri`` through a temporary sibling renamed over it, so readers never see half a file."""
+    import shutil
+    import uuid
+
+    from mlops_provider.storage import storage_path
+
+    target = storage_path(uri, conn_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    with open(local_path, "rb") as source, tmp.open("wb") as handle:
+        shutil.copyfileobj(source, handle, 1 << 23)
+    tmp.rename(target)
+
+
 class FeastTrainingSetOperator(_FeastOperator):
     """Join the interval's labels with their features as of each label's time, and snapshot the result.
 
@@ -509,8 +675,6 @@ class FeastTrainingSetOperator(_FeastOperator):
 
     def execute(self, context: Context) -> TrainingSetManifest:
         """Build the training set and return its manifest."""
-        import pandas as pd
-
         safe_segment(self.dataset, "dataset name")  # before any read: it names folders in two zones
 
         from mlops_provider.storage import storage_path, write_bytes_atomic
@@ -520,6 +684,13 @@ class FeastTrainingSetOperator(_FeastOperator):
         layout = service_layout(store, self.feature_service)
         entity_columns, request_fields = layout.entity_columns, layout.request_fields
         feature_refs, feature_columns = layout.feature_refs, list(layout.feature_columns)
+        unknown = [c for c in self.entity_features or [] if c not in entity_columns and c not in request_fields]
+        if unknown:
+            raise MlopsError(
+                f"entity_features {unknown} are neither entity keys {entity_columns} nor request fields "
+                f"{request_fields} of feature service {self.feature_service}."
+            )
+        feature_columns += [c for c in self.entity_features or [] if c not in feature_columns]
 
         self.versions_read = {}
         self.pinned_versions = dict(self.partition_versions) if self.partition_versions else None
@@ -541,59 +712,23 @@ class FeastTrainingSetOperator(_FeastOperator):
                 sources = {n: getattr(store.get_feature_view(n).batch_source, "path", None) for n in built}
                 redirects = {str(path): f"{scratch.name}/{n}" for n, path in sources.items() if path}
 
-        frames = []
-        for day in days:
-            frame = self._read_validated(self.dataset, day)
-            if frame is None:
-                raise SourceDataMissingError(
-                    f"Validated partition dt={day} of {self.dataset} does not exist; run ingestion and validation "
-                    "for the training window first."
-                )
-            frames.append(frame)
-        labels = pd.concat(frames, ignore_index=True)
-        unknown = [c for c in self.entity_features or [] if c not in entity_columns and c not in request_fields]
-        if unknown:
-            raise MlopsError(
-                f"entity_features {unknown} are neither entity keys {entity_columns} nor request fields "
-                f"{request_fields} of feature service {self.feature_service}."
-            )
-        needed = [*entity_columns, self.timestamp_column, self.label_column]
-        needed += [f for f in request_fields if f not in needed]
-        missing = [c for c in needed if c not in labels.columns]
-        if missing:
-            raise MlopsError(
-                f"Columns {missing} needed by feature service {self.feature_service} (entity keys, request fields) or "
-                f"as label/timestamp are not in the validated {self.dataset} data."
-            )
-        if labels.empty:
-            raise MlopsError(f"No validated {self.dataset} rows between {days[0]} and {days[-1]}; nothing to train on.")
-        ts_col = self.timestamp_column
-        from mlops_provider.features.offline_store import redirected_sources
-
         try:
-            with redirected_sources(redirects):
-                joined = historical_features(store, layout, labels[needed], ts_col)
+            with tempfile.TemporaryDirectory(prefix="mlops-training-set-") as work:
+                snapshot = self._join_and_write(store, layout, days, feature_columns, redirects, work)
+                folder = f"{zone_uri(self.settings.data_root, 'training_sets', self.dataset)}/{snapshot.sha256[:16]}"
+                uri = f"{folder}/data.parquet"
+                publish_file_atomic(snapshot.path, uri, self._conn_id)
         finally:
             if scratch is not None:
                 scratch.cleanup()
-        feature_columns += [c for c in self.entity_features or [] if c not in feature_columns]
-        data, categorical = training_set_frame(
-            joined, entity_columns, ts_col, feature_columns, self.label_column, what=self.feature_service
-        )
-
-        buffer = io.BytesIO()
-        data.to_parquet(buffer, index=False, compression="snappy")
-        payload = buffer.getvalue()
-        digest = hashlib.sha256(payload).hexdigest()
-        content_hash = digest[:16]
-        folder = f"{zone_uri(self.settings.data_root, 'training_sets', self.dataset)}/{content_hash}"
-        uri = f"{folder}/data.parquet"
-        write_bytes_atomic(payload, uri, self._conn_id)
+        ts_col = self.timestamp_column
+        content_hash, digest, categorical = snapshot.sha256[:16], snapshot.sha256, snapshot.categorical_columns
         manifest: TrainingSetManifest = {
             "uri": uri,
             "hash": content_hash,
             "sha256": digest,
-            "rows": len(data),
+            "rows": snapshot.rows,
+            "snapshot_format": SNAPSHOT_FORMAT,
             "dataset": self.dataset,
             "start": days[0].isoformat(),
             "end": days[-1].isoformat(),
@@ -605,7 +740,7 @@ class FeastTrainingSetOperator(_FeastOperator):
             "feature_refs": feature_refs,
             "feature_service": self.feature_service,
             "feast_project": store.project,
-            "label_rate": label_rate(data[self.label_column]),
+            "label_rate": snapshot.label_rate,
             "created_at": datetime.now().astimezone().isoformat(),
             "partition_versions": dict(sorted(self.versions_read.items())),
         }
@@ -613,16 +748,94 @@ class FeastTrainingSetOperator(_FeastOperator):
         if self.pinned_versions is None or not storage_path(manifest_uri, self._conn_id).exists():
             write_bytes_atomic(json.dumps(manifest, indent=2).encode(), manifest_uri, self._conn_id)
         self.log.info(
-            "Training set %s: %d rows x %d features -> %s", content_hash, len(data), len(feature_columns), uri
+            "Training set %s: %d rows x %d features -> %s", content_hash, snapshot.rows, len(feature_columns), uri
         )
         for outlet in self.outlets or []:
             context["outlet_events"][outlet].extra = {
                 "hash": content_hash,
                 "uri": uri,
-                "rows": len(data),
+                "rows": snapshot.rows,
                 "dataset": self.dataset,
                 "start": manifest["start"],
                 "end": manifest["end"],
                 "feature_service": self.feature_service,
             }
         return manifest
+
+    def _join_and_write(
+        self,
+        store: FeatureStore,
+        layout: ServiceLayout,
+        days: list[date],
+        feature_columns: list[str],
+        redirects: dict[str, str],
+        work: str,
+    ) -> TrainingSetFile:
+        """Stage the label partitions in ``work``, join their features as of each label, write the sorted snapshot.
+
+        With the bundle's file offline store the join streams (DuckDB, bounded memory, see
+        :mod:`mlops_provider.features.offline_store`); any other offline store gets the labels as one DataFrame,
+        Feast's API. Either way the joined rows go through :func:`write_training_set`.
+        """
+        import pyarrow.parquet as pq
+
+        from mlops_provider.features.offline_store import redirected_sources
+        from mlops_provider.hooks.feast import AS_OF_FILE_STORE
+
+        label_files: list[str] = []
+        columns: dict[str, None] = {}
+        rows = 0
+        for day in days:
+            data = self._read_validated_bytes(self.dataset, day)
+            if data is None:
+                raise SourceDataMissingError(
+                    f"Validated partition dt={day} of {self.dataset} does not exist; run ingestion and validation "
+                    "for the training window first."
+                )
+            path = f"{work}/labels-{day:%Y-%m-%d}.parquet"
+            with open(path, "wb") as handle:
+                handle.write(data)
+            del data  # one partition's bytes in memory at a time
+            label_files.append(path)
+            metadata = pq.read_metadata(path)
+            rows += metadata.num_rows
+            columns.update(dict.fromkeys(metadata.schema.to_arrow_schema().names))
+        ts_col = self.timestamp_column
+        needed = [*layout.entity_columns, ts_col, self.label_column]
+        needed += [f for f in layout.request_fields if f not in needed]
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise MlopsError(
+                f"Columns {missing} needed by feature service {self.feature_service} (entity keys, request fields) or "
+                f"as label/timestamp are not in the validated {self.dataset} data."
+            )
+        if not rows:
+            raise MlopsError(f"No validated {self.dataset} rows between {days[0]} and {days[-1]}; nothing to train on.")
+        batches: Iterator[Any]
+        with redirected_sources(redirects):
+            if getattr(store.config.offline_store, "type", None) == AS_OF_FILE_STORE:
+                files = ", ".join("'" + f.replace("'", "''") + "'" for f in label_files)
+                selected = [_sql_name(c) for c in needed if c != FEAST_ENTITY_TIMESTAMP]
+                query = (
+                    f"SELECT {', '.join(selected)}, CAST({_sql_name(ts_col)} AS TIMESTAMPTZ) AS "
+                    f"{FEAST_ENTITY_TIMESTAMP} FROM read_parquet([{files}], union_by_name = true)"
+                )
+                job: Any = store.get_historical_features(entity_df=query, features=layout.service)
+                batches = (_with_timestamp(batch, ts_col) for batch in job.iter_batches())
+            else:
+                import pandas as pd
+                import pyarrow as pa
+
+                labels = pd.concat([pd.read_parquet(f, columns=needed) for f in label_files], ignore_index=True)
+                joined = historical_features(store, layout, labels, ts_col)
+                batches = iter([pa.Table.from_pandas(joined, preserve_index=False)])
+            return write_training_set(
+                batches,
+                entity_columns=layout.entity_columns,
+                timestamp_column=ts_col,
+                feature_columns=feature_columns,
+                label_column=self.label_column,
+                work=work,
+                what=self.feature_service,
+                config=store.config,
+            )
