@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def render_all() -> list[dict]:
-    """Return the training pod (and its RBAC), the KServe deployer's RBAC, the serving and shadow objects."""
+    """Return the training pod and DaskJob (with their RBAC), the KServe deployer's RBAC, the serving and shadow objects."""
     from include.fraud_example import DATASET, FEATURE_SERVICE, MODEL_NAME
+    from mlops_provider.operators.training_dask import render_dask_training_manifests
     from mlops_provider.operators.training_kubernetes import render_training_manifests
     from mlops_provider.serving.manifests import render_kserve_rbac, render_serving_manifests, render_shadow_manifests
     from mlops_provider.settings import get_settings
@@ -26,6 +27,8 @@ def render_all() -> list[dict]:
     feature_service = None if settings.model_name else FEATURE_SERVICE
     return [
         *render_training_manifests(settings, model_name=model_name, dataset=DATASET),
+        # The dask backend on Kubernetes: the DaskJob beside the GPU pod, and what launching it needs.
+        *render_dask_training_manifests(settings, model_name=model_name, dataset=DATASET),
         *render_kserve_rbac(settings.namespace),
         *render_serving_manifests(settings, model_name=model_name, feature_service=feature_service),
         # The challenger and the Istio VirtualService/DestinationRule that mirror the champion's traffic to it.

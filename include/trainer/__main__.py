@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from include.trainer import tracking
-from include.trainer.data import load_training_data, read_manifest
-from include.trainer.fit import booster_params, fit, gpu_visible, training_plan
+from include.trainer.engine import ENGINES, TrainingEngine, training_engine
+from include.trainer.fit import booster_params
 from include.trainer.params import TrainingError, check_params_digest, check_task, load_params, search_config
 from include.trainer.search import run_search, with_best_params
 from mlops_provider.lineage import (
@@ -60,7 +60,22 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[
     params = load_params(args.params_file)
     task = check_task(params, args.params_file)
     client = tracking.client(env)
-    manifest = read_manifest(args.training_set_uri)
+    engine = training_engine(args, env)
+    try:
+        return _train(args, env, params, task, client, engine)
+    finally:
+        engine.close()
+
+
+def _train(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    params: dict[str, Any],
+    task: str,
+    client: Any,
+    engine: TrainingEngine,
+) -> dict[str, Any]:
+    rows, manifest = engine.read_training_set(args.training_set_uri)
     tags = {**tracking.lineage_tags(args, manifest, env), TASK_TAG: task}
     experiment = tracking.experiment_id(
         client, args.experiment_name or args.model_name, args.artifact_location or env.get("MLOPS_MLFLOW_ARTIFACT_ROOT")
@@ -69,10 +84,15 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[
     if reused is not None:
         return reused
 
-    data = load_training_data(args.training_set_uri, manifest, params, task)
-    gpu = gpu_visible(env)
-    plan = training_plan(params, gpu=gpu)
+    data = engine.prepare(rows, manifest, params, task)
+    gpu = engine.gpu_visible()
+    plan = engine.training_plan(params, gpu=gpu)
     search = search_config(params, args.params_file)
+    if search is not None and engine.name != "memory":
+        raise TrainingError(
+            f"the params file {args.params_file} has a search: block, which runs on the in-memory engine only; "
+            f"train with the local, kubernetes or vertex backend, or drop the search for --engine {engine.name}"
+        )
     with tracking.training_run(experiment, args.run_name, tags) as run_id:
         if search is not None:
             tracking.log_search_config(search)
@@ -81,9 +101,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[
             )
             tracking.log_search_outcome(outcome)
             params = with_best_params(params, outcome.best_params)
-            plan = training_plan(params, gpu=gpu)
+            plan = engine.training_plan(params, gpu=gpu)
         tracking.log_params(params, booster_params(params, plan, data.y_train, data.classes), plan, data)
-        fitted = fit(params, plan, data)
+        fitted = engine.fit(params, plan, data)
         model_info = tracking.log_training(params, plan, data, fitted, manifest)
     result = tracking.register_run(client, args.model_name, run_id, model_info, tags)
     log.info(
@@ -114,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--try-number", default=None)
     parser.add_argument("--map-index", type=int, default=None)
     parser.add_argument("--git-commit", default=None)
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="memory", help="Where the rows live while boosting (dask: on a cluster)."
+    )
+    parser.add_argument(
+        "--dask-scheduler", default=None, help="Scheduler of --engine dask (default: DASK_SCHEDULER_ADDRESS)."
+    )
     parser.add_argument(
         "--expect-params-sha256", default=None, help="Refuse a params file whose SHA-256 differs (image drift)."
     )

@@ -186,6 +186,21 @@ def fit(params: Mapping[str, Any], plan: Mapping[str, Any], data: TrainingData) 
     started = time.perf_counter()
     booster, evals_result, best_iteration = train_booster(params, resolved, dtrain, dval)
     train_seconds = time.perf_counter() - started
+    return score_fitted(params, plan, data, booster, resolved, evals_result, best_iteration, train_seconds)
+
+
+def score_fitted(
+    params: Mapping[str, Any],
+    plan: Mapping[str, Any],
+    data: TrainingData,
+    booster: Any,
+    resolved: dict[str, Any],
+    evals_result: dict[str, Any],
+    best_iteration: int,
+    train_seconds: float,
+) -> FitResult:
+    """Cut the trained booster to its early-stopped trees, stamp the model file, then score validation and
+    holdout (every engine, in memory or on a Dask cluster, finishes through here)."""
     booster = booster[: best_iteration + 1]  # the registered model holds exactly the early-stopped trees
     booster.set_param({"device": "cpu"})  # served on CPU; inference must not expect a GPU
     booster.feature_names = data.features

@@ -25,7 +25,7 @@ def compose() -> dict:
 def pins(path: Path) -> dict[str, str]:
     found = {}
     for line in path.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line)
+        match = re.match(r"^([A-Za-z0-9_.\-]+(?:\[[a-z,]+\])?)==(\S+)", line)
         if match:
             found[match.group(1).lower()] = match.group(2)
     return found
@@ -77,3 +77,12 @@ def test_astro_settings_create_the_pools_the_dags_use():
     settings = yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())
     pools = {pool["pool_name"]: pool["pool_slot"] for pool in settings["airflow"]["pools"]}
     assert pools == {PROMOTION_POOL: 1, FEAST_REGISTRY_POOL: 1}
+
+
+def test_the_trainer_image_pins_the_versions_the_tests_ran():
+    local = pins(ROOT / "requirements.lock")
+    image = pins(ROOT / "docker" / "trainer-requirements.txt")
+    assert {"xgboost", "distributed", "gcsfs", "mlflow-skinny"} <= set(image)
+    names = {name.split("[")[0]: version for name, version in image.items()}
+    mismatched = {n: (v, local.get(n)) for n, v in names.items() if n in local and local[n] != v}
+    assert mismatched == {}

@@ -63,6 +63,16 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
             },
+            {
+                "hook-class-name": "mlops_provider.hooks.dask.DaskHook",
+                "connection-type": "dask",
+                "hook-name": "Dask scheduler",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "password", "extra"],
+                    "relabeling": {"host": "Scheduler (tcp://host or host)"},
+                    "placeholders": {"host": "tcp://dask-scheduler.example:8786", "port": "8786"},
+                },
+            },
         ],
         "extra-links": [
             "mlops_provider.links.mlflow.MlflowRunLink",

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
-TrainingBackend = Literal["local", "kubernetes", "vertex"]
+TrainingBackend = Literal["local", "kubernetes", "vertex", "dask"]
 ServingBackend = Literal["local", "kserve"]
 
-TRAINING_BACKENDS: tuple[str, ...] = ("local", "kubernetes", "vertex")
+TRAINING_BACKENDS: tuple[str, ...] = ("local", "kubernetes", "vertex", "dask")
 SERVING_BACKENDS: tuple[str, ...] = ("local", "kserve")
 #: Where batch scoring runs; Kubernetes and Dask are not written yet.
 BATCH_SCORING_BACKENDS: tuple[str, ...] = ("local",)
@@ -80,7 +80,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "kubernetes_conn_id": Option("kubernetes_default", "Kubernetes connection for training pods and KServe."),
     "namespace": Option("mlops", "Kubernetes namespace for training pods and InferenceServices."),
-    "training_backend": Option("local", "Where training runs: local, kubernetes or vertex."),
+    "training_backend": Option("local", "Where training runs: local, kubernetes, vertex or dask."),
     "serving_backend": Option("local", "Where models are served: local or kserve."),
     "model_name": Option(
         "", "Default registered model name for tools that serve or render one model (make serve, make render)."

@@ -5,6 +5,8 @@
   KubernetesPodOperator.
 * :class:`~mlops_provider.operators.training_vertex.XGBoostTrainVertexOperator`: a Vertex AI CustomJob
   through :class:`~mlops_provider.hooks.vertex.VertexTrainingHook`.
+* :class:`~mlops_provider.operators.training_dask.XGBoostTrainDaskOperator`: ``xgboost.dask`` on a LocalCluster of
+  worker processes (or a ``dask`` connection's scheduler); its ``XGBoostTrainDaskJobOperator`` runs a DaskJob.
 
 :func:`training_operator_class` maps ``[mlops] training_backend`` (or a given backend) to the class, the
 way cosmos maps an execution mode to an operator module; the Kubernetes and Vertex modules are imported
@@ -27,12 +29,13 @@ from mlops_provider.settings import TRAINING_BACKENDS, get_settings
 __all__ = ["XGBoostTrainLocalOperator", "training_operator_class"]
 
 
-def training_operator_class(backend: str | None = None) -> type[BaseOperator]:
+def training_operator_class(backend: str | None = None, *, dask_cluster: str = "local") -> type[BaseOperator]:
     """Return the training operator class of ``backend`` (default ``[mlops] training_backend``).
 
     Call it when the DAG is built: ``training_operator_class()(task_id="train", model_name=..., ...)``.
     Every class takes ``model_name``, ``training_set``, ``params_file``, ``run_name`` and ``mlflow_conn_id``;
-    backend-specific arguments belong to the class itself.
+    backend-specific arguments belong to the class itself. ``dask_cluster="kubernetes"`` picks the dask
+    backend's DaskJob operator instead of its LocalCluster one.
     """
     backend = backend or get_settings().training_backend
     if backend == "local":
@@ -45,4 +48,8 @@ def training_operator_class(backend: str | None = None) -> type[BaseOperator]:
         from mlops_provider.operators.training_vertex import XGBoostTrainVertexOperator
 
         return XGBoostTrainVertexOperator
+    if backend == "dask":
+        from mlops_provider.operators.training_dask import XGBoostTrainDaskJobOperator, XGBoostTrainDaskOperator
+
+        return XGBoostTrainDaskJobOperator if dask_cluster == "kubernetes" else XGBoostTrainDaskOperator
     raise TrainingFailedError(f"training backend {backend!r} is not one of {', '.join(TRAINING_BACKENDS)}")

@@ -227,11 +227,13 @@ def training_dag(spec: ModelSpec) -> DAG:
         # XComArgs resolve to the manifests and results the next operators take.
         manifest: Any = training_set.output
         # The backend (the spec's, else [mlops] training_backend) picks the operator class at parse time.
-        train = training_operator_class(spec.training.backend)(
+        dask = spec.training.dask
+        train = training_operator_class(spec.training.backend, dask_cluster=dask.cluster if dask else "local")(
             task_id="train",
             model_name=spec.name,
             training_set=manifest,
             params_file=spec.training.params_file,
+            **spec.training.operator_options,
         )
         candidate: Any = train.output
         gate = MlflowEvaluationGateOperator(

@@ -20,6 +20,7 @@ from mlops_provider.settings import BATCH_SCORING_BACKENDS, SERVING_BACKENDS, TR
 from mlops_provider.spec.derive import ExpressionError, check_expression
 from mlops_provider.spec.model import (
     AGGREGATE_FUNCTIONS,
+    DASK_CLUSTERS,
     DEFAULT_PARAMS_FILE,
     ENTITY_TYPES,
     SCALE_METRICS,
@@ -30,6 +31,7 @@ from mlops_provider.spec.model import (
     AggregateFeature,
     AutoscalingSpec,
     BatchScoringSpec,
+    DaskTrainingSpec,
     DriftSpec,
     FeaturesSpec,
     LabelsSpec,
@@ -470,11 +472,15 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
     feature_service = reader.name(raw.get("feature_service", f"{name}_v1"), "feature_service")
 
     materialization = reader.mapping(raw.get("materialization"), "materialization", ("schedule",))
-    training_raw = reader.mapping(raw.get("training"), "training", ("backend", "params_file", "window_days"))
-    training = TrainingSpec(
-        backend=reader.choice(training_raw["backend"], "training.backend", TRAINING_BACKENDS)
+    training_raw = reader.mapping(raw.get("training"), "training", ("backend", "params_file", "window_days", "dask"))
+    training_backend = (
+        reader.choice(training_raw["backend"], "training.backend", TRAINING_BACKENDS)
         if training_raw.get("backend") is not None
-        else None,
+        else None
+    )
+    training = TrainingSpec(
+        backend=training_backend,
+        dask=_dask_training(training_raw.get("dask"), training_backend, reader),
         params_file=reader.string(
             training_raw.get("params_file", DEFAULT_PARAMS_FILE), "training.params_file", expected="a path"
         ),
@@ -713,3 +719,49 @@ def load_specs(folder: str | Path, project_root: Path | None = None) -> list[Mod
                     key=key,
                 )
     return specs
+
+
+#: A Kubernetes CPU quantity ("4", "500m", "1.5") and memory quantity ("16Gi", "512Mi", "8G").
+_CPU_QUANTITY = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
+_MEMORY_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+#: A LocalCluster memory limit: a size dask reads ("4GiB", "512MB") or auto.
+_LOCAL_MEMORY = re.compile(r"^(auto|\d+(\.\d+)?\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB))$")
+
+
+def _dask_training(raw: Any, backend: str | None, reader: _Reader) -> DaskTrainingSpec | None:
+    """The ``training.dask`` block (only with ``training.backend: dask``)."""
+    if raw is None:
+        return DaskTrainingSpec() if backend == "dask" else None
+    if backend != "dask":
+        raise reader.fail("training.dask", f"only applies to training.backend: dask, not {backend!r}")
+    allowed = ("cluster", "n_workers", "worker_cpu", "worker_memory", "gpus_per_worker")
+    block = reader.mapping(raw, "training.dask", allowed)
+    cluster = reader.choice(block.get("cluster", "local"), "training.dask.cluster", DASK_CLUSTERS)
+    if cluster == "local":
+        for key in ("worker_cpu", "gpus_per_worker"):
+            if key in block:
+                raise reader.fail(
+                    f"training.dask.{key}",
+                    "only applies to cluster: kubernetes (a LocalCluster runs one thread per worker process)",
+                )
+    memory = block.get("worker_memory")
+    if memory is not None:
+        pattern, expected = (
+            (_LOCAL_MEMORY, 'a size like "4GiB" or auto')
+            if cluster == "local"
+            else (_MEMORY_QUANTITY, 'a Kubernetes memory quantity like "16Gi"')
+        )
+        memory = reader.string(str(memory), "training.dask.worker_memory", pattern=pattern, expected=expected)
+    cpu = block.get("worker_cpu", "4")
+    cpu = reader.string(
+        str(cpu), "training.dask.worker_cpu", pattern=_CPU_QUANTITY, expected='a CPU quantity like "4" or "500m"'
+    )
+    return DaskTrainingSpec(
+        cluster=cluster,
+        n_workers=reader.integer(block.get("n_workers"), "training.dask.n_workers", minimum=1, default=2),
+        worker_cpu=cpu,
+        worker_memory=memory,
+        gpus_per_worker=reader.integer(
+            block.get("gpus_per_worker"), "training.dask.gpus_per_worker", minimum=0, default=1
+        ),
+    )

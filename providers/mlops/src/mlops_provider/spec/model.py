@@ -79,6 +79,38 @@ class FeaturesSpec:
     entity_keys: tuple[str, ...] = ()
 
 
+#: Where the ``dask`` training backend's cluster runs: worker processes on the Airflow worker, or a DaskJob.
+DASK_CLUSTERS = ("local", "kubernetes")
+
+
+@dataclass(frozen=True)
+class DaskTrainingSpec:
+    """The ``training.dask`` block: the cluster the ``dask`` backend trains on.
+
+    ``cluster: local`` starts a LocalCluster of ``n_workers`` processes (``worker_memory`` each, ``auto``: a share
+    of the machine); ``cluster: kubernetes`` submits a DaskJob of ``n_workers`` worker pods with ``worker_cpu``,
+    ``worker_memory`` and ``gpus_per_worker`` (``nvidia.com/gpu``) each.
+    """
+
+    cluster: str = "local"
+    n_workers: int = 2
+    worker_cpu: str = "4"
+    worker_memory: str | None = None
+    gpus_per_worker: int = 1
+
+    @property
+    def operator_options(self) -> dict[str, Any]:
+        """Keyword arguments of the operator of ``cluster``."""
+        if self.cluster == "local":
+            return {"n_workers": self.n_workers, "worker_memory_limit": self.worker_memory or "auto"}
+        return {
+            "n_workers": self.n_workers,
+            "worker_cpu": self.worker_cpu,
+            "worker_memory": self.worker_memory or "16Gi",
+            "gpus_per_worker": self.gpus_per_worker,
+        }
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """How the model is trained."""
@@ -86,6 +118,13 @@ class TrainingSpec:
     backend: str | None = None
     params_file: str = DEFAULT_PARAMS_FILE
     window_days: int = 21
+    #: Only with ``backend: dask``.
+    dask: DaskTrainingSpec | None = None
+
+    @property
+    def operator_options(self) -> dict[str, Any]:
+        """Backend-specific keyword arguments of the training operator (none but the dask block's)."""
+        return self.dask.operator_options if self.dask else {}
 
 
 #: Scale metrics of an InferenceService: Knative's (Serverless) and the HPA's (RawDeployment).
