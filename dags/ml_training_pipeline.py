@@ -31,6 +31,7 @@ from include.fraud_example import (
 )
 from mlops_provider.names import FEAST_REGISTRY_POOL, PROMOTION_POOL
 from mlops_provider.notifications import alert_notifier
+from mlops_provider.operators.approval import ModelApprovalOperator
 from mlops_provider.operators.feast import FeastApplyOperator, FeastMaterializeOperator, FeastTrainingSetOperator
 from mlops_provider.operators.ingestion import IngestionOperator
 from mlops_provider.operators.kserve import ModelDeployOperator, ModelEndpointSmokeTestOperator
@@ -41,6 +42,9 @@ from mlops_provider.operators.validation import DataValidationOperator
 
 WINDOW_START = "{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}"
 WINDOW_END = "{{ params.as_of or (dag_run.run_after | ds) }}"
+# A person approves each rollout in the Airflow UI (required actions) when set to how long to wait for an answer
+# (no answer in time counts as a rejection); None: the gate's decision alone starts the rollout.
+APPROVAL_TIMEOUT: pendulum.Duration | None = None
 
 
 @dag(
@@ -106,6 +110,8 @@ def ml_training_pipeline():
         training_set=training_set.output,
         criteria={"segments": GATE_SEGMENTS},
         pool=PROMOTION_POOL,
+        # The promotion lock outlasts the wait for the approval.
+        promotion_lock_ttl=7200.0 + (APPROVAL_TIMEOUT.total_seconds() if APPROVAL_TIMEOUT else 0),
     )
     deploy = ModelDeployOperator(
         task_id="deploy",
@@ -123,7 +129,13 @@ def ml_training_pipeline():
     )
 
     cooldown >> ingest >> validate >> apply_features >> materialize >> training_set
-    train >> gate >> deploy >> smoke_test
+    if APPROVAL_TIMEOUT is None:
+        train >> gate >> deploy >> smoke_test
+    else:
+        approve = ModelApprovalOperator(
+            task_id="approve_rollout", model_name=MODEL_NAME, decision=gate.output, response_timeout=APPROVAL_TIMEOUT
+        )
+        train >> gate >> approve >> deploy >> smoke_test
 
 
 ml_training_pipeline()

@@ -123,8 +123,8 @@ class ChaosAirflow:
 
 
 @contextmanager
-def running_airflow(root: Path, extra_env: dict[str, str]):
-    """Start the components; yield a :class:`ChaosAirflow`; stop everything on exit."""
+def running_airflow(root: Path, extra_env: dict[str, str], dags: Path = DAGS):
+    """Start the components with ``dags`` as the DAG bundle; yield a :class:`ChaosAirflow`; stop everything on exit."""
     home = root / "airflow"
     home.mkdir(parents=True)
     plan = root / "faults"
@@ -142,7 +142,7 @@ def running_airflow(root: Path, extra_env: dict[str, str]):
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
@@ -153,7 +153,7 @@ def running_airflow(root: Path, extra_env: dict[str, str]):
                     {
                         "name": "chaos",
                         "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                        "kwargs": {"path": str(DAGS)},
+                        "kwargs": {"path": str(dags)},
                     }
                 ]
             ),

@@ -167,6 +167,10 @@ def api_server(mlflow_server, tmp_path_factory):
     airflow = str(Path(sys.executable).with_name("airflow"))
     command = [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)]
     with serving(command, health_url=f"{base}/api/v2/monitor/health", log=log_path, env=env, timeout=120):
+        # The plugin builds its app on the first request (imports, MLflow client): do it once here, with time to
+        # spare on a busy machine, so the browser's page loads measure the page, not the lazy build.
+        with urllib.request.urlopen(f"{base}/mlops/api/models?model=warm_up", timeout=300) as response:
+            assert response.status == 200
         yield base
 
 
@@ -206,11 +210,13 @@ def test_mlops_page_renders_models_gate_deployment_and_drift(api_server, registr
     text = section.inner_text()
     assert "champion → v2" in text and "challenger → v3" in text
     assert "Last gate decision (v3)" in text and "roc_auc 0.93 >= champion 0.91" in text
-    assert "deployment.status = promoted" in text
     rows = section.locator("tr.version")
     assert rows.count() == 3
     assert rows.nth(0).locator(".alias.challenger").inner_text() == "challenger"
     assert rows.nth(1).locator(".alias.champion").inner_text() == "champion"
+    # The served version says so (not "none"); its raw tags are one click away.
+    assert rows.nth(1).locator("td.deployment").inner_text().startswith("serving")
+    assert "deployment.status = promoted" in rows.nth(1).locator("details.tags").text_content()
 
     # Escaped, not executed.
     assert XSS in text
@@ -385,3 +391,115 @@ def test_mlops_routes_need_the_permission_not_just_a_login():
         assert response.status_code == 403, (path, response.text)
         assert response.json() == {"detail": "Forbidden"}
     assert client.get(missing_report, headers={"Authorization": f"Bearer {viewer}"}).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def rollout_records(registry):
+    """v3's canary rollout (two analysis steps, a shadow comparison, the live weight) and v4 awaiting approval,
+    written through ``RolloutRecorder`` as the deploy and approval tasks write them; live performance of v2 and v3."""
+    from mlops_provider.serving.records import ANALYSIS, APPROVAL, PHASE, SHADOW, RolloutRecorder
+    from mlops_provider.settings import get_settings
+    from mlops_provider.storage import write_bytes_atomic
+
+    data_root = get_settings().data_root.rstrip("/")
+    rollout = RolloutRecorder(MODEL, "3", "2031-03-04T08:00:00+00:00")
+    rollout.record(PHASE, "canary-10", {"phase": "canary", "weight": 10, "message": "10% of traffic to v3"})
+    rollout.record(SHADOW, "0", {"requests": 500, "agreement": 0.97, "divergence": 0.03, "latency_ratio": 1.2,
+                                 "verdict": "pass", "message": f"shadow agrees {XSS}"})  # fmt: skip
+    for step, weight, verdict, errors in ((1, 10, "pass", 0.004), (2, 25, "pass", 0.006)):
+        rollout.record(ANALYSIS, step, {
+            "step": step, "weight": weight, "source": "prometheus", "window_seconds": 120.0, "verdict": verdict,
+            "metrics": [{"name": "error_rate", "value": errors, "threshold": 0.05, "passed": True, "stable": 0.005,
+                         "canary": errors},
+                        {"name": "p95_latency_ms", "value": 41.0, "threshold": 250.0, "passed": True, "stable": 38.0,
+                         "canary": 41.0}],
+            "message": f"step {step} within thresholds"})  # fmt: skip
+    rollout.record(PHASE, "canary-25", {"phase": "canary", "weight": 25, "message": "25% of traffic to v3"})
+    form = "http://127.0.0.1:1/dags/train/runs/manual__2031-03-05/tasks/approve_rollout/required_actions?map_index=-1"
+    pending = RolloutRecorder(MODEL, "4", "2031-03-05T09:00:00+00:00")
+    pending.record(APPROVAL, "decision", {"state": "pending", "url": form, "by": None, "comment": None})
+    for day, values in (
+        ("2031-03-01", {"2": 0.90}),
+        ("2031-03-02", {"2": 0.88, "3": 0.92}),
+        ("2031-03-03", {"2": 0.87, "3": 0.93}),
+    ):
+        versions = [{"day": day, "model_version": v, "metric": "roc_auc", "value": x, "labeled_rows": 300,
+                     "unlabeled_rows": 10} for v, x in values.items()]  # fmt: skip
+        body = json.dumps({"day": day, "labels_through": "2031-03-04", "versions": versions}).encode()
+        write_bytes_atomic(body, f"{data_root}/live_performance/{MODEL}/dt={day}/metrics.json")
+    return {"form": form}
+
+
+def _page_metrics(page) -> dict:
+    return page.evaluate(
+        """() => ({scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth,
+                  background: getComputedStyle(document.body).backgroundColor,
+                  card: getComputedStyle(document.querySelector('section.model')).backgroundColor})"""
+    )
+
+
+def test_model_card_shows_rollout_timeline_pending_approval_and_charts_in_both_themes(
+    api_server, registry, drift_history, rollout_records, browser, repo_root
+):
+    """The card as a release engineer reads it, in Chromium at 1280 px: badges, the pending approval linking to
+    Airflow's form, the live canary weight, each analysis step's metrics and verdict, the shadow comparison, the
+    charts; no horizontal overflow; the light and the dark theme."""
+    from PIL import Image
+
+    out = repo_root / "build" / "test-artifacts"
+    out.mkdir(parents=True, exist_ok=True)
+    shots = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+        page = context.new_page()
+        assert page.goto(f"{api_server}/mlops/?model={MODEL}", wait_until="load").status == 200
+        card = page.locator(f"section.model.card[data-model='{MODEL}']")
+        badges = card.locator(".card-head .badges").inner_text()
+        assert "champion v2" in badges and "challenger v3" in badges, badges
+        assert "approval pending" in badges and "drift 0.70 > policy" in badges, badges
+        callout = card.locator(".callout.pending-approval[data-version='4']")
+        assert callout.locator("a").get_attribute("href") == rollout_records["form"]
+        # v3's canary is live (v4 only waits for a person): its weight, each step's metrics and verdict, the shadow.
+        assert "rollout v3: canary 25%" in badges, badges
+        rollout = card.locator(".panel.rollout")
+        assert rollout.get_attribute("data-state") == "canary"
+        assert "Canary weight 25%" in rollout.locator(".live-weight").inner_text()
+        steps = rollout.locator("svg.canary-plot rect.step")
+        assert [steps.nth(i).get_attribute("data-verdict") for i in range(steps.count())] == ["pass", "pass"]
+        analysed = rollout.locator("li.event[data-kind='analysis']")
+        assert analysed.count() == 2
+        assert "Analysis step 2 at 25%" in analysed.nth(1).inner_text()
+        assert "error_rate" in analysed.nth(1).locator("table.analysis").inner_text()
+        assert "0.006" in analysed.nth(1).locator("table.analysis").inner_text()
+        shadow = rollout.locator("li.event[data-kind='shadow']").inner_text()
+        assert "Shadow comparison on 500 requests: agreement 0.970" in shadow and XSS in shadow
+        assert "Other rollouts" in rollout.inner_text()
+        assert card.locator("svg.live-plot circle").count() == 5
+        metrics = _page_metrics(page)
+        assert metrics["scrollWidth"] <= metrics["clientWidth"] == 1280, metrics
+        png = out / f"mlops_card_{scheme}.png"
+        page.screenshot(path=str(png), full_page=True)
+        shots[scheme] = (Image.open(png).convert("RGB"), metrics)
+        assert page.evaluate("window.__pwned") is None
+        context.close()
+
+    light, dark = shots["light"], shots["dark"]
+    assert light[1]["background"] == "rgb(255, 255, 255)" and dark[1]["background"] == "rgb(15, 17, 23)"
+    for image, _ in (light, dark):
+        assert image.size[0] == 1280 and image.size[1] > 900
+        colors = image.getcolors(maxcolors=1 << 20)
+        assert colors is not None and len(colors) > 50, "screenshot is flat"
+    # The dark theme is dark: most pixels are near the background colour.
+    assert sum(light[0].convert("L").getdata()) / (light[0].size[0] * light[0].size[1]) > 200
+    assert sum(dark[0].convert("L").getdata()) / (dark[0].size[0] * dark[0].size[1]) < 80
+
+    status, _, body = _get(f"{api_server}/mlops/api/models?model={MODEL}")
+    assert status == 200
+    by_version = {r["version"]: r for r in json.loads(body)["rollouts"][MODEL]}
+    assert (
+        by_version["4"]["state"] == "awaiting approval"
+        and by_version["4"]["approval"]["url"] == rollout_records["form"]
+    )
+    v3 = by_version["3"]
+    assert (v3["state"], v3["weight"], [s["verdict"] for s in v3["analysis"]]) == ("canary", 25, ["pass", "pass"])
+    assert v3["shadow"][0]["agreement"] == 0.97

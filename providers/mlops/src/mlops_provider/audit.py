@@ -13,7 +13,7 @@ folder is the UTC day of the decision; a retry that crosses midnight leaves a co
 :func:`read_audit` drops (one entry per id, the latest decision wins).
 
 Entries (``schema`` 1): ``id``, ``kind`` (:data:`KINDS`), ``model``, ``outcome`` (``promote``/``reject``,
-``approved``/``denied``, ``promoted``, ``rolled_back``, ``drift_detected``, ``proceed``/``skip``), ``at`` (ISO
+``approved``/``rejected``/``timed_out``, ``promoted``, ``rolled_back``, ``drift_detected``, ``proceed``/``skip``), ``at`` (ISO
 UTC), ``actor`` (the Airflow task, its DAG run and the user who triggered it, or whoever called without a
 task), ``reason``, ``details`` and ``links`` (name -> URL: the Airflow task instance, MLflow run and model
 version, reports).

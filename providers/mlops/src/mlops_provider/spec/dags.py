@@ -6,7 +6,7 @@ feature service and views, timestamp column, label, entity keys through the serv
 operator falls back to a default name:
 
 - ``<model>__training``: cooldown, ingest, validate, apply features, materialize, training set, train, gate,
-  deploy, smoke test; scheduled by ``validated.<dataset> | drift.<model>``;
+  (with ``serving.approval.required``: a person approves the rollout,) deploy, smoke test; scheduled by ``validated.<dataset> | drift.<model>``;
 - ``<model>__materialization``: wait for the source, ingest, validate, apply, materialize; on the spec's
   ``materialization.schedule``; its ``validated.<dataset>`` event schedules the training DAG;
 - ``<model>__drift``: check drift, and when it exceeds the policy emit ``drift.<model>``; on ``drift.schedule``;
@@ -50,6 +50,8 @@ TRAINING, MATERIALIZATION, DRIFT, LABEL_FEEDBACK = "training", "materialization"
 BATCH_SCORING = "batch_scoring"
 _WINDOW_START = "{{ macros.ds_add(params.as_of or (dag_run.run_after | ds), -(params.window_days - 1)) }}"
 _WINDOW_END = "{{ params.as_of or (dag_run.run_after | ds) }}"
+#: The gate's promotion lock without an approval step (the operators' default).
+_LOCK_TTL_SECONDS = 7200.0
 
 
 class SpecAssets(NamedTuple):
@@ -236,6 +238,7 @@ def training_dag(spec: ModelSpec) -> DAG:
             **spec.training.operator_options,
         )
         candidate: Any = train.output
+        approval = spec.serving.approval if spec.serving.enabled else None
         gate = MlflowEvaluationGateOperator(
             task_id="evaluation_gate",
             model_name=spec.name,
@@ -243,6 +246,9 @@ def training_dag(spec: ModelSpec) -> DAG:
             training_set=manifest,
             criteria=dict(spec.gate_criteria) or None,
             pool=PROMOTION_POOL,
+            # The gate's promotion lock must outlast the wait for a person, or another run could take it meanwhile.
+            promotion_lock_ttl=_LOCK_TTL_SECONDS
+            + (approval.timeout_delta.total_seconds() if approval and approval.required else 0),
         )
         cooldown >> ingest >> validate >> apply_features >> materialize >> training_set
         train >> gate
@@ -273,8 +279,26 @@ def training_dag(spec: ModelSpec) -> DAG:
                 prediction_range=spec.serving.prediction_range,
                 on_failure_callback=alert_notifier(title=f"Smoke test of the deployed {spec.name} failed"),
             )
-            gate >> deploy >> smoke_test
+            if approval is not None and approval.required:
+                approve = approval_task(spec, gate_output)
+                gate >> approve >> deploy >> smoke_test
+            else:
+                gate >> deploy >> smoke_test
     return dag
+
+
+def approval_task(spec: ModelSpec, decision: Any) -> Any:
+    """The human approval of ``spec``'s gated candidate (``serving.approval``), before the rollout."""
+    from mlops_provider.operators.approval import ModelApprovalOperator
+
+    approval = spec.serving.approval
+    return ModelApprovalOperator(
+        task_id="approve_rollout",
+        model_name=spec.name,
+        decision=decision,
+        response_timeout=approval.timeout_delta,
+        assigned_users=[{"id": user, "name": user} for user in approval.assigned_users] or None,
+    )
 
 
 def materialization_dag(spec: ModelSpec) -> DAG:

@@ -29,6 +29,7 @@ from mlops_provider.spec.model import (
     STATIC_FEATURE_TYPES,
     TASKS,
     AggregateFeature,
+    ApprovalSpec,
     AutoscalingSpec,
     BatchScoringSpec,
     DaskTrainingSpec,
@@ -511,6 +512,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
             "smoke_requests",
             "autoscaling",
             "mode",
+            "approval",
         ),
     )
     enabled = reader.boolean(serving_raw.get("enabled"), "serving.enabled", True)
@@ -541,6 +543,20 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
             "serving.autoscaling.target" if autoscaling.target is None else "serving.autoscaling.metric",
             "metric and target go together, e.g. {metric: concurrency, target: 10}",
         )
+    approval_raw = reader.mapping(
+        serving_raw.get("approval"), "serving.approval", ("required", "timeout", "assigned_users")
+    )
+    users = approval_raw.get("assigned_users") or []
+    if not isinstance(users, list):
+        raise reader.fail("serving.approval.assigned_users", f"expected a list of Airflow user ids, got {users!r}")
+    approval = ApprovalSpec(
+        required=reader.boolean(approval_raw.get("required"), "serving.approval.required", False),
+        timeout=reader.duration(approval_raw.get("timeout", "24h"), "serving.approval.timeout"),
+        assigned_users=tuple(
+            reader.string(user, f"serving.approval.assigned_users[{i}]", expected="an Airflow user id")
+            for i, user in enumerate(users)
+        ),
+    )
     prediction_range = (0.0, 1.0)
     if serving_raw.get("prediction_range") is not None:
         value = serving_raw["prediction_range"]
@@ -575,6 +591,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         mode=reader.choice(serving_raw["mode"], "serving.mode", SERVING_MODES)
         if serving_raw.get("mode") is not None
         else "transformer",
+        approval=approval,
     )
     if serving.canary_traffic_percent > 100:
         raise reader.fail(

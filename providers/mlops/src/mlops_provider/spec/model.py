@@ -157,6 +157,22 @@ class AutoscalingSpec:
 
 
 @dataclass(frozen=True)
+class ApprovalSpec:
+    """A person approves the gate's candidate before the rollout (an Airflow human-in-the-loop task)."""
+
+    required: bool = False
+    #: How long to wait for an answer (a duration like ``24h``); no answer in time counts as a rejection.
+    timeout: str = "24h"
+    #: Airflow user ids allowed to answer (empty: anyone who may edit the DAG's task instances).
+    assigned_users: tuple[str, ...] = ()
+
+    @property
+    def timeout_delta(self) -> timedelta:
+        """``timeout`` as a timedelta."""
+        return duration(self.timeout)
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     """Deployment and smoke-test options (``ModelDeployOperator`` arguments)."""
 
@@ -168,6 +184,7 @@ class ServingSpec:
     max_error_rate: float = 0.0
     smoke_requests: int = 10
     autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
+    approval: ApprovalSpec = field(default_factory=ApprovalSpec)
     #: One of :data:`SERVING_MODES`.
     mode: str = "transformer"
 

@@ -2,7 +2,9 @@
 
 Registry: per model, the latest versions with their aliases (``champion``/``challenger``), every tag of
 each version and the lineage/gate/deployment tags of its training run, read generically (whatever
-keys the training and serving code wrote). Drift: the ``summary.json`` of each drift check under
+keys the training and serving code wrote), and the metrics of its run. Rollouts: the events
+:mod:`mlops_provider.serving.records` keeps per rollout (phases, canary analysis steps, shadow comparisons, approvals,
+result), summarised by :func:`collect_rollouts`. Drift: the ``summary.json`` of each drift check under
 ``<data_root>/reports/drift/<model>/``. Live performance: the ``metrics.json`` of each prediction day under
 ``<data_root>/live_performance/<model>/`` (delayed labels joined by ``LabelFeedbackOperator``).
 """
@@ -13,6 +15,8 @@ import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
+
+from mlops_provider.lineage import GATE_DECISION_TAG, ROLLOUT_STATUS_TAG
 
 if TYPE_CHECKING:
     from mlops_provider.hooks.mlflow import MlflowHook
@@ -29,6 +33,7 @@ DEPLOY_KEYS = re.compile(r"deploy|rollout|endpoint|serving|revision|traffic", re
 MAX_VERSIONS = 10
 MAX_DRIFT_POINTS = 60
 MAX_LIVE_DAYS = 60
+MAX_ROLLOUTS = 5
 
 
 def _version_sort_key(version: Any) -> int:
@@ -57,11 +62,13 @@ def collect_models(hook: MlflowHook, only: str | None = None) -> list[dict[str, 
         rows = []
         for version in versions:
             run_tags: dict[str, str] = {}
+            run_metrics: dict[str, float] = {}
             run_url = None
             if version.run_id:
                 try:
                     run = client.get_run(version.run_id)
                     run_tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+                    run_metrics = {k: float(v) for k, v in (run.data.metrics or {}).items()}
                     run_url = hook.run_url(run.info.experiment_id, run.info.run_id)
                 except Exception as err:  # a deleted run must not break the page
                     log.info("Run %s of %s v%s is not readable: %s", version.run_id, model.name, version.version, err)
@@ -77,6 +84,9 @@ def collect_models(hook: MlflowHook, only: str | None = None) -> list[dict[str, 
                     "version_url": hook.model_version_url(model.name, version.version),
                     "gate": {k: v for k, v in sorted(tags.items()) if GATE_KEYS.search(k)},
                     "deployment": {k: v for k, v in sorted(tags.items()) if DEPLOY_KEYS.search(k)},
+                    "gate_decision": tags.get(GATE_DECISION_TAG),
+                    "rollout_status": tags.get(ROLLOUT_STATUS_TAG),
+                    "metrics": dict(sorted(run_metrics.items())),
                     "tags": dict(sorted(tags.items())),
                 }
             )
@@ -195,3 +205,92 @@ def _version_number(version: Any) -> int:
         return int(version)
     except (TypeError, ValueError):
         return -1
+
+
+def _step(event: dict[str, Any]) -> int:
+    try:
+        return int(event["details"].get("step", event["key"]))
+    except (TypeError, ValueError):
+        return -1
+
+
+def summarize_rollout(rollout: dict[str, Any]) -> dict[str, Any]:
+    """One rollout of :func:`~mlops_provider.serving.records.read_rollouts` as the page shows it.
+
+    ``phase``/``weight`` (the last phase event, else the last analysis step's weight), ``analysis`` (steps in
+    order), ``shadow``, ``approval`` (the latest), ``result``, ``state`` (the result's outcome, ``awaiting
+    approval``, or the phase) and ``timeline`` (every event in the order it happened).
+    """
+    from mlops_provider.serving.records import ANALYSIS, APPROVAL, PHASE, RESULT, SHADOW
+
+    events = rollout["events"]
+
+    def of(kind: str) -> list[dict[str, Any]]:
+        return [e for e in events if e.get("kind") == kind]
+
+    phases, shadows, approvals, results = of(PHASE), of(SHADOW), of(APPROVAL), of(RESULT)
+    analysis = sorted(of(ANALYSIS), key=_step)
+    last_phase = phases[-1]["details"] if phases else {}
+    weight = last_phase.get("weight")
+    if weight is None and analysis:
+        weight = analysis[-1]["details"].get("weight")
+    approval = {**approvals[-1]["details"], "at": approvals[-1]["at"]} if approvals else None
+    result = {**results[-1]["details"], "at": results[-1]["at"]} if results else None
+    if result is not None:
+        state = str(result.get("outcome"))
+    elif approval is not None and approval.get("state") == "pending":
+        state = "awaiting approval"
+    else:
+        state = str(last_phase.get("phase") or ("analysing" if analysis else "started"))
+    return {
+        "rollout_id": rollout["rollout_id"],
+        "version": rollout["version"],
+        "started_at": rollout["started_at"],
+        "updated_at": events[-1]["at"] if events else rollout["started_at"],
+        "phase": last_phase.get("phase"),
+        "weight": weight,
+        "message": last_phase.get("message"),
+        "analysis": [{**e["details"], "at": e["at"]} for e in analysis],
+        "shadow": [{**e["details"], "at": e["at"]} for e in shadows],
+        "approval": approval,
+        "result": result,
+        "state": state,
+        "active": result is None,
+        "timeline": [
+            {"kind": e.get("kind"), "key": e.get("key"), "at": e.get("at"), "details": e.get("details")} for e in events
+        ],  # fmt: skip
+    }
+
+
+def collect_rollouts(data_root: str, model_name: str, limit: int = MAX_ROLLOUTS) -> list[dict[str, Any]]:
+    """The model's latest rollouts, newest first, summarised (:func:`summarize_rollout`).
+
+    An approval asked before its rollout started (the approval step records under the gate's decision) is shown
+    on the rollout of the same version that followed it, when that rollout recorded no approval of its own.
+    """
+    from mlops_provider.serving.records import APPROVAL, RESULT, read_rollouts
+
+    if not is_safe_name(model_name):
+        return []
+    rollouts = read_rollouts(model_name, limit=limit * 2, data_root=data_root)
+    merged = sorted(rollouts, key=lambda r: r["started_at"])
+    # Oldest first: attach an approval-only rollout to the next rollout of its version that has no approval.
+    kept: list[dict[str, Any]] = []
+    for i, rollout in enumerate(merged):
+        kinds = {e.get("kind") for e in rollout["events"]}
+        if kinds <= {APPROVAL, RESULT}:
+            follower = next(
+                (
+                    r
+                    for r in merged[i + 1 :]
+                    if r["version"] == rollout["version"] and APPROVAL not in {e.get("kind") for e in r["events"]}
+                ),
+                None,
+            )
+            if follower is not None:
+                approvals = [e for e in rollout["events"] if e.get("kind") == APPROVAL]
+                follower["events"] = sorted([*approvals, *follower["events"]], key=lambda e: e["at"])
+                continue
+        kept.append(rollout)
+    kept.sort(key=lambda r: r["started_at"], reverse=True)
+    return [summarize_rollout(r) for r in kept[:limit]]
