@@ -12,14 +12,12 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import BaseHook
 
+from mlops_provider.hooks.kubernetes import KubernetesCustomObjectHook
 from mlops_provider.training.daskjob import GROUP, KIND, PLURAL, VERSION, runner_pod_name
-
-if TYPE_CHECKING:
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
 DEFAULT_SCHEDULER_PORT = 8786
 
@@ -83,51 +81,14 @@ class DaskHook(BaseHook):
         return True, f"Connected to {self.scheduler_address}; {workers} worker(s)."
 
 
-class DaskJobHook(BaseHook):
+class DaskJobHook(KubernetesCustomObjectHook):
     """Create, read and delete DaskJobs, and read their runner pod.
 
     :param kubernetes_conn_id: Airflow connection of type ``kubernetes`` (default ``[mlops] kubernetes_conn_id``).
     :param namespace: default namespace (default ``[mlops] namespace``).
     """
 
-    conn_name_attr = "kubernetes_conn_id"
-    default_conn_name = "kubernetes_default"
-    conn_type = "kubernetes"
     hook_name = "Dask on Kubernetes (DaskJob)"
-
-    def __init__(self, kubernetes_conn_id: str | None = None, namespace: str | None = None) -> None:
-        super().__init__()
-        self._conn_id = kubernetes_conn_id
-        self._namespace = namespace
-
-    @cached_property
-    def kubernetes_conn_id(self) -> str:
-        """The Kubernetes connection id in use."""
-        if self._conn_id:
-            return self._conn_id
-        from mlops_provider.settings import get_settings
-
-        return get_settings().kubernetes_conn_id
-
-    @cached_property
-    def namespace(self) -> str:
-        """The default namespace."""
-        if self._namespace:
-            return self._namespace
-        from mlops_provider.settings import get_settings
-
-        return get_settings().namespace
-
-    @cached_property
-    def kubernetes_hook(self) -> KubernetesHook:
-        """The cncf.kubernetes provider's hook that owns the connection and the custom-object calls."""
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
-        return KubernetesHook(conn_id=self.kubernetes_conn_id)
-
-    def get_conn(self) -> Any:
-        """The ``CustomObjectsApi`` of the Kubernetes hook."""
-        return self.kubernetes_hook.custom_object_client
 
     def test_connection(self) -> tuple[bool, str]:
         """List DaskJobs in the namespace (fails when the dask-kubernetes CRDs are not installed)."""

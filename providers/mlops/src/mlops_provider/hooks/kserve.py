@@ -10,64 +10,20 @@ Reading an InferenceService's status is :mod:`mlops_provider.serving.status`.
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseHook
-
+from mlops_provider.hooks.kubernetes import KubernetesCustomObjectHook
 from mlops_provider.serving.status import GROUP, KIND, PLURAL, VERSION
-
-if TYPE_CHECKING:
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
 __all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "KServeHook"]
 
 
-class KServeHook(BaseHook):
+class KServeHook(KubernetesCustomObjectHook):
     """Create, read, patch and delete KServe InferenceServices.
 
-    :param kubernetes_conn_id: Airflow connection of type ``kubernetes`` (default from ``[mlops] kubernetes_conn_id``).
-    :param namespace: default namespace of the InferenceServices (default ``[mlops] namespace``).
+    :param kubernetes_conn_id: Airflow connection of type ``kubernetes`` (default ``[mlops] kubernetes_conn_id``).
+    :param namespace: default namespace (default ``[mlops] namespace``).
     """
 
-    conn_name_attr = "kubernetes_conn_id"
-    default_conn_name = "kubernetes_default"
-    conn_type = "kubernetes"
     hook_name = "KServe (Kubernetes)"
-
-    def __init__(self, kubernetes_conn_id: str | None = None, namespace: str | None = None) -> None:
-        super().__init__()
-        self._conn_id = kubernetes_conn_id
-        self._namespace = namespace
-
-    @cached_property
-    def kubernetes_conn_id(self) -> str:
-        """The Kubernetes connection id in use."""
-        if self._conn_id:
-            return self._conn_id
-        from mlops_provider.settings import get_settings
-
-        return get_settings().kubernetes_conn_id
-
-    @cached_property
-    def namespace(self) -> str:
-        """The default namespace."""
-        if self._namespace:
-            return self._namespace
-        from mlops_provider.settings import get_settings
-
-        return get_settings().namespace
-
-    @cached_property
-    def kubernetes_hook(self) -> KubernetesHook:
-        """The cncf.kubernetes provider's hook that owns the connection and the custom-object calls."""
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
-        return KubernetesHook(conn_id=self.kubernetes_conn_id)
-
-    def get_conn(self) -> Any:
-        """Return the ``CustomObjectsApi`` of the Kubernetes hook (for calls this hook does not wrap)."""
-        return self.kubernetes_hook.custom_object_client
 
     def test_connection(self) -> tuple[bool, str]:
         """List InferenceServices in the namespace (the UI's Test button)."""
