@@ -136,27 +136,44 @@ def prepare(df: Any, manifest: dict[str, Any], split: dict[str, Any], task: str 
 
 def split_labels(df: Any, frames: tuple[Any, Any, Any], label: str, task: str) -> tuple[Any, Any, Any, Any]:
     """The label arrays of the train, validation and holdout ``frames`` for ``task``, and the multiclass classes."""
-    import numpy as np
-
     classes = None
     if task == "multiclass":
-        classes = label_classes(df, label)
-        if len(classes) < 2:
-            raise TrainingError(f"label column {label!r} has a single class {classes}; multiclass needs at least two")
-        index = {value: i for i, value in enumerate(classes)}
-        y_train, y_val, y_hold = (part[label].map(index).astype("int32").to_numpy() for part in frames)
+        classes = multiclass_classes(df, label)
     elif task == "regression":
         import pandas as pd
 
         if not pd.api.types.is_numeric_dtype(df[label]):
             raise TrainingError(f"label column {label!r} is {df[label].dtype}; regression needs a numeric label")
-        y_train, y_val, y_hold = (part[label].astype("float32").to_numpy() for part in frames)
-    else:
-        y_train, y_val, y_hold = (part[label].astype("int32").to_numpy() for part in frames)
+    y_train, y_val, y_hold = (encode_labels(part, label, task, classes).to_numpy() for part in frames)
+    require_label_variety(y_train, y_val)
+    return y_train, y_val, y_hold, classes
+
+
+def multiclass_classes(df: Any, label: str) -> list[Any]:
+    """The classes of a multiclass label (:func:`label_classes`), at least two."""
+    classes = label_classes(df, label)
+    if len(classes) < 2:
+        raise TrainingError(f"label column {label!r} has a single class {classes}; multiclass needs at least two")
+    return classes
+
+
+def encode_labels(part: Any, label: str, task: str, classes: list[Any] | None = None) -> Any:
+    """``part``'s label column as the model learns it: class index (multiclass), float (regression), 0/1."""
+    if task == "multiclass":
+        index = {value: i for i, value in enumerate(classes or [])}
+        return part[label].map(index).astype("int32")
+    if task == "regression":
+        return part[label].astype("float32")
+    return part[label].astype("int32")
+
+
+def require_label_variety(y_train: Any, y_val: Any) -> None:
+    """Refuse a train or validation part whose labels are all the same (nothing to learn or to stop on)."""
+    import numpy as np
+
     for name, y in (("train", y_train), ("validation", y_val)):
         if len(np.unique(y)) < 2:
             raise TrainingError(f"the {name} part has a single label value; use a longer training window")
-    return y_train, y_val, y_hold, classes
 
 
 def training_categorical_columns(df: Any, manifest: dict[str, Any]) -> list[str]:

@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from include.trainer.data import REQUIRED_MANIFEST_KEYS, TrainingData, label_classes, snapshot_paths
+from include.trainer.data import (
+    REQUIRED_MANIFEST_KEYS,
+    TrainingData,
+    encode_labels,
+    multiclass_classes,
+    require_label_variety,
+    snapshot_paths,
+)
 from include.trainer.data import training_categorical_columns as categorical_feature_columns
 from include.trainer.fit import FitResult, booster_params, gpu_visible, score_fitted, training_plan
 from include.trainer.params import TrainingError
@@ -61,16 +68,6 @@ def _window(part: Any, timestamp_column: str, start: Any, end: Any) -> Any:
     if end is not None:
         keep &= ts < end
     return part[keep]
-
-
-def _labels(part: Any, label: str, task: str, classes: list[Any] | None) -> Any:
-    """The label column as the model learns it (same encoding as :func:`include.trainer.data.prepare`)."""
-    if task == MULTICLASS:
-        index = {value: i for i, value in enumerate(classes or [])}
-        return part[label].map(index).astype("int32")
-    if task == REGRESSION:
-        return part[label].astype("float32")
-    return part[label].astype("int32")
 
 
 class DaskEngine:
@@ -129,7 +126,6 @@ class DaskEngine:
     def prepare(self, df: Any, manifest: dict[str, Any], params: Mapping[str, Any], task: str) -> TrainingData:
         """Split by time: train persisted on the workers, validation and holdout collected here."""
         split = params["split"]
-        import numpy as np
         import pandas as pd
         from distributed import wait
 
@@ -160,22 +156,16 @@ class DaskEngine:
         classes = None
         if task == MULTICLASS:
             distinct = df[label].dropna().unique().compute()
-            classes = label_classes(pd.DataFrame({label: distinct}), label)
-            if len(classes) < 2:
-                raise TrainingError(
-                    f"label column {label!r} has a single class {classes}; multiclass needs at least two"
-                )
+            classes = multiclass_classes(pd.DataFrame({label: distinct}), label)
 
         x_train = self.place(train.map_partitions(feature_matrix, features, categories))
-        train_labels = self.place(train.map_partitions(_labels, label, task, classes))
+        train_labels = self.place(train.map_partitions(encode_labels, label, task, classes))
         wait([x_train, train_labels])
         del train  # the features and labels are on the workers now
         y_train = train_labels.compute().to_numpy()
         x_val, x_hold = (feature_matrix(part, features, categories) for part in (validation, holdout))
-        y_val, y_hold = (_labels(part, label, task, classes).to_numpy() for part in (validation, holdout))
-        for name, y in (("train", y_train), ("validation", y_val)):
-            if len(np.unique(y)) < 2:
-                raise TrainingError(f"the {name} part has a single label value; use a longer training window")
+        y_val, y_hold = (encode_labels(part, label, task, classes).to_numpy() for part in (validation, holdout))
+        require_label_variety(y_train, y_val)
         return DistributedTrainingData(
             TimeSplit(x_train, validation, holdout, vs, hs),
             features,
