@@ -293,6 +293,18 @@ def compute_drift(
             f"Columns {missing} are missing from the {'current' if any(c not in current.columns for c in missing) else 'reference'} "
             "data; both datasets need every checked column."
         )
+    results, skipped = _column_verdicts(reference, current, candidates, config, max_workers)
+    return _drift_result(results, skipped, config, started)
+
+
+def _column_verdicts(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    candidates: list[str],
+    config: DriftConfig,
+    max_workers: int | None,
+) -> tuple[list[ColumnDrift], dict[str, str]]:
+    """The verdict of each numerical or categorical column of ``candidates``, and why the others were skipped."""
     typed: list[tuple[str, str]] = []
     skipped: dict[str, str] = {}
     for column in candidates:
@@ -304,12 +316,23 @@ def compute_drift(
         else:
             skipped[column] = f"dtype {current[column].dtype} is neither numerical nor categorical"
     if not typed:
-        raise ValueError(f"No numerical or categorical column to check for drift (skipped: {skipped}).")
+        return [], skipped
     workers = max_workers or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=min(workers, len(typed))) as pool:
         results = list(
             pool.map(lambda item: _column_drift(item[0], item[1], reference[item[0]], current[item[0]], config), typed)
         )
+    return results, skipped
+
+
+def _drift_result(
+    results: list[ColumnDrift], skipped: dict[str, str], config: DriftConfig, started: float
+) -> DriftResult:
+    """The dataset verdict of the column verdicts (drifted share against ``drift_share``)."""
+    import time
+
+    if not results:
+        raise ValueError(f"No numerical or categorical column to check for drift (skipped: {skipped}).")
     drifted = sum(1 for r in results if r.drift_detected)
     share = drifted / len(results)
     return DriftResult(
@@ -363,31 +386,13 @@ def compute_drift_parquet(
         missing = [c for c in chunk if c not in current.schema.names or c not in reference.schema.names]
         if missing:
             raise ValueError(f"Columns {missing} are missing from one of the datasets; both need every checked column.")
-        try:
-            part = compute_drift(
-                reference.to_table(columns=chunk).to_pandas(),
-                current.to_table(columns=chunk).to_pandas(),
-                config=config,
-                max_workers=max_workers,
-            )
-        except ValueError as exc:
-            if not str(exc).startswith("No numerical or categorical column"):
-                raise
-            skipped.update({c: "neither numerical nor categorical" for c in chunk})
-            continue
-        verdicts += part.columns
-        skipped.update(part.skipped_columns)
-    if not verdicts:
-        raise ValueError(f"No numerical or categorical column to check for drift (skipped: {skipped}).")
-    drifted = sum(1 for r in verdicts if r.drift_detected)
-    share = drifted / len(verdicts)
-    return DriftResult(
-        columns=verdicts,
-        number_of_columns=len(verdicts),
-        number_of_drifted_columns=drifted,
-        share_of_drifted_columns=share,
-        drift_share=config.drift_share,
-        dataset_drift=bool(share >= config.drift_share),
-        skipped_columns=skipped,
-        seconds=time.perf_counter() - started,
-    )
+        results, chunk_skipped = _column_verdicts(
+            reference.to_table(columns=chunk).to_pandas(),
+            current.to_table(columns=chunk).to_pandas(),
+            chunk,
+            config,
+            max_workers,
+        )
+        verdicts += results
+        skipped.update(chunk_skipped)
+    return _drift_result(verdicts, skipped, config, started)
