@@ -12,31 +12,10 @@ import pytest
 
 from include.fraud_example import FEATURE_SERVICE
 from mlops_provider.serving.analysis import sample_rows, smoke_check
-from tests.conftest import REPO_ROOT
 from tests.fixtures.model_server import NOW
-from tests.serving_support import MODEL_NAME, feature_columns, start_server, wait_server
+from tests.serving_support import MODEL_NAME, feature_columns
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def transformer(feature_store, predictor_servers, serving_models, tmp_path_factory):
-    server = start_server(
-        [
-            "--component=transformer",
-            f"--storage_uri={serving_models['v1'].uri}",
-            f"--feast_repo_path={REPO_ROOT / 'include' / 'feature_repo'}",
-            f"--feast_config={feature_store['config']}",
-            f"--feature_service={FEATURE_SERVICE}",
-            f"--predictor_host=127.0.0.1:{predictor_servers['v1'].grpc_port}",
-            "--predictor_protocol=grpc-v2",
-        ],
-        tmp_path_factory.mktemp("probe-transformer") / "transformer.log",
-    )
-    try:
-        yield wait_server(server)
-    finally:
-        server.stop()
 
 
 def training_set(tmp_path, *, with_request_fields: bool) -> dict:

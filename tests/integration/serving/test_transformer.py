@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from include.fraud_example import FEATURE_SERVICE
-from tests.conftest import REPO_ROOT
 from tests.fixtures.model_server import NOW
-from tests.serving_support import MODEL_NAME, post_json, start_server, wait_server
+from tests.serving_support import MODEL_NAME, post_json
 
 pytestmark = pytest.mark.integration
 
@@ -33,28 +32,6 @@ def _request(customer_id: int, merchant_id: int, **overrides) -> dict:
     }
     row.update(overrides)
     return row
-
-
-@pytest.fixture(scope="module")
-def transformer(feature_store, predictor_servers, serving_models, tmp_path_factory):
-    server = start_server(
-        [
-            "--component=transformer",
-            f"--storage_uri={serving_models['v1'].uri}",
-            f"--feast_repo_path={REPO_ROOT / 'include' / 'feature_repo'}",
-            f"--feast_config={feature_store['config']}",
-            f"--feature_service={FEATURE_SERVICE}",
-            # As the local backend runs it: gRPC to the predictor.
-            f"--predictor_host=127.0.0.1:{predictor_servers['v1'].grpc_port}",
-            "--predictor_protocol=grpc-v2",
-            "--max_batch_size=50",
-        ],
-        tmp_path_factory.mktemp("transformer") / "transformer.log",
-    )
-    try:
-        yield wait_server(server)
-    finally:
-        server.stop()
 
 
 def test_entity_request_is_scored_with_online_features_without_skew(
