@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import shutil
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from mlops_provider.settings import get_settings
 
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import ObjectStoragePath
+
+#: Bytes per read and write when copying a stream (large files are not read into memory at once).
+_COPY_CHUNK = 1 << 23
 
 _DEFAULT_CONN_BY_SCHEME = {"s3": "aws_default", "gs": "google_cloud_default", "gcs": "google_cloud_default"}
 
@@ -59,7 +63,14 @@ def _read_one(path: ObjectStoragePath, **kwargs) -> pd.DataFrame:
 
 
 def write_bytes_atomic(data: bytes, uri: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStoragePath:
-    """Write ``data`` to ``uri`` so that readers never see half a file.
+    """Write ``data`` to ``uri`` so that readers never see half a file (see :func:`write_stream_atomic`)."""
+    return write_stream_atomic(io.BytesIO(data), uri, conn_id)
+
+
+def write_stream_atomic(
+    source: BinaryIO, uri: str | ObjectStoragePath, conn_id: str | None = None
+) -> ObjectStoragePath:
+    """Copy the readable binary stream ``source`` to ``uri`` so that readers never see half a file.
 
     On a filesystem the data goes to a temporary sibling that is then renamed over ``uri``. An object store
     (``s3://``, ``gs://``) publishes an object only once its upload completed, so there the object is written
@@ -69,12 +80,12 @@ def write_bytes_atomic(data: bytes, uri: str | ObjectStoragePath, conn_id: str |
     target = uri if not isinstance(uri, str) else storage_path(uri, conn_id)
     if target.protocol not in ("", "file", "local"):
         with target.open("wb") as handle:
-            handle.write(data)
+            shutil.copyfileobj(source, handle, _COPY_CHUNK)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     with tmp.open("wb") as handle:
-        handle.write(data)
+        shutil.copyfileobj(source, handle, _COPY_CHUNK)
     tmp.rename(target)
     return target
 

@@ -583,21 +583,6 @@ def write_training_set(
     return TrainingSetFile(path, digest.hexdigest(), rows, categorical, rate)
 
 
-def publish_file_atomic(local_path: str, uri: str, conn_id: str | None) -> None:
-    """Copy a local file to ``uri`` through a temporary sibling renamed over it, so readers never see half a file."""
-    import shutil
-    import uuid
-
-    from mlops_provider.storage import storage_path
-
-    target = storage_path(uri, conn_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-    with open(local_path, "rb") as source, tmp.open("wb") as handle:
-        shutil.copyfileobj(source, handle, 1 << 23)
-    tmp.rename(target)
-
-
 class FeastTrainingSetOperator(_FeastOperator):
     """Join the interval's labels with their features as of each label's time, and snapshot the result.
 
@@ -677,7 +662,7 @@ class FeastTrainingSetOperator(_FeastOperator):
         """Build the training set and return its manifest."""
         safe_segment(self.dataset, "dataset name")  # before any read: it names folders in two zones
 
-        from mlops_provider.storage import storage_path, write_bytes_atomic
+        from mlops_provider.storage import storage_path, write_bytes_atomic, write_stream_atomic
 
         days = resolve_dates(self.partition_start, self.partition_end, context)
         store = self.hook.get_feature_store()
@@ -717,7 +702,8 @@ class FeastTrainingSetOperator(_FeastOperator):
                 snapshot = self._join_and_write(store, layout, days, feature_columns, redirects, work)
                 folder = f"{zone_uri(self.settings.data_root, 'training_sets', self.dataset)}/{snapshot.sha256[:16]}"
                 uri = f"{folder}/data.parquet"
-                publish_file_atomic(snapshot.path, uri, self._conn_id)
+                with open(snapshot.path, "rb") as source:
+                    write_stream_atomic(source, uri, self._conn_id)
         finally:
             if scratch is not None:
                 scratch.cleanup()
