@@ -112,8 +112,27 @@ def redirected_sources(redirects: dict[str, str]) -> Iterator[None]:
 
 def _dataset(config: Any, source: FileSource) -> pads.Dataset:
     path = FileSource.get_uri_for_file_path(config.repo_path, _REDIRECTS.get().get(source.path, source.path))
-    filesystem, resolved = FileSource.create_filesystem_and_path(path, source.file_options.s3_endpoint_override)
+    filesystem: Any
+    if path.startswith(("gs://", "gcs://")):
+        filesystem, resolved = _gcs_filesystem_and_path(path)
+    else:
+        filesystem, resolved = FileSource.create_filesystem_and_path(path, source.file_options.s3_endpoint_override)
     return pads.dataset(resolved, filesystem=filesystem, format="parquet", exclude_invalid_files=False)
+
+
+def _gcs_filesystem_and_path(uri: str) -> tuple[Any, str]:
+    """The bundle's ``gs://`` filesystem (gcsfs through the storage connection) for ``uri``, and its path there.
+
+    Feast hands ``gs://`` to pyarrow's own GCS client, which knows neither the Airflow connection's credentials
+    nor an endpoint (an emulator, a private endpoint); the storage connection the zones are written with knows
+    both (``keyfile_dict``/``key_path`` or Application Default Credentials, extra ``gcs.endpoint``).
+    """
+    from mlops_provider.storage import storage_path
+
+    target = storage_path(uri)
+    # gcsfs keeps directory listings; files another process wrote since (a new day's features) must be seen.
+    target.fs.invalidate_cache(target.path)
+    return target.fs, target.path
 
 
 def _ts_scalar(value: datetime | pd.Timestamp, column_type: pa.DataType) -> pa.Scalar:
