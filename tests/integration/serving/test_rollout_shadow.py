@@ -21,6 +21,7 @@ import uuid
 
 import pytest
 
+from mlops_provider.lineage import MODEL_VERSION_ANNOTATION
 from mlops_provider.serving.analysis import AnalysisConfig
 from mlops_provider.serving.live_analysis import ERROR_RATE, P99_LATENCY, PREDICTION_DIVERGENCE, LiveAnalysisConfig
 from mlops_provider.serving.manifests import challenger_name, render_inference_service
@@ -96,7 +97,7 @@ def cluster(shadow_servers, fake_k8s, monkeypatch, tmp_path):
             **shadow_servers}  # fmt: skip
 
 
-def manager_for(cluster, **options) -> KServeRolloutManager:
+def manager_for(cluster, shadow_percent: float | None = 100, **live_options) -> KServeRolloutManager:
     # Latency is judged too, with a ratio a loaded shared machine cannot trip; its own tests pin the threshold.
     # 120 requests a version: the Jensen-Shannon divergence of two samples of one model then stays near 0.03 (with
     # 30 it is near 0.1, the threshold, from sampling alone).
@@ -111,11 +112,11 @@ def manager_for(cluster, **options) -> KServeRolloutManager:
             metrics=metrics,
             prometheus_conn_id="shadow_prometheus",
             prediction_log_uri=cluster["log_uri"],
+            **live_options,
         ),  # fmt: skip
         live_source="prometheus",
         data_root=cluster["data_root"],
-        shadow_percent=100,
-        **options,
+        shadow_percent=shadow_percent,
     )
 
 
@@ -314,3 +315,25 @@ def test_on_kill_mid_shadow_removes_the_shadow_and_the_retry_starts_afresh(clust
     )
     assert retry.phase is RolloutPhase.SHADOW and retry.started_at != state.started_at
     assert shadow_objects(cluster["k8s"])[2] is not None  # a fresh challenger; its mirror comes once it is Ready
+
+
+@pytest.mark.parametrize(
+    ("on_inconclusive", "phase", "version"),
+    [("probes", RolloutPhase.PROMOTED, "2"), ("rollback", RolloutPhase.ROLLED_BACK, "1")],
+)
+def test_a_canary_without_users_is_inconclusive_then_the_rule_decides(cluster, on_inconclusive, phase, version):
+    """No users' requests: the live verdict stays inconclusive for ``inconclusive_wait``, then ``on_inconclusive``."""
+    manager = manager_for(cluster, shadow_percent=None, on_inconclusive=on_inconclusive, inconclusive_wait=1.5)
+    state = manager.start(
+        name=ISVC, version="2", storage_uri=cluster["uris"]["2"], weights=[50], manifest_options={"transformer": False}
+    )
+    assert state.phase is RolloutPhase.CANARY
+    state = drive(manager, state)
+
+    assert state.phase is phase, state.message
+    assert state.analyses[0]["live"] == "inconclusive"
+    assert all(check["ok"] for check in state.analysis["checks"])  # the probes passed either way
+    if phase is RolloutPhase.ROLLED_BACK:
+        assert state.reason == "LiveAnalysisInconclusive"
+    isvc = cluster["hook"].get_inference_service(ISVC)
+    assert isvc["metadata"]["annotations"][MODEL_VERSION_ANNOTATION] == version

@@ -571,7 +571,7 @@ class KServeRolloutManager:
             state.step_started_at = self.clock()  # a resumed shadow judges a fresh window
             fault_point("deploy.mid_shadow")
             live = self._judge_live(state, None, analysis, mode="shadow")
-            if live["verdict"] == "pass":
+            if self._live_passes(live):
                 analysis = {**analysis, "live": live}
             else:
                 reason = "ShadowAnalysisFailed" if live["verdict"] == "fail" else "ShadowAnalysisInconclusive"
@@ -767,10 +767,12 @@ class KServeRolloutManager:
                 self._record(state, SHADOW, "shadow", {"mode": mode, "weight": state.shadow_percent, **verdict})
             else:
                 self._record(state, ANALYSIS, state.step, {"step": state.step, "weight": weight, **verdict})
+            wait = self.live_analysis.inconclusive_wait
+            give_up = state.deadline if wait is None else min(state.deadline, start.timestamp() + wait)
             if (
                 verdict["verdict"] != INCONCLUSIVE
                 or not state.previous_version
-                or self.clock() + self.analysis.interval >= state.deadline
+                or self.clock() + self.analysis.interval >= give_up
             ):
                 return verdict
             log.info(
@@ -781,6 +783,18 @@ class KServeRolloutManager:
                 self.analysis.interval,
             )
             time.sleep(self.analysis.interval)
+
+    def _live_passes(self, live: dict[str, Any]) -> bool:
+        """Whether a live verdict lets the step pass: ``pass``, or ``inconclusive`` when the probes' verdict stands."""
+        from mlops_provider.serving.live_analysis import INCONCLUSIVE, PASS
+
+        assert self.live_analysis is not None
+        if live["verdict"] == INCONCLUSIVE and self.live_analysis.on_inconclusive == "probes":
+            log.warning(
+                "Too little live traffic for a verdict (%s); the probes' passed verdict stands.", live["message"]
+            )
+            return True
+        return bool(live["verdict"] == PASS)
 
     def _record(self, state: RolloutState, kind: str, key: str | int, details: dict[str, Any]) -> None:
         """Write a rollout record; a failed write is logged, never fails the rollout (the cluster holds the state)."""
@@ -817,7 +831,7 @@ class KServeRolloutManager:
         analysis = self._analyze(url, state, f"canary at {weight}% (version {state.version})")
         if analysis["passed"] and self.live_analysis is not None:
             live = self._judge_live(state, weight, analysis)
-            if live["verdict"] == "pass":
+            if self._live_passes(live):
                 analysis = {**analysis, "live": live}
             else:
                 reason = "LiveAnalysisFailed" if live["verdict"] == "fail" else "LiveAnalysisInconclusive"
