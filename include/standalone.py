@@ -25,18 +25,20 @@ def start_prometheus() -> None:
     if binary is None:
         print("Prometheus not installed (apt-get install prometheus): the live analysis reads the prediction log.")
         return
+    from mlops_provider.serving.local import prometheus_targets_dir
     from mlops_provider.settings import get_settings
 
     settings = get_settings()
     home = Path(settings.local_root) / "prometheus"
-    (home / "targets").mkdir(parents=True, exist_ok=True)
+    targets = prometheus_targets_dir(settings)  # the local backend writes its slots there
+    targets.mkdir(parents=True, exist_ok=True)
     config = {
         "global": {"scrape_interval": "5s"},
         "scrape_configs": [
             {
                 "job_name": "model-servers",
                 "static_configs": [{"targets": [f"127.0.0.1:{settings.local_serving_port}"]}],
-                "file_sd_configs": [{"files": [str(home / "targets" / "*.json")]}],
+                "file_sd_configs": [{"files": [str(targets / "*.json")]}],
             }
         ],
     }

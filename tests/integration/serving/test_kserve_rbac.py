@@ -40,12 +40,16 @@ def _isvc(name: str = "rbac-model") -> dict:
     )
 
 
-def test_rendered_role_is_namespaced_and_grants_only_inference_services():
+def test_rendered_role_is_namespaced_and_grants_only_inference_services_and_the_shadow_objects():
     role, binding = render_kserve_rbac(NAMESPACE)
     assert (role["kind"], binding["kind"]) == ("Role", "RoleBinding")
+    shadow_verbs = ["get", "create", "update", "delete"]
     assert role["rules"] == [
-        {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "create", "patch"]}
-    ]
+        {"apiGroups": [GROUP], "resources": [PLURAL],
+         "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
+        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": shadow_verbs},
+        {"apiGroups": ["networking.istio.io"], "resources": ["destinationrules"], "verbs": shadow_verbs},
+    ]  # fmt: skip
     assert binding["roleRef"] == {"apiGroup": RBAC, "kind": "Role", "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": LAUNCHER_SERVICE_ACCOUNT, "namespace": NAMESPACE}]
 
@@ -112,3 +116,25 @@ def test_no_role_no_access_and_nothing_outside_the_namespace(fake_k8s, monkeypat
     assert raised.value.status == 403
     # The server's own token (every other test's client) keeps full access.
     fake_k8s.put_object(GROUP, VERSION, "another-namespace", PLURAL, body)
+
+
+def test_the_workers_service_account_can_apply_and_remove_a_shadow_with_the_rendered_role(fake_k8s, monkeypatch):
+    from mlops_provider.serving.manifests import challenger_name, render_istio_shadow
+
+    _apply(fake_k8s, render_kserve_rbac(NAMESPACE))
+    hook = _worker_hook(fake_k8s, monkeypatch)
+    hook.create_inference_service(_isvc())
+    challenger = hook.apply_inference_service(_isvc(challenger_name("rbac-model")))
+    assert hook.apply_inference_service(_isvc(challenger_name("rbac-model"))) == challenger  # again: a no-op
+    objects = render_istio_shadow("rbac_model", name="rbac-model", namespace=NAMESPACE, mirror_percent=50)
+    for obj in objects:
+        hook.apply_istio_object(obj)
+    objects[0]["spec"]["http"][0]["mirrorPercentage"] = {"value": 10.0}
+    hook.apply_istio_object(objects[0])  # a changed spec replaces the stored one
+    service = hook.get_istio_object("VirtualService", objects[0]["metadata"]["name"])
+    assert service["spec"]["http"][0]["mirrorPercentage"] == {"value": 10.0}
+    assert all(hook.delete_istio_object(o["kind"], o["metadata"]["name"]) for o in objects)
+    assert not hook.delete_istio_object("VirtualService", objects[0]["metadata"]["name"])  # gone: no error
+    hook.delete_inference_service(challenger_name("rbac-model"))
+    assert hook.get_inference_service(challenger_name("rbac-model")) is None
+    assert [i["metadata"]["name"] for i in hook.list_inference_services()] == ["rbac-model"]

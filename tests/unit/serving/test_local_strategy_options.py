@@ -58,6 +58,16 @@ def test_bad_options_name_the_setting():
         _operator(strategy="mirror")
     with pytest.raises(ValueError, match="shadow_percent must be between 1 and 100, got 0"):
         _operator(strategy="shadow", shadow_percent=0)
-    with pytest.raises(MlopsError, match="strategy='shadow' runs on the local backend only"):
+    with pytest.raises(MlopsError, match="strategy='blue_green' runs on the local backend only"):
+        _operator(backend="kserve", strategy="blue_green")._backend()
+    with pytest.raises(MlopsError, match="strategy='shadow' on KServe is judged on the mirrored traffic"):
         _operator(backend="kserve", strategy="shadow")._backend()
     assert _operator(backend="kserve", strategy="canary")._backend() == "kserve"
+
+
+def test_kserve_shadow_strategy_gives_the_rollout_manager_its_mirror_share():
+    operator = _operator(backend="kserve", strategy="shadow", shadow_percent=25, live_analysis={"min_requests": 5})
+    assert operator._backend() == "kserve"
+    assert operator.rollout_manager.shadow_percent == 25
+    assert operator.rollout_manager.live_analysis.min_requests == 5
+    assert _operator(backend="kserve", strategy="canary", live_analysis={}).rollout_manager.shadow_percent is None

@@ -100,8 +100,10 @@ class ModelDeployOperator(BaseOperator):
         is the model's width for synthetic smoke rows.
     :param training_set: training-set manifest (``uri``, ``feature_columns``) to draw smoke rows from. (templated)
     :param local_transformer: start the Feast transformer locally (None: when the Feast repo exists).
-    :param strategy: local backend only: ``blue_green`` (default), ``canary`` (the canary weights above, live) or
-        ``shadow`` (a shadow step, then the canary weights); the KServe backend always runs its canary.
+    :param strategy: local backend: ``blue_green`` (default), ``canary`` (the canary weights above, live) or
+        ``shadow`` (a shadow step, then the canary weights). KServe: the canary, after a shadow step with
+        ``shadow``: a challenger InferenceService and an Istio VirtualService mirroring ``shadow_percent`` % of the
+        stable predictor's requests to it, judged by ``live_analysis`` (required), then removed.
     :param shadow_percent: share of live requests mirrored to the candidate in the shadow step.
     :param step_window: seconds of live traffic before each local step is judged.
     :param step_timeout: seconds a local step may stay inconclusive before it fails (and rolls back).
@@ -292,6 +294,7 @@ class ModelDeployOperator(BaseOperator):
             training_set=self.training_set,
             settings=self.settings,
             live_analysis=self._live_analysis_config(),
+            shadow_percent=self.shadow_percent if self.strategy == "shadow" else None,
         )
 
     def _live_analysis_config(self) -> LiveAnalysisConfig | None:
@@ -389,10 +392,15 @@ class ModelDeployOperator(BaseOperator):
         backend = self.backend or self.settings.serving_backend
         if backend not in ("local", "kserve"):
             raise MlopsError(f"backend must be 'local' or 'kserve', got {backend!r}.")
-        if backend == "kserve" and self.strategy not in (None, "canary"):
+        if backend == "kserve" and self.strategy not in (None, "canary", "shadow"):
             raise MlopsError(
                 f"strategy={self.strategy!r} runs on the local backend only; the KServe backend rolls out as a "
-                "canary (leave strategy unset or pass 'canary')."
+                "canary, optionally after a shadow (leave strategy unset, or pass 'canary' or 'shadow')."
+            )
+        if backend == "kserve" and self.strategy == "shadow" and self.live_analysis is None:
+            raise MlopsError(
+                f"{self.task_id}: strategy='shadow' on KServe is judged on the mirrored traffic: set live_analysis "
+                "(e.g. {}) for its defaults."
             )
         return backend
 
@@ -498,7 +506,8 @@ class ModelDeployOperator(BaseOperator):
         promotion = self._begin_promotion(context, self._candidate())
 
         def resume() -> DeployResult:
-            name = event.get("name") or self._isvc_name
+            # The state lives on the stable InferenceService even when the wait was on the shadow's challenger.
+            name = self._isvc_name
             state = self.rollout_manager.recover(name)
             if state is None:
                 raise RolloutFailedError(
@@ -535,7 +544,7 @@ class ModelDeployOperator(BaseOperator):
 
                     self.defer(
                         trigger=InferenceServiceReadyTrigger(
-                            name=state.name,
+                            name=state.ready_target,
                             namespace=state.namespace,
                             kubernetes_conn_id=self.hook.kubernetes_conn_id,
                             generation=state.generation,

@@ -58,6 +58,8 @@ COMPARISONS = ("difference", "ratio", "divergence")
 #: What the prediction log can measure for a template (``None``: nothing, the metric stays unmeasured there).
 LOG_MEASURES = ("requests", "p99_latency_ms", "predictions")
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+#: What a step left inconclusive ends with: a rollback, or the probes' verdict.
+ON_INCONCLUSIVE = ("rollback", "probes")
 PROMETHEUS, PREDICTION_LOG = "prometheus", "prediction_log"
 
 _SELECTOR = 'model_name="{model}",model_version="{version}",component="{component}"'
@@ -146,6 +148,11 @@ class LiveAnalysisConfig:
     :param score_tolerance: shadow mode, regression: relative difference within which two values agree.
     :param prometheus_conn_id: the Prometheus connection (local default without one).
     :param prediction_log_uri: the model's prediction log; default ``<data_root>/predictions/<model>``.
+    :param on_inconclusive: what a KServe step whose live window stays below ``min_requests`` ends with:
+        ``rollback`` (never promote without a live verdict) or ``probes`` (the probes' passed verdict stands, the
+        inconclusive live verdict is recorded beside it: for endpoints with little traffic).
+    :param inconclusive_wait: seconds an inconclusive step is judged again over its growing window before
+        ``on_inconclusive`` applies (None: until the progress deadline).
     """
 
     min_requests: int = 50
@@ -156,8 +163,14 @@ class LiveAnalysisConfig:
     score_tolerance: float = 0.01
     prometheus_conn_id: str = "prometheus_default"
     prediction_log_uri: str | None = None
+    on_inconclusive: str = "rollback"
+    inconclusive_wait: float | None = None
 
     def __post_init__(self) -> None:
+        if self.on_inconclusive not in ON_INCONCLUSIVE:
+            raise ValueError(f"on_inconclusive must be one of {list(ON_INCONCLUSIVE)}, got {self.on_inconclusive!r}.")
+        if self.inconclusive_wait is not None and self.inconclusive_wait < 0:
+            raise ValueError(f"inconclusive_wait must be >= 0 seconds, got {self.inconclusive_wait}.")
         if self.min_requests < 1:
             raise ValueError(f"min_requests must be at least 1 (a verdict needs traffic), got {self.min_requests}.")
         if not 0 <= self.min_agreement <= 1:

@@ -8,6 +8,12 @@ Layout under ``settings.serving_root``:
   candidate slot and the progressive ``rollout`` in progress (version, start, step reached);
 * ``pids/<colour>-<component>.pid`` -- each process's pid; ``logs/<colour>-<component>.log`` -- its output.
 
+The slots are also Prometheus targets: every change of ``deployment.json`` or of the route rewrites
+``<local_root>/prometheus/targets/local-serving.json`` (Prometheus ``file_sd_configs``; ``make up``'s Prometheus
+reads that folder) with each slot's processes labelled ``model``, ``version``, ``role`` (``stable``, ``canary``,
+``shadow``, or ``candidate`` while it is only probed) and ``color``, so a local Prometheus scrapes canary and stable
+while they serve and the live analysis can judge them from it.
+
 The stable endpoint is ``http://127.0.0.1:<settings.local_serving_port>``, served by ``mlops_serving.proxy``.
 :class:`BlueGreenRollout` starts the new colour on free ports next to the live one, waits until it is ready,
 analyses it (smoke requests), then switches the proxy and stops the old colour after a grace period, or discards
@@ -99,6 +105,11 @@ def feast_config_for_serving(enabled: bool | None = None) -> str | None:
         return None
 
 
+def prometheus_targets_dir(settings: MlopsSettings) -> Path:
+    """The folder of Prometheus file-discovery target files the local backend keeps up to date."""
+    return Path(settings.local_root) / "prometheus" / "targets"
+
+
 class LocalEndpoint:
     """Start, check, switch and stop local model servers behind the stable endpoint.
 
@@ -160,7 +171,7 @@ class LocalEndpoint:
         except (FileNotFoundError, ValueError):
             return {}
 
-    def _write_json(self, path: Path, data: dict) -> None:
+    def _write_json(self, path: Path, data: dict | list) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(data, indent=2))
@@ -170,7 +181,42 @@ class LocalEndpoint:
         state = self._read_state()
         state.update(changes)
         self._write_json(self._deployment_file, state)
+        self._publish_targets(state, self.traffic())
         return state
+
+    @property
+    def targets_file(self) -> Path:
+        """The Prometheus file-discovery targets of this endpoint's slots."""
+        return prometheus_targets_dir(self.settings) / "local-serving.json"
+
+    def _publish_targets(self, state: dict, route: dict) -> None:
+        """Write the slots as Prometheus targets, labelled with their model, version, role and colour."""
+        slots: list[tuple[dict, str]] = []
+        if state.get("active"):
+            slots.append((state["active"], "stable"))
+        candidate = state.get("candidate")
+        if candidate:
+            upstream = candidate.get("upstream")
+            role = "candidate"  # started (or probed) but not routed any request yet
+            for routed in ("canary", "shadow"):
+                if upstream and (route.get(routed) or {}).get("upstream") == upstream:
+                    role = routed
+            slots.append((candidate, role))
+        groups = [
+            {
+                "targets": [f"127.0.0.1:{slot[component]['http_port']}"],
+                "labels": {
+                    "model": str(slot.get("model_name")),
+                    "version": str(slot.get("model_version")),
+                    "role": role,
+                    "color": str(slot.get("color")),
+                },
+            }
+            for slot, role in slots
+            for component in COMPONENTS
+            if (slot.get(component) or {}).get("http_port")
+        ]
+        self._write_json(self.targets_file, groups)
 
     def active(self) -> dict | None:
         """Return the live slot if its processes run, else None."""
@@ -428,6 +474,7 @@ class LocalEndpoint:
         if shadow is not None:
             state["shadow"] = {"upstream": shadow["upstream"], "version": shadow["model_version"], "percent": percent}
         self._write_json(self._endpoint_file, state)
+        self._publish_targets(self._read_state(), state)
         return state
 
     def traffic(self) -> dict:
@@ -479,6 +526,7 @@ class LocalEndpoint:
             pid_file.unlink(missing_ok=True)
         self._endpoint_file.unlink(missing_ok=True)
         self._write_json(self._deployment_file, {})
+        self._publish_targets({}, {})
 
 
 class BlueGreenRollout:

@@ -18,7 +18,17 @@ from mlops_provider.lineage import (
     MODEL_VERSION_ANNOTATION,
     MODEL_VERSION_LABEL,
 )
-from mlops_provider.serving.status import DEPLOYMENT_MODE_ANNOTATION, GROUP, KIND, RAW_MODES, VERSION
+from mlops_provider.serving.status import (
+    DEPLOYMENT_MODE_ANNOTATION,
+    GROUP,
+    ISTIO_GROUP,
+    ISTIO_PLURALS,
+    ISTIO_VERSION,
+    KIND,
+    PLURAL,
+    RAW_MODES,
+    VERSION,
+)
 from mlops_provider.settings import MlopsConfigError
 from mlops_provider.spec.model import SERVING_MODES
 
@@ -458,16 +468,23 @@ def render_serving_manifests(
 
 #: Role of Airflow's workers for KServe rollouts (namespaced; nothing cluster-wide).
 KSERVE_DEPLOYER_ROLE = "mlops-kserve-deployer"
-#: What the rollout manager does to InferenceServices: read and follow them, create the first one, patch the rest.
-KSERVE_ROLE_VERBS: dict[str, list[str]] = {"inferenceservices": ["get", "list", "watch", "create", "patch"]}
+#: What the rollout manager does, per API group and resource: read and follow InferenceServices, create the first
+#: one, patch the rest; a shadow step creates (or replaces, on retry) and deletes its challenger InferenceService
+#: and the Istio VirtualService (mirror) and DestinationRule in front of it.
+KSERVE_ROLE_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (GROUP, PLURAL, ("get", "list", "watch", "create", "patch", "update", "delete")),
+    (ISTIO_GROUP, ISTIO_PLURALS["VirtualService"], ("get", "create", "update", "delete")),
+    (ISTIO_GROUP, ISTIO_PLURALS["DestinationRule"], ("get", "create", "update", "delete")),
+)
 
 
 def render_kserve_rbac(namespace: str, service_account: str | None = None) -> list[dict[str, Any]]:
     """Return the Role and RoleBinding that let Airflow's workers roll out InferenceServices in ``namespace``.
 
-    ``Role/mlops-kserve-deployer``: ``serving.kserve.io`` ``inferenceservices`` get/list/watch/create/patch, bound
-    to ``service_account`` (default: the workers' ``airflow-worker``, the one the training RBAC renders). No
-    delete, no other resource, no ClusterRole.
+    ``Role/mlops-kserve-deployer`` (:data:`KSERVE_ROLE_RULES`): ``serving.kserve.io`` ``inferenceservices`` and, for
+    shadow steps, ``networking.istio.io`` ``virtualservices``/``destinationrules``, bound to ``service_account``
+    (default: the workers' ``airflow-worker``, the one the training RBAC renders). No other resource, no
+    ClusterRole.
     """
     from mlops_provider.training.manifests import LAUNCHER_SERVICE_ACCOUNT
 
@@ -478,8 +495,8 @@ def render_kserve_rbac(namespace: str, service_account: str | None = None) -> li
             "kind": "Role",
             "metadata": {"name": KSERVE_DEPLOYER_ROLE, "namespace": namespace, "labels": labels},
             "rules": [
-                {"apiGroups": [GROUP], "resources": [resource], "verbs": list(verbs)}
-                for resource, verbs in KSERVE_ROLE_VERBS.items()
+                {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+                for group, resource, verbs in KSERVE_ROLE_RULES
             ],
         },
         {
@@ -498,7 +515,7 @@ def render_kserve_rbac(namespace: str, service_account: str | None = None) -> li
     ]
 
 
-ISTIO_API_VERSION = "networking.istio.io/v1"
+ISTIO_API_VERSION = f"{ISTIO_GROUP}/{ISTIO_VERSION}"
 #: Mirrored requests waiting for a challenger connection; beyond it Istio sheds them (503 to nobody: mirrors are
 #: fire-and-forget), so a slow challenger never holds the champion's traffic.
 SHADOW_MAX_PENDING_REQUESTS = 64

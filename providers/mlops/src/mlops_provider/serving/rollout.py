@@ -19,6 +19,16 @@ Every step's verdict is written as a rollout record (:class:`~mlops_provider.ser
 keyed by the rollout's ``started_at``, which the state annotation keeps so a resumed rollout writes to the same
 rollout.
 
+With ``shadow_percent`` a new version first runs as a shadow: the challenger InferenceService
+(``<name>-challenger``, the new version, no transformer) is applied and, once Ready and its probes pass, the Istio
+``VirtualService`` ``<name>-shadow`` (``mirror``, ``mirrorPercentage``) and its ``DestinationRule`` copy that share of
+the stable predictor's requests to it. The mirrored window is judged like a canary step plus the agreement of both
+versions' answers (``judge_live_window(mode="shadow")``). Pass: the mirror, its rule and the challenger are deleted,
+then the canary (or raw rolling update) starts; fail, inconclusive at the deadline, or a killed task (``abort``): the
+same objects are deleted and the rollout ends ``rolled_back`` without the stable InferenceService ever changing.
+Applying is idempotent (create, or replace when the spec differs), so a retry after a kill resumes the shadow with
+one VirtualService and one DestinationRule; after every finished rollout there are none.
+
 KServe modes: ``canaryTrafficPercent`` splits traffic between Knative revisions, so it only works in Serverless
 mode; in RawDeployment (``Standard``) mode KServe ignores it. The manager reads the mode (status, else the
 ``serving.kserve.io/deploymentMode`` annotation) and the traffic KServe reports in
@@ -46,7 +56,7 @@ from mlops_provider.exceptions import RolloutFailedError
 from mlops_provider.lineage import LABEL_DOMAIN, MODEL_VERSION_ANNOTATION
 from mlops_provider.serving import manifests
 from mlops_provider.serving.analysis import AnalysisConfig, run_analysis
-from mlops_provider.serving.records import ANALYSIS, RESULT, RolloutRecorder
+from mlops_provider.serving.records import ANALYSIS, RESULT, SHADOW, RolloutRecorder
 from mlops_provider.serving.status import (
     RAW_MODES,
     annotations_of,
@@ -81,6 +91,9 @@ class RolloutPhase(StrEnum):
 
     #: The InferenceService was created: Ready, then analysis at full traffic; nothing to roll back to.
     FIRST = "first"
+    #: The new version serves as the challenger InferenceService and an Istio VirtualService mirrors
+    #: ``shadow_percent`` % of the stable predictor's requests to it: Ready, then judged; users never see its answers.
+    SHADOW = "shadow"
     #: The new revision takes ``weights[step]`` percent of traffic (Serverless).
     CANARY = "canary"
     #: Raw mode: a rolling update to the new version, then analysis at full traffic.
@@ -109,6 +122,7 @@ class RolloutStrategy(StrEnum):
 
     CREATE = "create"
     CANARY = "canary"
+    SHADOW = "shadow"
     ROLLING = "rolling"
     UNCHANGED = "unchanged"
 
@@ -117,6 +131,8 @@ class RolloutStrategy(StrEnum):
 TRANSITIONS: dict[RolloutPhase, frozenset[RolloutPhase]] = {
     RolloutPhase.FIRST: frozenset({RolloutPhase.PROMOTED}),
     RolloutPhase.VERIFY: frozenset({RolloutPhase.PROMOTED}),
+    # A shadow's failure (or a killed task) only removes the challenger and the mirror: users never left stable.
+    RolloutPhase.SHADOW: frozenset({RolloutPhase.CANARY, RolloutPhase.ROLLING, RolloutPhase.ROLLED_BACK}),
     RolloutPhase.CANARY: frozenset({RolloutPhase.CANARY, RolloutPhase.PROMOTE, RolloutPhase.ROLLBACK}),
     RolloutPhase.ROLLING: frozenset({RolloutPhase.PROMOTED, RolloutPhase.ROLLBACK}),
     RolloutPhase.PROMOTE: frozenset({RolloutPhase.PROMOTED, RolloutPhase.ROLLBACK}),
@@ -162,7 +178,19 @@ class RolloutState:
     step_started_at: float | None = None
     #: Whether the endpoint has the Feast transformer in front (probes then go through the feature path).
     feature_path: bool = False
+    #: Share of the stable predictor's requests mirrored to the challenger in the shadow step (None: no shadow).
+    shadow_percent: float | None = None
     generation: int | None = None
+
+    @property
+    def challenger(self) -> str:
+        """The shadow step's InferenceService (the new version beside the stable one)."""
+        return manifests.challenger_name(self.name)
+
+    @property
+    def ready_target(self) -> str:
+        """The InferenceService whose readiness the current phase waits for."""
+        return self.challenger if self.phase == RolloutPhase.SHADOW else self.name
 
     @property
     def verified(self) -> bool:
@@ -244,6 +272,8 @@ class KServeRolloutManager:
     :param live_source: where live measurements come from (``"prometheus"``, ``"prediction_log"``, a
         :class:`~mlops_provider.serving.live_analysis.LiveSource`); None: Prometheus when it answers, else the log.
     :param data_root: where rollout records are written; default ``[mlops] data_root``.
+    :param shadow_percent: start a new version with a shadow step mirroring this share of the stable predictor's
+        requests to it (None: straight to the canary or rolling update).
     """
 
     def __init__(
@@ -262,7 +292,15 @@ class KServeRolloutManager:
         live_analysis: LiveAnalysisConfig | None = None,
         live_source: LiveSource | str | None = None,
         data_root: str | None = None,
+        shadow_percent: float | None = None,
     ) -> None:
+        if shadow_percent is not None and not 0 < shadow_percent <= 100:
+            raise ValueError(f"shadow_percent must be within (0, 100], got {shadow_percent}.")
+        if shadow_percent is not None and live_analysis is None:
+            raise ValueError(
+                "A shadow step is judged on the mirrored traffic (agreement, divergence, latency against stable): "
+                "pass live_analysis with shadow_percent."
+            )
         if raw_deployment_strategy not in ("rolling", "refuse"):
             raise ValueError(f"raw_deployment_strategy must be 'rolling' or 'refuse', got {raw_deployment_strategy!r}.")
         self.hook = hook
@@ -278,6 +316,7 @@ class KServeRolloutManager:
         self.live_analysis = live_analysis
         self.live_source = live_source
         self.data_root = data_root or (settings.data_root if settings is not None else None)
+        self.shadow_percent = shadow_percent
 
     # ------------------------------------------------------------------ state on the cluster
     def recover(self, name: str) -> RolloutState | None:
@@ -330,6 +369,21 @@ class KServeRolloutManager:
                 **options,
             )
 
+        def render_challenger() -> dict:
+            # The mirror copies the stable predictor's requests (features already looked up), so the challenger
+            # serves without the transformer; a fused predictor's requests are entity rows, so it stays fused.
+            fused = options.get("transformer", True) and options.get("serving_mode") == "fused"
+            return manifests.render_inference_service(
+                self.model_name,
+                storage_uri,
+                self.settings,
+                name=manifests.challenger_name(name),
+                namespace=namespace,
+                model_version=version,
+                deployment_mode=deployment_mode(existing or {}),
+                **{**options, "transformer": bool(fused)},
+            )
+
         existing = self.hook.get_inference_service(name)
         if existing is None:
             state = RolloutState(
@@ -370,7 +424,12 @@ class KServeRolloutManager:
             recorded.deadline = deadline
             recorded.started_at = recorded.started_at or started_at  # a state written before records: from now on
             self._save(recorded)
+            if recorded.phase == RolloutPhase.SHADOW:
+                # The killed try may have removed the challenger already: applying it again is a no-op otherwise.
+                self._apply_challenger(recorded, render_challenger())
             return recorded
+        if recorded is not None and recorded.phase == RolloutPhase.SHADOW:
+            self._remove_shadow(recorded)  # an interrupted shadow of another version: its mirror must not stay
 
         mode = deployment_mode(existing)
         raw = mode in RAW_MODES
@@ -427,34 +486,125 @@ class KServeRolloutManager:
                 state.phase = RolloutPhase.VERIFY
             self._save(state)
             return state
-        if raw:
-            if self.raw_deployment_strategy == "refuse":
-                raise RolloutFailedError(
-                    f"InferenceService {namespace}/{name} runs in {mode} mode, where KServe ignores "
-                    "canaryTrafficPercent (no Knative revisions to split traffic between), and "
-                    "raw_deployment_strategy='refuse': nothing was changed. Use Serverless mode for canaries, or "
-                    "raw_deployment_strategy='rolling' for a readiness-gated rolling update with analysis and rollback.",
-                    reason="CanaryUnsupportedInRawDeployment",
-                )
-            log.info("%s mode: rolling update (no traffic split is possible), then analysis at full traffic.", mode)
-            state.phase, state.strategy = RolloutPhase.ROLLING, RolloutStrategy.ROLLING
-            canary: int | None = None
-        else:
-            state.phase, state.strategy = RolloutPhase.CANARY, RolloutStrategy.CANARY
-            canary = state.weight
-            state.step_started_at = self.clock()
-            log.info("Serverless mode: canary of version %s at %d%% of traffic", version, canary)
-        self._write(
-            state, manifests.new_version_patch(current_model, desired_model, version, canary_traffic_percent=canary)
-        )
+        if raw and self.raw_deployment_strategy == "refuse":
+            raise RolloutFailedError(
+                f"InferenceService {namespace}/{name} runs in {mode} mode, where KServe ignores "
+                "canaryTrafficPercent (no Knative revisions to split traffic between), and "
+                "raw_deployment_strategy='refuse': nothing was changed. Use Serverless mode for canaries, or "
+                "raw_deployment_strategy='rolling' for a readiness-gated rolling update with analysis and rollback.",
+                reason="CanaryUnsupportedInRawDeployment",
+            )
+        if self.shadow_percent is not None:
+            state.phase, state.strategy = RolloutPhase.SHADOW, RolloutStrategy.SHADOW
+            state.shadow_percent = self.shadow_percent
+            # The state first, on the stable InferenceService: a killed task finds the challenger it owns.
+            self._save(state)
+            self._apply_challenger(state, render_challenger())
+            log.info("Shadow of version %s: challenger %s/%s, then the mirror", version, namespace, state.challenger)
+            fault_point("deploy.after_patch")
+            return state
+        self._begin_new_version(state)
         fault_point("deploy.after_patch")
         return state
+
+    def _begin_new_version(self, state: RolloutState) -> RolloutState:
+        """Put the new version in the stable InferenceService: a canary at the first weight, or a raw rolling update."""
+        isvc = self.hook.get_inference_service(state.name) or {}
+        current_model = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
+        raw = state.mode in RAW_MODES
+        phase = RolloutPhase.ROLLING if raw else RolloutPhase.CANARY
+        if state.phase == RolloutPhase.SHADOW:
+            state.move_to(phase)
+        else:
+            state.phase, state.strategy = phase, RolloutStrategy(phase.value)
+        canary: int | None = None
+        if raw:
+            log.info(
+                "%s mode: rolling update (no traffic split is possible), then analysis at full traffic.", state.mode
+            )
+        else:
+            state.step = 0
+            canary = state.weight
+            state.step_started_at = self.clock()
+            log.info("Serverless mode: canary of version %s at %d%% of traffic", state.version, canary)
+        self._write(
+            state,
+            manifests.new_version_patch(
+                current_model, state.new_model or {}, state.version, canary_traffic_percent=canary
+            ),
+        )
+        return state
+
+    # ------------------------------------------------------------------ shadow
+    def _apply_challenger(self, state: RolloutState, body: dict) -> None:
+        """Create (or keep) the challenger InferenceService of the shadow step; wait on its generation."""
+        applied = self.hook.apply_inference_service(body, namespace=state.namespace)
+        state.generation = (applied.get("metadata") or {}).get("generation")
+
+    def _shadow_objects(self, state: RolloutState) -> list[dict[str, Any]]:
+        """The Istio VirtualService (mirror) and DestinationRule of the shadow step."""
+        return manifests.render_istio_shadow(
+            self.model_name,
+            self.settings,
+            name=state.name,
+            namespace=state.namespace,
+            challenger=state.challenger,
+            mirror_percent=float(state.shadow_percent or 0.0),
+        )
+
+    def _remove_shadow(self, state: RolloutState) -> None:
+        """Delete the mirror first (no more copies), then its DestinationRule, then the challenger (idempotent)."""
+        for obj in self._shadow_objects(state):
+            self.hook.delete_istio_object(obj["kind"], obj["metadata"]["name"], namespace=state.namespace)
+        self.hook.delete_inference_service(state.challenger, namespace=state.namespace)
+
+    def _after_shadow_ready(self, state: RolloutState) -> RolloutState:
+        """Probe the challenger, mirror live traffic to it, judge the window against stable; go on or end."""
+        url = endpoint_url_of(self.hook.get_inference_service(state.challenger) or {})
+        if not url:
+            return self._end_shadow(state, "NoEndpoint", "KServe reports no URL for the challenger.")
+        # Probes before the mirror: the window then holds mirrored requests only.
+        analysis = self._analyze(url, state, f"shadow challenger (version {state.version})", key="shadow")
+        if analysis["passed"]:
+            for obj in self._shadow_objects(state):
+                self.hook.apply_istio_object(obj, namespace=state.namespace)
+            state.step_started_at = self.clock()  # a resumed shadow judges a fresh window
+            fault_point("deploy.mid_shadow")
+            live = self._judge_live(state, None, analysis, mode="shadow")
+            if self._live_passes(live):
+                analysis = {**analysis, "live": live}
+            else:
+                reason = "ShadowAnalysisFailed" if live["verdict"] == "fail" else "ShadowAnalysisInconclusive"
+                analysis = {**analysis, "passed": False, "reason": reason, "message": live["message"], "live": live}
+        state.analysis = analysis
+        state.analyses.append(
+            {
+                "mode": "shadow",
+                "weight": state.shadow_percent,
+                "passed": analysis["passed"],
+                "reason": analysis["reason"],
+                "checks": len(analysis["checks"]),
+                **({"live": analysis["live"]["verdict"]} if "live" in analysis else {}),
+            }
+        )
+        if not analysis["passed"]:
+            return self._end_shadow(state, analysis["reason"], analysis["message"])
+        self._remove_shadow(state)
+        log.info("Shadow of version %s passed; removed the mirror, starting the new version's traffic", state.version)
+        return self._begin_new_version(state)
+
+    def _end_shadow(self, state: RolloutState, reason: str, message: str) -> RolloutState:
+        """End a shadow that did not pass: the stable version never stopped serving, so only the shadow goes."""
+        log.warning("Shadow of version %s on %s did not pass: %s (%s)", state.version, state.name, message, reason)
+        state.reason, state.message = reason, message
+        return self._finish(state, RolloutPhase.ROLLED_BACK)
 
     # ------------------------------------------------------------------ readiness
     def check(self, state: RolloutState) -> dict[str, Any]:
         """Read the InferenceService once; return the readiness event (``status``: ready/failed/pending)."""
-        current = evaluate_readiness(self.hook.get_inference_service(state.name), state.generation)
-        return {**current, "name": state.name, "namespace": state.namespace, "status": current["state"]}
+        target = state.ready_target
+        current = evaluate_readiness(self.hook.get_inference_service(target), state.generation)
+        return {**current, "name": target, "namespace": state.namespace, "status": current["state"]}
 
     def wait(self, state: RolloutState, poll_interval: float = 5.0) -> dict[str, Any]:
         """Poll until ready, failed or the state's deadline (``status``: ready/failed/timeout)."""
@@ -485,6 +635,8 @@ class KServeRolloutManager:
                     "was not moved.",
                     reason=event.get("reason"),
                 )
+            if state.phase == RolloutPhase.SHADOW:
+                return self._end_shadow(state, event.get("reason") or "NotReady", f"The challenger is {detail}.")
             if state.phase == RolloutPhase.ROLLBACK:
                 raise RolloutFailedError(
                     f"Rolling back InferenceService {state.namespace}/{state.name} to {state.previous_uri} did not "
@@ -492,6 +644,8 @@ class KServeRolloutManager:
                     reason=event.get("reason"),
                 )
             return self._rollback(state, event.get("reason") or "NotReady", f"The new revision is {detail}.")
+        if state.phase == RolloutPhase.SHADOW:
+            return self._after_shadow_ready(state)
         isvc = self.hook.get_inference_service(state.name) or {}
         if state.phase == RolloutPhase.ROLLBACK:
             return self._finish(state, RolloutPhase.ROLLED_BACK)
@@ -532,8 +686,8 @@ class KServeRolloutManager:
             state.verified_version = state.version
         return self._finish(state, RolloutPhase.PROMOTED)
 
-    def _analyze(self, url: str, state: RolloutState, label: str) -> dict[str, Any]:
-        """Run the probes' analysis and record it as the step's analysis (a live verdict later replaces it)."""
+    def _analyze(self, url: str, state: RolloutState, label: str, key: str | None = None) -> dict[str, Any]:
+        """Run the probes' analysis and record it as the step's (or ``key``'s) analysis (a live verdict replaces it)."""
         started = self.clock()
         analysis = run_analysis(
             url,
@@ -549,7 +703,7 @@ class KServeRolloutManager:
         self._record(
             state,
             ANALYSIS,
-            state.step,
+            state.step if key is None else key,
             {
                 "step": state.step,
                 "weight": state.weight if state.phase == RolloutPhase.CANARY else None,
@@ -574,8 +728,13 @@ class KServeRolloutManager:
             "canary": None,
         }
 
-    def _judge_live(self, state: RolloutState, weight: int | None, probes: dict[str, Any]) -> dict[str, Any]:
-        """Judge the step's live window until a verdict, or until the deadline leaves it inconclusive."""
+    def _judge_live(
+        self, state: RolloutState, weight: int | None, probes: dict[str, Any], mode: str = "canary"
+    ) -> dict[str, Any]:
+        """Judge the step's live window until a verdict, or until the deadline leaves it inconclusive.
+
+        ``mode="shadow"``: the window of mirrored requests, with the agreement of both versions' answers.
+        """
         from mlops_provider.serving.live_analysis import INCONCLUSIVE, judge_live_window
 
         assert self.live_analysis is not None
@@ -593,7 +752,7 @@ class KServeRolloutManager:
             else:
                 end = datetime.fromtimestamp(max(self.clock(), start.timestamp() + 0.001), UTC)
                 verdict = judge_live_window(
-                    mode="canary",
+                    mode=mode,
                     model_name=self.model_name,
                     stable_version=state.previous_version,
                     candidate_version=state.version,
@@ -604,20 +763,38 @@ class KServeRolloutManager:
                     source=self.live_source,
                 )
             verdict["metrics"].append(self._probe_metric(probes))
-            self._record(state, ANALYSIS, state.step, {"step": state.step, "weight": weight, **verdict})
+            if mode == "shadow":
+                self._record(state, SHADOW, "shadow", {"mode": mode, "weight": state.shadow_percent, **verdict})
+            else:
+                self._record(state, ANALYSIS, state.step, {"step": state.step, "weight": weight, **verdict})
+            wait = self.live_analysis.inconclusive_wait
+            give_up = state.deadline if wait is None else min(state.deadline, start.timestamp() + wait)
             if (
                 verdict["verdict"] != INCONCLUSIVE
                 or not state.previous_version
-                or self.clock() + self.analysis.interval >= state.deadline
+                or self.clock() + self.analysis.interval >= give_up
             ):
                 return verdict
             log.info(
-                "Live analysis of the canary at %s%%: %s Judging again in %.0f s.",
-                weight,
+                "Live analysis of the %s at %s%%: %s Judging again in %.0f s.",
+                mode,
+                weight if mode == "canary" else state.shadow_percent,
                 verdict["message"],
                 self.analysis.interval,
             )
             time.sleep(self.analysis.interval)
+
+    def _live_passes(self, live: dict[str, Any]) -> bool:
+        """Whether a live verdict lets the step pass: ``pass``, or ``inconclusive`` when the probes' verdict stands."""
+        from mlops_provider.serving.live_analysis import INCONCLUSIVE, PASS
+
+        assert self.live_analysis is not None
+        if live["verdict"] == INCONCLUSIVE and self.live_analysis.on_inconclusive == "probes":
+            log.warning(
+                "Too little live traffic for a verdict (%s); the probes' passed verdict stands.", live["message"]
+            )
+            return True
+        return bool(live["verdict"] == PASS)
 
     def _record(self, state: RolloutState, kind: str, key: str | int, details: dict[str, Any]) -> None:
         """Write a rollout record; a failed write is logged, never fails the rollout (the cluster holds the state)."""
@@ -654,7 +831,7 @@ class KServeRolloutManager:
         analysis = self._analyze(url, state, f"canary at {weight}% (version {state.version})")
         if analysis["passed"] and self.live_analysis is not None:
             live = self._judge_live(state, weight, analysis)
-            if live["verdict"] == "pass":
+            if self._live_passes(live):
                 analysis = {**analysis, "live": live}
             else:
                 reason = "LiveAnalysisFailed" if live["verdict"] == "fail" else "LiveAnalysisInconclusive"
@@ -713,6 +890,8 @@ class KServeRolloutManager:
         state = self.recover(name)
         if state is None or state.phase.terminal or state.phase == RolloutPhase.ROLLBACK:
             return state
+        if state.phase == RolloutPhase.SHADOW:
+            return self._end_shadow(state, KILLED_REASON, f"{message} The shadow was removed; stable never stopped.")
         if state.phase in (RolloutPhase.FIRST, RolloutPhase.VERIFY) or not state.previous_model:
             state.reason, state.message = KILLED_REASON, f"{message} Nothing to roll back to."
             self._save(state)
@@ -720,6 +899,8 @@ class KServeRolloutManager:
         return self._rollback(state, KILLED_REASON, message)
 
     def _finish(self, state: RolloutState, phase: RolloutPhase) -> RolloutState:
+        if state.strategy == RolloutStrategy.SHADOW:
+            self._remove_shadow(state)  # whatever the path here, no mirror outlives the rollout
         state.move_to(phase)
         self._save(state)
         outcome = "promoted" if phase == RolloutPhase.PROMOTED else "rolled_back"

@@ -12,6 +12,10 @@ GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
 PLURAL = "inferenceservices"
 KIND = "InferenceService"
+#: Istio's networking API: the VirtualService (mirror) and DestinationRule of a shadow.
+ISTIO_GROUP = "networking.istio.io"
+ISTIO_VERSION = "v1"
+ISTIO_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 # KServe >= 0.15 calls RawDeployment "Standard"; both run plain Deployments without Knative traffic splitting.
 RAW_MODES = frozenset({"RawDeployment", "Standard"})

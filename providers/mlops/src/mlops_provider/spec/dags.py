@@ -266,6 +266,7 @@ def training_dag(spec: ModelSpec) -> DAG:
                 max_latency_ms=spec.serving.max_latency_ms,
                 prediction_range=spec.serving.prediction_range,
                 manifest_options=spec.serving.manifest_options,
+                live_analysis=spec.serving.live_analysis.operator_options,
                 outlets=[assets.model],
                 pool=PROMOTION_POOL,
                 on_failure_callback=alert_notifier(title=f"Rollout of {spec.name} failed: traffic stays where it was"),

@@ -16,6 +16,7 @@ from typing import Any
 
 from mlops_provider.exceptions import ModelSpecError
 from mlops_provider.names import SAFE_SEGMENT
+from mlops_provider.serving.live_analysis import ON_INCONCLUSIVE
 from mlops_provider.settings import BATCH_SCORING_BACKENDS, SERVING_BACKENDS, TRAINING_BACKENDS
 from mlops_provider.spec.derive import ExpressionError, check_expression
 from mlops_provider.spec.model import (
@@ -36,6 +37,7 @@ from mlops_provider.spec.model import (
     DriftSpec,
     FeaturesSpec,
     LabelsSpec,
+    LiveAnalysisSpec,
     ModelSpec,
     ServingSpec,
     SourceSpec,
@@ -513,6 +515,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
             "autoscaling",
             "mode",
             "approval",
+            "live_analysis",
         ),
     )
     enabled = reader.boolean(serving_raw.get("enabled"), "serving.enabled", True)
@@ -557,6 +560,23 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
             for i, user in enumerate(users)
         ),
     )
+    live_raw = reader.mapping(
+        serving_raw.get("live_analysis"),
+        "serving.live_analysis",
+        ("enabled", "min_requests", "on_inconclusive", "inconclusive_wait"),
+    )
+    live_analysis = LiveAnalysisSpec(
+        enabled=reader.boolean(live_raw.get("enabled"), "serving.live_analysis.enabled", True),
+        min_requests=reader.integer(
+            live_raw.get("min_requests"), "serving.live_analysis.min_requests", minimum=1, default=50
+        ),
+        on_inconclusive=reader.choice(
+            live_raw.get("on_inconclusive", "probes"), "serving.live_analysis.on_inconclusive", ON_INCONCLUSIVE
+        ),
+        inconclusive_wait=reader.duration(
+            live_raw.get("inconclusive_wait", "5m"), "serving.live_analysis.inconclusive_wait"
+        ),
+    )
     prediction_range = (0.0, 1.0)
     if serving_raw.get("prediction_range") is not None:
         value = serving_raw["prediction_range"]
@@ -592,6 +612,7 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         if serving_raw.get("mode") is not None
         else "transformer",
         approval=approval,
+        live_analysis=live_analysis,
     )
     if serving.canary_traffic_percent > 100:
         raise reader.fail(

@@ -173,6 +173,35 @@ class ApprovalSpec:
 
 
 @dataclass(frozen=True)
+class LiveAnalysisSpec:
+    """Live analysis of canary and shadow steps: canary vs stable on users' traffic.
+
+    ``ModelDeployOperator``'s ``live_analysis``; on by default: the numbers come from Prometheus when it answers (``prometheus_default``, else
+    ``127.0.0.1:9090``), else from the prediction log. A step whose window holds fewer than ``min_requests``
+    requests per version is ``inconclusive``: it is judged again over its growing window for ``inconclusive_wait``,
+    then ``on_inconclusive`` decides: ``probes`` (default: the probes' passed verdict stands, so an endpoint with
+    little traffic still rolls out, with the inconclusive live verdict recorded) or ``rollback``. A failed live
+    verdict always rolls back. Blue/green deployments (the local default) are judged by the probes alone.
+    """
+
+    enabled: bool = True
+    min_requests: int = 50
+    on_inconclusive: str = "probes"
+    inconclusive_wait: str = "5m"
+
+    @property
+    def operator_options(self) -> dict[str, Any] | None:
+        """The deploy operator's ``live_analysis`` (None when disabled)."""
+        if not self.enabled:
+            return None
+        return {
+            "min_requests": self.min_requests,
+            "on_inconclusive": self.on_inconclusive,
+            "inconclusive_wait": duration(self.inconclusive_wait).total_seconds(),
+        }
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     """Deployment and smoke-test options (``ModelDeployOperator`` arguments)."""
 
@@ -185,6 +214,7 @@ class ServingSpec:
     smoke_requests: int = 10
     autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
     approval: ApprovalSpec = field(default_factory=ApprovalSpec)
+    live_analysis: LiveAnalysisSpec = field(default_factory=LiveAnalysisSpec)
     #: One of :data:`SERVING_MODES`.
     mode: str = "transformer"
 
