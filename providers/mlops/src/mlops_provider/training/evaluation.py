@@ -335,7 +335,7 @@ def feature_matrix(
     missing = [c for c in feature_columns if c not in df.columns]
     if missing:
         raise EvaluationError(f"feature columns {missing} are not in the training set")
-    columns = {}
+    columns: dict[str, pd.Series] = {}
     bad = []
     for column in feature_columns:
         series = df[column]
