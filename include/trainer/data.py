@@ -56,17 +56,27 @@ def read_manifest(uri: str) -> dict[str, Any]:
 
 def read_training_set(uri: str) -> tuple[Any, dict[str, Any]]:
     """Read the snapshot's rows and manifest (``file://``, ``s3://``, ``gs://`` through fsspec)."""
+    manifest = read_manifest(uri)
+    return read_rows(uri), manifest
+
+
+def read_rows(uri: str, columns: list[str] | None = None) -> Any:
+    """Read the snapshot's rows (only ``columns``, in the snapshot's order, when given) as a pandas frame."""
     import fsspec
     import pandas as pd
 
-    manifest = read_manifest(uri)
     data_uri, _ = snapshot_paths(uri)
     try:
         with fsspec.open(data_uri, "rb") as handle:
-            df = pd.read_parquet(handle)
+            return pd.read_parquet(handle, columns=columns)
     except FileNotFoundError as exc:
         raise TrainingError(f"training set snapshot not found at {uri}: {exc}") from exc
-    return df, manifest
+
+
+def training_columns(manifest: dict[str, Any], present: list[str]) -> list[str]:
+    """The columns of ``present`` that training reads: timestamp, label and features (the rest stays on disk)."""
+    wanted = {manifest["timestamp_column"], manifest["label_column"], *manifest["feature_columns"]}
+    return [column for column in present if column in wanted]
 
 
 @dataclass(frozen=True)
@@ -278,12 +288,13 @@ def load_training_data(
     threshold_mb = float(params.get("external_memory_threshold_mb") or 0)
     try:
         with fsspec.open(data_uri, "rb") as handle:
-            rows = pq.ParquetFile(handle).metadata.num_rows
+            parquet = pq.ParquetFile(handle)
+            rows, present = parquet.metadata.num_rows, parquet.schema_arrow.names
     except FileNotFoundError as exc:
         raise TrainingError(f"training set snapshot not found at {uri}: {exc}") from exc
     matrix_mb = rows * len(manifest["feature_columns"]) * 4 / 2**20
     if threshold_mb <= 0 or matrix_mb <= threshold_mb:
-        df, _ = read_training_set(uri)
+        df = read_rows(uri, training_columns(manifest, present))
         return prepare(df, manifest, params["split"], task)
     return prepare_streamed(data_uri, manifest, params["split"], task)
 

@@ -161,7 +161,11 @@ def train_booster(
     dval: Any,
     callbacks: list[Any] | None = None,
 ) -> tuple[Any, dict[str, Any], int]:
-    """Boost with early stopping on ``dval``; return the booster, its evaluation log and its best iteration."""
+    """Boost with early stopping on ``dval``; return the booster, its evaluation log and its best iteration.
+
+    Only ``dval`` is evaluated each round: early stopping and the logged curve read it, and scoring the train part
+    every round (``aucpr`` sorts all its rows) added over half again to the boosting's CPU time on 1M rows.
+    """
     import xgboost as xgb
 
     evals_result: dict[str, Any] = {}
@@ -169,7 +173,7 @@ def train_booster(
         dict(booster),
         dtrain,
         num_boost_round=int(params["n_estimators"]),
-        evals=[(dtrain, "train"), (dval, "validation")],
+        evals=[(dval, "validation")],
         early_stopping_rounds=int(params["early_stopping_rounds"]) if params.get("early_stopping_rounds") else None,
         evals_result=evals_result,
         verbose_eval=False,

@@ -21,6 +21,43 @@ def test_time_split_is_ordered_and_never_splits_a_timestamp():
         time_split(df, "ts", validation_fraction=0.2, holdout_fraction=0.2)
 
 
+def test_time_split_of_a_sorted_frame_cuts_row_ranges_with_the_same_rows_as_a_shuffled_one():
+    import pandas as pd
+
+    from mlops_provider.training.evaluation import time_split
+
+    ts = pd.date_range("2026-01-01", periods=100, freq="h", tz="UTC").repeat(3)
+    ordered = pd.DataFrame({"event_timestamp": ts, "x": range(300)})
+    shuffled = ordered.sample(frac=1, random_state=2)
+    by_position = time_split(ordered, "event_timestamp", validation_fraction=0.25, holdout_fraction=0.15)
+    by_mask = time_split(shuffled, "event_timestamp", validation_fraction=0.25, holdout_fraction=0.15)
+    for part in ("train", "validation", "holdout"):
+        pd.testing.assert_frame_equal(getattr(by_position, part), getattr(by_mask, part).sort_index())
+    assert (by_position.validation_start, by_position.holdout_start) == (
+        by_mask.validation_start,
+        by_mask.holdout_start,
+    )
+    cut = len(by_position.train)
+    assert cut % 3 == 0 and list(by_position.validation["x"][:1]) == [cut]  # no timestamp straddles the cut
+
+
+def test_feature_matrix_is_one_float32_block_detached_from_its_source():
+    import numpy as np
+    import pandas as pd
+
+    from mlops_provider.training.evaluation import feature_matrix
+
+    source = pd.DataFrame(
+        {"a": np.arange(5, dtype="float32"), "b": np.arange(5, dtype="int64"), "c": [True, False] * 2 + [True]}
+    )
+    frame = feature_matrix(source.iloc[1:], ["c", "a", "b"])
+    assert list(frame.columns) == ["c", "a", "b"] and list(frame.index) == [1, 2, 3, 4]
+    # One block: to_numpy() hands out that block (the same memory twice), not a fresh copy per call.
+    assert np.shares_memory(frame.to_numpy(), frame.to_numpy()) and frame.to_numpy().dtype == np.float32
+    frame.iloc[0, 1] = 99.0
+    assert source["a"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
 def test_metrics_threshold_policies_and_single_class_error():
     import numpy as np
 

@@ -81,9 +81,17 @@ def time_split(
         raise EvaluationError(f"the training set has {n} rows; at least 10 are needed for a time-ordered split")
     holdout_start = ordered.iloc[int(n * (1 - holdout_fraction))]
     validation_start = ordered.iloc[int(n * (1 - holdout_fraction - validation_fraction))]
-    train = df[ts < validation_start]
-    validation = df[(ts >= validation_start) & (ts < holdout_start)]
-    holdout = df[ts >= holdout_start]
+    if ts.is_monotonic_increasing:  # a snapshot is written sorted by time: the parts are row ranges, views not copies
+        validation_row, holdout_row = ts.searchsorted(validation_start), ts.searchsorted(holdout_start)
+        train, validation, holdout = (
+            df.iloc[:validation_row],
+            df.iloc[validation_row:holdout_row],
+            df.iloc[holdout_row:],
+        )
+    else:
+        train = df[ts < validation_start]
+        validation = df[(ts >= validation_start) & (ts < holdout_start)]
+        holdout = df[ts >= holdout_start]
     for name, part in (("train", train), ("validation", validation), ("holdout", holdout)):
         if part.empty:
             raise EvaluationError(
@@ -327,16 +335,14 @@ def feature_matrix(
     missing = [c for c in feature_columns if c not in df.columns]
     if missing:
         raise EvaluationError(f"feature columns {missing} are not in the training set")
-    frame = df[feature_columns].copy()
+    columns: dict[str, pd.Series] = {}
     bad = []
     for column in feature_columns:
-        series = frame[column]
+        series = df[column]
         if column in categories:
-            frame[column] = categorical_series(series, categories[column])
-        elif pd.api.types.is_bool_dtype(series):
-            frame[column] = series.astype("float32")
-        elif pd.api.types.is_numeric_dtype(series):
-            frame[column] = series.astype("float32")
+            columns[column] = categorical_series(series, categories[column])
+        elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+            columns[column] = series.astype("float32", copy=False)
         else:
             bad.append(f"{column} ({series.dtype})")
     if bad:
@@ -344,7 +350,8 @@ def feature_matrix(
             f"feature columns {bad} are not numeric and the model has no categories for them: train a model that "
             "treats them as categorical (string columns of the training set are) or encode them as numbers"
         )
-    return frame
+    # One copy into consolidated blocks (the float32 columns become a single 2-D block XGBoost reads at once).
+    return pd.DataFrame(columns, index=df.index, columns=feature_columns)
 
 
 def encode_features(
