@@ -275,7 +275,7 @@ class DaskEngine:
             dict(resolved),
             dtrain,
             num_boost_round=int(params["n_estimators"]),
-            evals=[(dtrain, "train"), (dval, "validation")],
+            evals=[(dval, "validation")],  # one evaluation set, as the in-memory engine (fit.train_booster)
             early_stopping_rounds=int(params["early_stopping_rounds"]) if params.get("early_stopping_rounds") else None,
             verbose_eval=False,
         )
