@@ -35,6 +35,7 @@ inf-without-NaN columns.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,8 @@ from mlops_provider.drift.stattests import (
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 TEXT = "text"
 # Evidently's INTEGER_CARDINALITY_LIMIT: integer columns with at most this many values are categorical.
@@ -421,6 +424,9 @@ def compute_drift_parquet(
             del reference_frame, current_frame  # the queued tests hold the columns they need
             skipped.update(chunk_skipped)
             verdicts += _gather(pool, previous)
+            log.info(
+                "Drift: %d of %d columns tested (%.0f s)", len(verdicts), len(candidates), time.perf_counter() - started
+            )
             previous = pending
             if index + 1 < len(chunks):
                 next_read = reader.submit(read, chunks[index + 1])

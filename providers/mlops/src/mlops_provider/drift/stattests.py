@@ -178,17 +178,18 @@ def wasserstein(sample: ColumnSample, threshold: float) -> tuple[float, bool]:
     n_reference, n_current = len(sample.reference), len(sample.current)
     # scipy's |u_cdf - v_cdf| on all but the last merged value, a cache-sized block at a time. The counts are
     # integers held exactly in float64, divided as scipy divides its integer counts: the same float64 values,
-    # without array-sized temporaries (and int32 running counts: NumPy converts those to float64 with SIMD).
+    # without array-sized temporaries. Each block counts in int32 (NumPy converts int32, not int64, to float64
+    # with SIMD) and adds the count carried from the blocks before it.
     cdf_gap = np.empty(values.size - 1)
     steps = np.arange(1, _BLOCK + 1, dtype=np.float64)
-    running = np.empty(_BLOCK, dtype=np.int32 if values.size < 2**31 else np.int64)
+    running = np.empty(_BLOCK, dtype=np.int32)
     counts = np.empty(_BLOCK)
     flags = from_current.view(np.uint8)
     counted = 0.0  # current values before the block
     for lo in range(0, cdf_gap.size, _BLOCK):
         size = min(_BLOCK, cdf_gap.size - lo)
         block_counts, gap = counts[:size], cdf_gap[lo : lo + size]
-        np.copyto(block_counts, np.cumsum(flags[lo : lo + size], dtype=running.dtype, out=running[:size]))
+        np.copyto(block_counts, np.cumsum(flags[lo : lo + size], dtype=np.int32, out=running[:size]))
         block_counts += counted
         counted = float(block_counts[-1])
         np.divide(block_counts, n_current, out=gap)
