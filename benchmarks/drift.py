@@ -126,6 +126,9 @@ def main_scale(args: argparse.Namespace) -> int:
     def load() -> str:
         return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the engine's progress, per chunk
     work = Path(tempfile.mkdtemp(prefix="drift-bench-", dir=args.work))
     try:
         started = time.perf_counter()
@@ -174,12 +177,18 @@ def main_scale(args: argparse.Namespace) -> int:
     emit("drift_scale", records)
     print(f"load average: after the engine {load_after_engine}, at the end {load()} (1, 5, 15 min) on "
           f"{os.cpu_count()} cores; peak RSS before the engine {rss_before:.2f} GiB")  # fmt: skip
-    print(f"time {fast_s:.0f} s: {'met' if fast_s <= 300 else 'missed'} (<= 300 s); peak RSS {peak_gib:.2f} GiB: "
-          f"{'met' if peak_gib <= 4 else 'missed'} (<= 4 GiB); drifted {fast.number_of_drifted_columns}/"
-          f"{fast.number_of_columns}; Evidently {per_column_ev:.1f} s/column vs engine {per_column_fast:.3f} s/column "
-          f"(ratio {per_column_fast / per_column_ev:.4f}, {per_column_ev / per_column_fast:.0f}x faster); identical "
-          f"verdicts on {len(sample)} sampled columns ({sampled_drifted} drifted): {not mismatches}"
-          + (f" {mismatches}" if mismatches else ""))  # fmt: skip
+    # The targets are the issue's: 3M rows x 1,000 columns in <= 300 s; a smaller run projects its time per column.
+    at_target_size = args.rows >= 3_000_000 and args.columns >= 1_000
+    timing = (
+        f"time {fast_s:.0f} s: {'met' if fast_s <= 300 else 'missed'} (<= 300 s)"
+        if at_target_size
+        else f"time {fast_s:.0f} s (the 300 s target is for 3M x 1,000; not judged at this size)"
+    )
+    print(f"{timing}; peak RSS {peak_gib:.2f} GiB: {'met' if peak_gib <= 4 else 'missed'} (<= 4 GiB); drifted "
+          f"{fast.number_of_drifted_columns}/{fast.number_of_columns}; Evidently {per_column_ev:.1f} s/column vs engine "
+          f"{per_column_fast:.3f} s/column (ratio {per_column_fast / per_column_ev:.4f}, "
+          f"{per_column_ev / per_column_fast:.0f}x faster); identical verdicts on {len(sample)} sampled columns "
+          f"({sampled_drifted} drifted): {not mismatches}" + (f" {mismatches}" if mismatches else ""))  # fmt: skip
     return 1 if mismatches else 0
 
 
