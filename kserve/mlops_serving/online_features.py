@@ -43,6 +43,10 @@ _SCALAR_KINDS = {"int64_val", "int32_val", "double_val", "float_val", "string_va
 _KEY_KINDS = {"INT64": "int64_val", "INT32": "int32_val", "STRING": "string_val", "BYTES": "bytes_val"}
 #: Serialized entity keys remembered per feature view before the memo starts over (bounds its memory).
 _MAX_REMEMBERED_KEYS = 100_000
+#: Decoded stored values remembered before the memo starts over (bounds its memory).
+_MAX_REMEMBERED_VALUES = 200_000
+#: Python types of decoded values the memo may share between requests (immutable).
+_IMMUTABLE = (type(None), int, float, str, bool, bytes, datetime)
 
 
 @dataclass
@@ -508,6 +512,8 @@ class SqliteOnlineRows:
 
         self.path = path
         self._parse_value = Value.FromString
+        #: The Python value of each stored Value blob seen so far: a pure function of the bytes, so it never goes stale.
+        self._decoded: dict[bytes, Any] = {}
         self._connection: sqlite3.Connection | None = None
         self._sql: dict[tuple[str, int], str] = {}
 
@@ -539,14 +545,29 @@ class SqliteOnlineRows:
             )
         wanted = set(features)
         found: dict[bytes, dict[str, Any]] = {}
-        parse = self._parse_value
+        decoded = self._decoded
         for key, name, blob in self.connection().execute(sql, keys):
             values = found.get(key)
             if values is None:
                 values = found[key] = {}
             if name in wanted:
-                values[name] = _python_value(parse(blob))
+                value = decoded.get(blob, _UNSEEN)
+                if value is _UNSEEN:
+                    value = self._decode(blob)
+                values[name] = value
         return [found.get(key) for key in keys]
+
+    def _decode(self, blob: bytes) -> Any:
+        """The Python value of a stored Value blob, remembered when it is immutable."""
+        value = _python_value(self._parse_value(blob))
+        if isinstance(value, _IMMUTABLE):
+            if len(self._decoded) >= _MAX_REMEMBERED_VALUES:
+                self._decoded.clear()
+            self._decoded[blob] = value
+        return value
+
+
+_UNSEEN = object()
 
 
 def _to_int(value: Any) -> int:
