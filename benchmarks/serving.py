@@ -15,14 +15,17 @@ tensors, as its defaults send them):
 * ``explain``: the predictor with the V2 ``explain`` parameter (TreeSHAP contributions next to the prediction),
   1 row, against ``explain_inprocess``: ``Booster.predict(pred_contribs=True)`` in this process.
 
-* ``lookup``: the feature lookup alone in the serving environment, one ``OnlineStore.online_read`` per feature
-  view per batch (what both modes run), against the same lookup through Feast's ``get_online_features``.
+* ``lookup``: the feature lookup alone in the serving environment, one read per feature view per batch (for the
+  SQLite online store one ``SELECT``; what both modes run), against the same lookup through Feast's
+  ``get_online_features``, wall time and CPU time.
 
 * ``bare``: the baseline, a bare ``kserve.Model`` XGBoost server (``benchmarks/bare_kserve_server.py``, the
   predict of KServe's own xgbserver) started in the same run on the same model and called the same way.
 
 Each server is timed in interleaved rounds (default 5) and the median round is reported, with the worst round's
-p99 next to it: other work on the shared machine comes in bursts. Prints p50/p99 latency and throughput with their
+p99 next to it: other work on the shared machine comes in bursts. Next to the latencies, the CPU time each serving
+process spent per request (``/proc/<pid>/stat``; per hop for the feature path: proxy, transformer, predictor or
+fused), which that other work inflates far less than latency. Prints p50/p99 latency and throughput with their
 ratios to the in-process floor and to the bare server, and writes ``build/bench/serving.json`` (list of
 ``{"metric", "value", "unit", "baseline", "ratio"}``).
 Targets: predictor within 1.3x of the bare server; through the endpoint, with features, single row p99 <= 3 ms
@@ -58,17 +61,35 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean())}
 
 
-def _time(fn, n: int, warmup: int) -> tuple[dict[str, float], float]:
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _time(fn, n: int, warmup: int, pids: dict[str, int] | None = None) -> tuple[dict[str, float], float]:
+    """Latency percentiles and throughput of ``n`` sequential calls; with ``pids``, each process's CPU ms per call.
+
+    CPU time per request is what the other work on a shared machine inflates least: it counts only the cycles the
+    servers spent, not the time they waited for a core.
+    """
     for _ in range(warmup):
         fn()
     samples = []
+    pids = pids or {}
+    cpu_before = {hop: _cpu_seconds(pid) for hop, pid in pids.items()}
     started = time.perf_counter()
     for _ in range(n):
         t = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t)
     elapsed = time.perf_counter() - started
-    return _percentiles(samples), n / elapsed
+    stats = _percentiles(samples)
+    for hop, pid in pids.items():
+        stats[f"cpu_{hop}"] = (_cpu_seconds(pid) - cpu_before[hop]) * 1000.0 / n
+    if pids:
+        stats["cpu"] = sum(stats[f"cpu_{hop}"] for hop in pids)
+    return stats, n / elapsed
 
 
 def _measure(calls: dict, rounds: int) -> dict:
@@ -79,11 +100,11 @@ def _measure(calls: dict, rounds: int) -> dict:
     """
     per_round: dict = {key: [] for key in calls}
     for _ in range(rounds):
-        for key, (fn, n, warmup) in calls.items():
-            per_round[key].append(_time(fn, max(1, n // rounds), warmup))
+        for key, (fn, n, warmup, *pids) in calls.items():
+            per_round[key].append(_time(fn, max(1, n // rounds), warmup, *pids))
     results = {}
     for key, runs in per_round.items():
-        stats = {stat: float(np.median([r[0][stat] for r in runs])) for stat in ("p50", "p99", "mean")}
+        stats = {stat: float(np.median([r[0][stat] for r in runs])) for stat in runs[0][0]}
         stats["p99_worst_round"] = float(max(r[0]["p99"] for r in runs))
         results[key] = (stats, float(np.median([r[1] for r in runs])))
     return results
@@ -209,10 +230,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         wait_server(fused, timeout=STARTUP_TIMEOUT)
         # The endpoint users call: the local backend's proxy in front of the live server of each mode.
         endpoints = {}
+        #: The processes that serve each mode's requests, whose CPU time per request is reported per hop.
+        hops = {
+            "transformer": {"transformer": transformer.process.pid, "predictor": predictor.process.pid},
+            "fused": {"fused": fused.process.pid},
+        }
         for mode, server in (("transformer", transformer), ("fused", fused)):
             proxy, port = _start_proxy(server, WORK / f"proxy-{mode}")
             proxies.append(proxy)
             endpoints[mode] = port
+            hops[mode] = {"proxy": proxy.pid, **hops[mode]}
         single, batch = X[:1].copy(), X[:100].copy()
         booster.set_param({"nthread": 1})
         calls[("inprocess", "single")] = (
@@ -242,10 +269,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         np.testing.assert_allclose(
             bare_client.infer(MODEL_NAME, [_t(httpclient, batch)]).as_numpy("output-0"), out, rtol=1e-6
         )
-        calls[("bare", "single")] = (_tensor_call(httpclient, bare_client, single), args.requests, 200)
-        calls[("bare", "batch100")] = (_tensor_call(httpclient, bare_client, batch), args.batch_requests, 50)
-        calls[("predictor", "single")] = (tensor_call(single), args.requests, 200)
-        calls[("predictor", "batch100")] = (tensor_call(batch), args.batch_requests, 50)
+        bare_pid, predictor_pid = {"bare": bare.process.pid}, {"predictor": predictor.process.pid}
+        calls[("bare", "single")] = (_tensor_call(httpclient, bare_client, single), args.requests, 200, bare_pid)
+        calls[("bare", "batch100")] = (_tensor_call(httpclient, bare_client, batch), args.batch_requests, 50, bare_pid)
+        calls[("predictor", "single")] = (tensor_call(single), args.requests, 200, predictor_pid)
+        calls[("predictor", "batch100")] = (tensor_call(batch), args.batch_requests, 50, predictor_pid)
 
         # Explanations (TreeSHAP): the V2 "explain" parameter against pred_contribs in process.
         single_matrix = xgb.DMatrix(single, feature_names=booster.feature_names)
@@ -289,8 +317,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for mode, port in endpoints.items():
             endpoint_client = httpclient.InferenceServerClient(url=f"127.0.0.1:{port}")
             answers[mode] = entity_call(endpoint_client, 100)()
-            calls[(mode, "single")] = (entity_call(endpoint_client, 1), args.requests, 200)
-            calls[(mode, "batch100")] = (entity_call(endpoint_client, 100), args.batch_requests, 50)
+            calls[(mode, "single")] = (entity_call(endpoint_client, 1), args.requests, 200, hops[mode])
+            calls[(mode, "batch100")] = (entity_call(endpoint_client, 100), args.batch_requests, 50, hops[mode])
         assert answers["transformer"].shape == (100,)
         np.testing.assert_array_equal(answers["fused"], answers["transformer"])  # the same model, the same answers
         results.update(_measure(calls, args.rounds))
@@ -371,7 +399,7 @@ def _t(httpclient, rows):
 
 
 #: Runs in the serving environment: the shared feature lookup, one online read per view, against the same lookup
-#: through Feast's ``get_online_features``, interleaved in rounds; prints ``{"<path>/<n>": [p50, p99] ms}``.
+#: through Feast's ``get_online_features``, interleaved in rounds; prints ``{"<path>/<n>": [p50, p99, cpu mean] ms}``.
 _LOOKUP_TIMING = """
 import json, sys, time
 from datetime import UTC, datetime
@@ -388,7 +416,7 @@ def rows(n):
     return [{"customer_id": int(c), "merchant_id": int(m), "amount": float(a), "channel": "online", "card_present": 0,
              "merchant_category": "grocery", "event_timestamp": now}
             for c, m, a in zip(rng.integers(0, 1000, n), rng.integers(0, 1000, n), rng.gamma(2, 30, n))]
-samples = {}
+samples, cpu_samples = {}, {}
 for _ in range(rounds):
     for n in (1, 100):
         batch = rows(n)
@@ -396,10 +424,12 @@ for _ in range(rounds):
             online.indirect_reason = reason
             online.matrix(batch)
             for _ in range(max(1, requests // rounds)):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 online.matrix(batch)
                 samples.setdefault(f"{path}/{n}", []).append((time.perf_counter() - started) * 1000)
-print(json.dumps({k: [float(np.percentile(v, 50)), float(np.percentile(v, 99))] for k, v in samples.items()}))
+                cpu_samples.setdefault(f"{path}/{n}", []).append((time.process_time() - cpu) * 1000)
+print(json.dumps({k: [float(np.percentile(v, 50)), float(np.percentile(v, 99)), float(np.mean(cpu_samples[k]))]
+                  for k, v in samples.items()}))
 """
 
 
@@ -420,16 +450,27 @@ def _time_lookup(feast_config: str, model_uri: str, requests: int, rounds: int) 
 
 def _lookup_report(timings: dict[str, list[float]]) -> list[dict]:
     records = []
-    print("\nfeature lookup alone (in process): one online read per feature view vs Feast's get_online_features")
+    print(
+        "\nfeature lookup alone (in process; load average "
+        f"{os.getloadavg()[0]:.1f}): one read per feature view vs Feast's get_online_features"
+    )
     for n, batch in ((1, "single"), (100, "batch100")):
-        (direct_p50, direct_p99), (feast_p50, feast_p99) = timings[f"direct/{n}"], timings[f"get_online_features/{n}"]
+        (direct_p50, direct_p99, direct_cpu), (feast_p50, feast_p99, feast_cpu) = (
+            timings[f"direct/{n}"],
+            timings[f"get_online_features/{n}"],
+        )
         print(
             f"  {batch:<10}p50 {direct_p50:.3f} ms vs {feast_p50:.3f} ms ({direct_p50 / feast_p50:.2f}x), "
-            f"p99 {direct_p99:.3f} ms vs {feast_p99:.3f} ms ({direct_p99 / feast_p99:.2f}x)"
+            f"p99 {direct_p99:.3f} ms vs {feast_p99:.3f} ms ({direct_p99 / feast_p99:.2f}x), "
+            f"CPU {direct_cpu:.3f} ms vs {feast_cpu:.3f} ms ({direct_cpu / feast_cpu:.2f}x)"
         )
-        for stat, value, baseline in (("p50", direct_p50, feast_p50), ("p99", direct_p99, feast_p99)):
+        for stat, value, baseline in (
+            ("p50", direct_p50, feast_p50),
+            ("p99", direct_p99, feast_p99),
+            ("cpu", direct_cpu, feast_cpu),
+        ):
             records.append(
-                {"metric": f"lookup_{batch}_{stat}_latency", "value": round(value, 4), "unit": "ms",
+                {"metric": f"lookup_{batch}_{stat}_{'per_request' if stat == 'cpu' else 'latency'}", "value": round(value, 4), "unit": "ms",
                  "baseline": round(baseline, 4), "ratio": round(value / baseline, 3)}
             )  # fmt: skip
     return records
@@ -442,7 +483,7 @@ def _report(results: dict) -> list[dict]:
         f"\nV2 REST, sequential tritonclient.http on loopback, {os.cpu_count()} CPUs (load average {load:.1f}); "
         "median of interleaved rounds"
     )
-    print(f"{'server':<12}{'batch':<10}{'p50 ms':>9}{'p99 ms':>9}{'worst':>9}{'req/s':>9}   ratios")
+    print(f"{'server':<12}{'batch':<10}{'p50 ms':>9}{'p99 ms':>9}{'worst':>9}{'req/s':>9}{'cpu ms':>9}   ratios")
     for (component, batch), (lat, rps) in results.items():
         floor = results[("explain_inprocess" if component.startswith("explain") else "inprocess", batch)][0]
         notes = []
@@ -484,9 +525,17 @@ def _report(results: dict) -> list[dict]:
                 "ratio": None,
             }
         )
+        if "cpu" in lat:
+            bare_cpu = results[("bare", batch)][0]["cpu"]
+            records.append(
+                {"metric": f"{component}_{batch}_cpu_per_request", "value": round(lat["cpu"], 4), "unit": "ms",
+                 "baseline": round(bare_cpu, 4), "ratio": round(lat["cpu"] / bare_cpu, 3)}
+            )  # fmt: skip
+            if component != "bare":
+                notes.append(f"cpu {lat['cpu'] / bare_cpu:.2f}x bare")
         print(
             f"{component:<12}{batch:<10}{lat['p50']:>9.3f}{lat['p99']:>9.3f}{lat['p99_worst_round']:>9.3f}{rps:>9.0f}"
-            f"   {', '.join(notes)}"
+            f"{lat['cpu'] if 'cpu' in lat else float('nan'):>9.3f}   {', '.join(notes)}"
         )
     worst = max(
         results[("predictor", b)][0][s] / results[("bare", b)][0][s]
@@ -496,7 +545,7 @@ def _report(results: dict) -> list[dict]:
     print(
         f"\npredictor vs bare kserve.Model (same run): worst ratio {worst:.2f}x (target <= {TARGET_RATIO}x) -> {'OK' if worst <= TARGET_RATIO else 'MISSED'}"
     )
-    print("entity requests with features through the endpoint (serving.mode):")
+    print(f"entity requests with features through the endpoint (serving.mode; load average {os.getloadavg()[0]:.1f}):")
     for mode in FEATURE_MODES:
         for batch, target in FEATURE_PATH_TARGETS.items():
             lat, rps = results[(mode, batch)]
@@ -506,6 +555,9 @@ def _report(results: dict) -> list[dict]:
                 checks[1] += f" (>= {target['rps']:g})"
                 met = met and rps >= target["rps"]
             print(f"  {mode:<12}{batch:<10}{', '.join(checks)} -> {'met' if met else 'MISSED'}")
+            hops = ", ".join(f"{key[4:]} {value:.3f}" for key, value in lat.items() if key.startswith("cpu_"))
+            bare_cpu = results[("bare", batch)][0]["cpu"]
+            print(f"  {'':<22}server CPU ms per request: {lat['cpu']:.3f} ({hops}); bare: {bare_cpu:.3f}")
             records.append(
                 {"metric": f"{mode}_{batch}_target_met", "value": int(met), "unit": "bool", "baseline": None,
                  "ratio": None}

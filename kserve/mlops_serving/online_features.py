@@ -1,13 +1,17 @@
 """The model's feature matrix for entity rows, from Feast's online store: shared by the transformer and fused mode.
 
 :class:`OnlineFeatures` resolves the model's FeatureService once (its feature views, on-demand views, entity keys
-and request fields) and then answers each request with one ``OnlineStore.online_read`` per feature view for the
-whole batch, runs the service's Python on-demand transformations on the batch, and writes the values straight into
-the float32 matrix in the booster's feature order.
+and request fields) and then answers each request with one read per feature view for the whole batch, runs the
+service's Python on-demand transformations on the batch, and writes the values straight into the float32 matrix in
+the booster's feature order.
 
-``FeatureStore.get_online_features`` gives the same values, but spends most of a request in Python around the
-read (resolving the service from the registry, Value protos for every request field and every on-demand output,
-the response proto and its conversion back); ``benchmarks/serving.py`` times both (its ``lookup`` lines).
+The read of Feast's SQLite online store (the local default) is :class:`SqliteOnlineRows`: one ``SELECT`` for all
+of a view's entity keys on a long-lived connection, the keys serialized once by Feast's own
+``serialize_entity_key``, only the requested values decoded. Every other online store (Redis, DynamoDB...) is read
+through its ``OnlineStore.online_read``. Both answer what ``FeatureStore.get_online_features`` answers
+(``tests/integration/serving/test_online_read.py``), which spends most of a request in Python around the read
+(resolving the service from the registry, Value protos for every request field and every on-demand output, the
+response proto and its conversion back); ``benchmarks/serving.py`` times both (its ``lookup`` lines).
 Definitions the direct read does not cover (pandas or substrait on-demand views, on-demand views written to the
 online store or with aggregations, pre-computed services, versioned projections) are read through
 ``get_online_features``, with the same result.
@@ -16,6 +20,7 @@ online store or with aggregations, pre-computed services, versioned projections)
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +41,12 @@ _PLAIN_TYPES = {"Int64", "Int32", "Float64", "String", "Bool"}
 _SCALAR_KINDS = {"int64_val", "int32_val", "double_val", "float_val", "string_val", "bool_val", "bytes_val"}
 #: The Value proto field of an entity key's Feast type.
 _KEY_KINDS = {"INT64": "int64_val", "INT32": "int32_val", "STRING": "string_val", "BYTES": "bytes_val"}
+#: Serialized entity keys remembered per feature view before the memo starts over (bounds its memory).
+_MAX_REMEMBERED_KEYS = 100_000
+#: Decoded stored values remembered before the memo starts over (bounds its memory).
+_MAX_REMEMBERED_VALUES = 200_000
+#: Python types of decoded values the memo may share between requests (immutable).
+_IMMUTABLE = (type(None), int, float, str, bool, bytes, datetime)
 
 
 @dataclass
@@ -50,6 +61,10 @@ class _ViewRead:
     output_names: dict[str, str] = field(default_factory=dict)
     #: Whether a missing entity here is an unknown entity (the service itself reads this view).
     in_service: bool = True
+    #: The view's table in the online store (the direct SQLite read).
+    table_id: str = ""
+    #: ``serialize_entity_key`` of the key values seen so far (a pure function of them).
+    serialized_keys: dict[tuple, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,6 +183,8 @@ class OnlineFeatures:
         self._reads: list[_ViewRead] = []
         self._transformations: list[_Transformation] = []
         self.online_store: Any = None
+        #: Feast's SQLite online store read directly (None: another online store, read through ``online_read``).
+        self.direct_reader: SqliteOnlineRows | None = None
         #: Why the service is read through ``get_online_features`` (None: read directly).
         self.indirect_reason = self._plan_direct_reads()
 
@@ -286,6 +303,13 @@ class OnlineFeatures:
         self._reads = list(reads.values())
         self._transformations = transformations
         self.online_store = get_online_store_from_config(store.config.online_store)
+        self.direct_reader = SqliteOnlineRows.for_store(store.config, self.online_store)
+        if self.direct_reader is not None:
+            from feast.infra.online_stores.helpers import compute_table_id
+
+            versioned = store.config.registry.enable_online_feature_view_versioning
+            for read in self._reads:
+                read.table_id = compute_table_id(store.config.project, read.view, versioned)
         return None
 
     # -- requests ------------------------------------------------------------------------------------------------
@@ -293,28 +317,9 @@ class OnlineFeatures:
         """Convert a request value to the type the feature definitions declare (JSON has no timestamps)."""
         kind = self.types.get(field_name, "")
         try:
-            if "Int" in kind:
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise ValueError(f"{value!r} is not an integer")
-                return int(value)
-            if "Float" in kind:
-                return float(value)
-            if "String" in kind:
-                if not isinstance(value, str):
-                    raise ValueError(f"{value!r} is not a string")
-                return value
-            if "Bool" in kind:
-                return bool(value)
-            if "UnixTimestamp" in kind:
-                if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
-                    value = float(value)  # epoch seconds sent as text (e.g. a V2 BYTES tensor)
-                if isinstance(value, int | float):
-                    return datetime.fromtimestamp(value, tz=UTC)
-                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            return _converter(kind)(value)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidInput(f"Instance {index}: field '{field_name}' must be {kind or 'valid'}: {exc}") from None
-        return value
 
     def entity_rows(self, rows: list[dict]) -> list[dict]:
         """Check the batch and each row's fields; return the rows with their values in the declared types."""
@@ -335,9 +340,19 @@ class OnlineFeatures:
                     f"Instance {i} is missing field(s) {missing}; an entity request needs {self.entity_keys} "
                     f"and the request fields {self.request_fields}."
                 )
-        return [
-            {k: self.coerce(k, row[k], i) for k in required if row.get(k) is not None} for i, row in enumerate(rows)
-        ]
+        converters = [(name, _converter(self.types.get(name, ""))) for name in required]
+        coerced: list[dict] = []
+        for i, row in enumerate(rows):
+            values = {}
+            for name, convert in converters:
+                value = row.get(name)
+                if value is not None:
+                    try:
+                        values[name] = convert(value)
+                    except (TypeError, ValueError, OverflowError):
+                        self.coerce(name, value, i)  # raises the error that names the instance and the field
+            coerced.append(values)
+        return coerced
 
     def matrix(self, rows: list[dict]) -> np.ndarray:
         """Return the float32 feature matrix ``[n, n_features]`` for entity rows (model feature order)."""
@@ -373,41 +388,26 @@ class OnlineFeatures:
 
     def _read(self, rows: list[dict], entity_rows: list[dict]) -> dict[str, list]:
         """Read each view once for the batch's distinct entities; run the transformations on the batch."""
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-        from feast.type_map import python_values_to_proto_values
-
         n = len(rows)
         columns: dict[str, list] = {}
         source_values: dict[str, dict[str, list]] = {}
-        config = self.store.config
         for read in self._reads:
+            request_names = [k[0] for k in read.keys]
             positions: dict[tuple, list[int]] = {}
             for i, row in enumerate(entity_rows):
-                positions.setdefault(tuple(row.get(k[0]) for k in read.keys), []).append(i)
-            entity_keys = []
-            for key_values in positions:
-                protos = []
-                for value, (_, _, kind, value_type) in zip(key_values, read.keys, strict=True):
-                    if kind is None:
-                        protos.append(python_values_to_proto_values([value], value_type)[0])
-                    else:
-                        protos.append(Value(**{kind: value}))
-                entity_keys.append(EntityKey(join_keys=[k[1] for k in read.keys], entity_values=protos))
-            found = self.online_store.online_read(config, read.view, entity_keys, read.features)
+                positions.setdefault(tuple([row.get(name) for name in request_names]), []).append(i)
+            found = self._read_view(read, list(positions))
             view_name = read.view.projection.name_to_use()
             values_of = {feature: [None] * n for feature in read.features}
-            for (_, features), indexes in zip(found, positions.values(), strict=True):
+            for features, indexes in zip(found, positions.values(), strict=True):
                 if features is None:
                     if read.in_service and self.reject_unknown_entities:
                         raise self._unknown_entity(indexes[0], view_name, rows)
                     continue
-                for feature, column in values_of.items():
-                    proto = features.get(feature)
-                    if proto is not None:
-                        value = _python_value(proto)
-                        for i in indexes:
-                            column[i] = value
+                for feature, value in features.items():
+                    column = values_of[feature]
+                    for i in indexes:
+                        column[i] = value
             source_values[view_name] = values_of
             for feature, name in read.output_names.items():
                 columns[name] = values_of[feature]
@@ -416,6 +416,8 @@ class OnlineFeatures:
             for name in self._feast_request_fields:
                 values = [row.get(name) for row in entity_rows]
                 if self.types.get(name) not in _PLAIN_TYPES:  # as Feast hands them over: through a Value proto
+                    from feast.type_map import python_values_to_proto_values
+
                     values = [_python_value(p) for p in python_values_to_proto_values(values, self._value_types[name])]
                 inputs[name] = values
             for key in self.entity_keys:
@@ -428,6 +430,46 @@ class OnlineFeatures:
                 values = outputs[feature]
                 columns[name] = values if isinstance(values, list) else [values]
         return columns
+
+    def _read_view(self, read: _ViewRead, key_values: list[tuple]) -> list[dict[str, Any] | None]:
+        """The requested features of each entity (``None``: not in the online store), in ``key_values`` order."""
+        if self.direct_reader is not None:
+            return self.direct_reader.read(
+                read.table_id, [self._serialized_key(read, k) for k in key_values], read.features
+            )
+        entity_keys = [self._entity_key(read, k) for k in key_values]
+        found = self.online_store.online_read(self.store.config, read.view, entity_keys, read.features)
+        return [
+            None if features is None else {f: _python_value(features[f]) for f in read.features if f in features}
+            for _, features in found
+        ]
+
+    @staticmethod
+    def _entity_key(read: _ViewRead, key_values: tuple) -> Any:
+        """The ``EntityKey`` proto of one entity of ``read``'s view."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+        from feast.type_map import python_values_to_proto_values
+
+        protos = [
+            python_values_to_proto_values([value], value_type)[0] if kind is None else Value(**{kind: value})
+            for value, (_, _, kind, value_type) in zip(key_values, read.keys, strict=True)
+        ]
+        return EntityKey(join_keys=[k[1] for k in read.keys], entity_values=protos)
+
+    def _serialized_key(self, read: _ViewRead, key_values: tuple) -> bytes:
+        """The entity key as Feast stores it (its own ``serialize_entity_key``), remembered: it never changes."""
+        serialized = read.serialized_keys.get(key_values)
+        if serialized is None:
+            from feast.infra.key_encoding_utils import serialize_entity_key
+
+            if len(read.serialized_keys) >= _MAX_REMEMBERED_KEYS:
+                read.serialized_keys.clear()
+            serialized = read.serialized_keys[key_values] = serialize_entity_key(
+                self._entity_key(read, key_values),
+                entity_key_serialization_version=self.store.config.entity_key_serialization_version,
+            )
+        return serialized
 
     def _read_through_feast(self, rows: list[dict], entity_rows: list[dict]) -> dict[str, list]:
         """Read through ``FeatureStore.get_online_features`` (definitions the direct read does not cover)."""
@@ -451,6 +493,125 @@ class OnlineFeatures:
                         raise self._unknown_entity(i, view, rows)
             columns[name] = [_python_value(v) for v in result.values]
         return columns
+
+
+class SqliteOnlineRows:
+    """Feast's SQLite online store read directly: one ``SELECT`` per view per batch on one long-lived connection.
+
+    The rows and their meaning are Feast's (``SqliteOnlineStore.online_read`` reads the same ``SELECT``): an entity
+    is present when its key has rows, a requested feature without a row is null. What it skips is Feast's work
+    around them that the lookup never uses: the ``EntityKey`` protos and serialization per request (the caller
+    remembers them), the ``event_ts`` column parsed into a ``datetime`` per value (the online path applies no TTL;
+    ``get_online_features`` answers expired rows as present), and decoding features nobody asked for.
+
+    :param path: the online store's database file.
+    """
+
+    def __init__(self, path: str) -> None:
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        self.path = path
+        self._parse_value = Value.FromString
+        #: The Python value of each stored Value blob seen so far: a pure function of the bytes, so it never goes stale.
+        self._decoded: dict[bytes, Any] = {}
+        self._connection: sqlite3.Connection | None = None
+        self._sql: dict[tuple[str, int], str] = {}
+
+    @classmethod
+    def for_store(cls, config: Any, online_store: Any) -> SqliteOnlineRows | None:
+        """The direct reader of a plain SQLite online store (None: another store, or sqlite-vec vector search on)."""
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+        if type(online_store) is not SqliteOnlineStore or getattr(config.online_store, "vector_enabled", False):
+            return None
+        return cls(SqliteOnlineStore._get_db_path(config))
+
+    def connection(self) -> sqlite3.Connection:
+        """The read-only connection, opened on first use (a server that forks workers opens one per worker)."""
+        if self._connection is None:
+            # Autocommit reads: each SELECT sees what a materialization committed before it.
+            self._connection = sqlite3.connect(
+                f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        return self._connection
+
+    def read(self, table_id: str, keys: list[bytes], features: list[str]) -> list[dict[str, Any] | None]:
+        """The ``features`` of each serialized entity key in ``table_id`` (None: no row), in ``keys`` order."""
+        sql = self._sql.get((table_id, len(keys)))
+        if sql is None:
+            quoted = '"' + table_id.replace('"', '""') + '"'
+            sql = self._sql[(table_id, len(keys))] = (
+                f"SELECT entity_key, feature_name, value FROM {quoted} WHERE entity_key IN ({','.join('?' * len(keys))})"
+            )
+        wanted = set(features)
+        found: dict[bytes, dict[str, Any]] = {}
+        decoded = self._decoded
+        for key, name, blob in self.connection().execute(sql, keys):
+            values = found.get(key)
+            if values is None:
+                values = found[key] = {}
+            if name in wanted:
+                value = decoded.get(blob, _UNSEEN)
+                if value is _UNSEEN:
+                    value = self._decode(blob)
+                values[name] = value
+        return [found.get(key) for key in keys]
+
+    def _decode(self, blob: bytes) -> Any:
+        """The Python value of a stored Value blob, remembered when it is immutable."""
+        value = _python_value(self._parse_value(blob))
+        if isinstance(value, _IMMUTABLE):
+            if len(self._decoded) >= _MAX_REMEMBERED_VALUES:
+                self._decoded.clear()
+            self._decoded[blob] = value
+        return value
+
+
+_UNSEEN = object()
+
+
+def _to_int(value: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _to_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _to_timestamp(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        value = float(value)  # epoch seconds sent as text (e.g. a V2 BYTES tensor)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _converter(kind: str) -> Any:
+    """The function that converts a request value to the Feast type ``kind`` (raises ValueError or TypeError)."""
+    if "Int" in kind:
+        return _to_int
+    if "Float" in kind:
+        return float
+    if "String" in kind:
+        return _to_string
+    if "Bool" in kind:
+        return bool
+    if "UnixTimestamp" in kind:
+        return _to_timestamp
+    return _unchanged
 
 
 def _python_value(value: Any) -> Any:

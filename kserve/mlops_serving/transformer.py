@@ -114,21 +114,21 @@ class EntityRequests:
         columns: dict[str, list] = {}
         for tensor in request.inputs:
             try:
-                values = tensor.as_numpy().reshape(-1)
+                values = tensor.as_numpy().reshape(-1).tolist()  # Python scalars, converted in one C loop
             except ValueError as exc:
                 raise InvalidInput(
                     f"Input '{tensor.name}' data does not match its shape {list(tensor.shape)}: {exc}"
                 ) from None
             if tensor.datatype == "BYTES":
                 values = [v.decode() if isinstance(v, bytes) else v for v in values]
-            columns[tensor.name] = list(values)
+            columns[tensor.name] = values
         lengths = {len(v) for v in columns.values()}
         if len(lengths) != 1:
             raise InvalidInput(
                 f"Entity request inputs have different lengths {sorted(lengths)}; all must have n values."
             )
-        n = lengths.pop()
-        return [{name: _plain(values[i]) for name, values in columns.items()} for i in range(n)]
+        names = list(columns)
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
     def _is_feature_tensor(self, request: InferRequest) -> bool:
         if len(request.inputs) != 1:

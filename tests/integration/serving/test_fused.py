@@ -191,10 +191,10 @@ online = open_online_features(
 assert online.indirect_reason is None, online.indirect_reason
 rows = json.loads(sys.argv[5])
 statements = []
-# The online store's own connection (Feast's SqliteOnlineStore): every SQL statement it runs for the lookup.
-online.online_store._get_conn(online.store.config).set_trace_callback(statements.append)
+# The direct reader's connection to Feast's SQLite online store: every SQL statement the lookup runs.
+online.direct_reader.connection().set_trace_callback(statements.append)
 matrix = online.matrix(rows)
-online.online_store._get_conn(online.store.config).set_trace_callback(None)
+online.direct_reader.connection().set_trace_callback(None)
 # The same rows through Feast's own get_online_features, as the reference.
 online.indirect_reason = "reference"
 reference = online.matrix(rows)
