@@ -489,6 +489,7 @@ def build_partitions(
             # Passes hold ascending key ranges and each is in (time, key) order: a stable sort by time alone
             # gives the one-pass order.
             part = pd.concat(pieces, ignore_index=True) if pieces else empty
+            assert part is not None  # every pass computed a frame, empty or not
             part = part.sort_values(spec.timestamp, kind="stable", ignore_index=True)
             written.append({"date": day.isoformat(), "uri": write_day(day, part), "rows": len(part)})
             del pieces, part
