@@ -108,6 +108,23 @@ def test_build_partitions_needs_window_days_and_writes_each_day():
         build_partitions(SPEC, [date(2026, 11, 9)], lambda d: None, lambda d, f: "")
 
 
+def test_build_in_entity_passes_writes_what_one_pass_writes():
+    ev = events(n=2000, seed=3).assign(customer_id=lambda f: f["customer_id"] * 10 + np.arange(len(f)) % 10)
+    by_day = {d: g for d, g in ev.groupby(ev["event_timestamp"].dt.date)}
+    days = [date(2026, 11, 2), date(2026, 11, 3)]
+    one_pass: dict[date, pd.DataFrame] = {}
+    in_passes: dict[date, pd.DataFrame] = {}
+    build_partitions(SPEC, days, by_day.get, lambda d, frame: one_pass.setdefault(d, frame) is not None and "")
+    build_partitions(
+        SPEC, days, by_day.get, lambda d, frame: in_passes.setdefault(d, frame) is not None and "", pass_events=150
+    )
+    assert ev["customer_id"].nunique() > 20  # so 150 events per pass means many passes
+    for day in days:
+        assert len(one_pass[day]) > 100
+        pd.testing.assert_frame_equal(in_passes[day], one_pass[day], check_exact=False, atol=2e-6, rtol=0)
+        assert (in_passes[day].dtypes == one_pass[day].dtypes).all()
+
+
 def test_view_tags_are_validated():
     from feast import Entity, FeatureView, Field, FileSource
     from feast.types import Int64

@@ -43,7 +43,9 @@ online store's latest row is exact too (windows decay without new events).
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -383,21 +385,55 @@ def compute_change_points(events: pd.DataFrame, spec: AggregateSpec, start: date
     return pd.DataFrame(result)
 
 
+#: Source events per pass of :func:`compute_change_points` in :func:`build_partitions`. A pass's working memory is
+#: about 150 bytes per event; larger intervals are built in passes over disjoint ranges of entities.
+PASS_EVENTS = 2_000_000
+
+
+def _entity_passes(keys: pd.Series, pass_events: int) -> list[np.ndarray]:
+    """Row indices of each pass: consecutive ranges of the sorted entity keys, about ``pass_events`` rows each."""
+    import numpy as np
+    import pandas as pd
+
+    if len(keys) <= pass_events:
+        return [np.arange(len(keys))]
+    codes, uniques = pd.factorize(keys, sort=True)
+    per_entity = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    # Entity e goes to pass floor(events before e / pass_events): an entity is never split across passes.
+    first_row = np.concatenate(([0], np.cumsum(per_entity)[:-1]))
+    pass_of_entity = first_row // pass_events
+    pass_of_row = np.where(codes >= 0, pass_of_entity[np.maximum(codes, 0)], 0)
+    order = np.argsort(pass_of_row, kind="stable")
+    bounds = np.searchsorted(pass_of_row[order], np.arange(int(pass_of_row.max()) + 2))
+    return [order[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+
+
 def build_partitions(
     spec: AggregateSpec,
     days: list[date],
     read_source_day: Any,
     write_day: Any,
+    *,
+    pass_events: int = PASS_EVENTS,
 ) -> list[dict[str, Any]]:
     """Build and write the aggregate file of every day in ``days``.
+
+    Up to ``pass_events`` source events are computed in one pass; beyond that the entities are split into
+    consecutive key ranges of about ``pass_events`` events, each range's rows go to a scratch Parquet file per
+    day, and each day's file is then assembled in the one-pass order (time, then key), so working memory is
+    one pass plus one day's rows. Sums, means and standard deviations come from running sums over a pass, so
+    they may differ from a one-pass build in the last bits before their 6-decimal rounding.
 
     :param spec: the aggregate spec.
     :param days: days to build (consecutive).
     :param read_source_day: ``callable(date) -> DataFrame | None``: the source rows of one day (``None`` when
         the partition does not exist; allowed only in the look-back before the first day).
     :param write_day: ``callable(date, DataFrame) -> str``: writes one day's rows, returns its URI.
+    :param pass_events: source events per pass.
     :return: ``[{"date", "uri", "rows"}]`` per day.
     """
+    import tempfile
+
     import pandas as pd
 
     first, last = min(days), max(days)
@@ -423,16 +459,52 @@ def build_partitions(
             )
         frames.append(frame[cols])
     events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-    # One pass over the whole interval, then one file per day.
-    rows = compute_change_points(events, spec, day_bounds(first)[0], day_bounds(last)[1])
+    del frames
+    start, end = day_bounds(first)[0], day_bounds(last)[1]
+    passes = _entity_passes(events[spec.key], pass_events)
+    if len(passes) == 1:
+        rows = compute_change_points(events, spec, start, end)
+        del events
+        return [
+            {"date": day.isoformat(), "uri": write_day(day, part), "rows": len(part)}
+            for day, part in _split_by_day(rows, spec, days)
+        ]
+    with tempfile.TemporaryDirectory(prefix="mlops-aggregates-") as scratch:
+        empty = None
+        for number, index in enumerate(passes):
+            rows = compute_change_points(events.iloc[index], spec, start, end)
+            empty = rows.iloc[:0] if empty is None else empty
+            for day, part in _split_by_day(rows, spec, days):
+                if len(part):
+                    part.to_parquet(f"{scratch}/{day}-{number:06d}.parquet", index=False)
+            del rows
+        del events
+        written = []
+        for day in sorted(days):
+            pieces = [
+                pd.read_parquet(f"{scratch}/{day}-{number:06d}.parquet")
+                for number in range(len(passes))
+                if os.path.exists(f"{scratch}/{day}-{number:06d}.parquet")
+            ]
+            # Passes hold ascending key ranges and each is in (time, key) order: a stable sort by time alone
+            # gives the one-pass order.
+            part = pd.concat(pieces, ignore_index=True) if pieces else empty
+            assert part is not None  # every pass computed a frame, empty or not
+            part = part.sort_values(spec.timestamp, kind="stable", ignore_index=True)
+            written.append({"date": day.isoformat(), "uri": write_day(day, part), "rows": len(part)})
+            del pieces, part
+    return written
+
+
+def _split_by_day(rows: pd.DataFrame, spec: AggregateSpec, days: list[date]) -> Iterator[tuple[date, pd.DataFrame]]:
+    """The rows (in time order) of each day of ``days``."""
+    import pandas as pd
+
     stamps = rows[spec.timestamp].to_numpy(dtype="datetime64[us]")
-    written = []
     for day in sorted(days):
         lo, hi = day_bounds(day)
         lo_i, hi_i = (
             stamps.searchsorted(pd.Timestamp(lo).to_datetime64()),
             stamps.searchsorted(pd.Timestamp(hi).to_datetime64()),
         )
-        part = rows.iloc[lo_i:hi_i].reset_index(drop=True)
-        written.append({"date": day.isoformat(), "uri": write_day(day, part), "rows": len(part)})
-    return written
+        yield day, rows.iloc[lo_i:hi_i].reset_index(drop=True)

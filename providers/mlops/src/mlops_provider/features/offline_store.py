@@ -324,10 +324,39 @@ class AsOfRetrievalJob(RetrievalJob):
         rows = batch_rows or getattr(self._config.offline_store, "batch_rows", None) or DEFAULT_BATCH_ROWS
         with duckdb_connection(self._config) as connection:
             reader = connection.sql(self._query(connection, ordered=False)).to_arrow_reader(rows)
+            inputs = self._on_demand_inputs(reader.schema.names)
             for batch in reader:
                 if batch.num_rows:
                     table = _utc_timestamps(pa.Table.from_batches([batch]))
-                    yield _ArrowJob(table, self).to_arrow() if self._odfvs else table
+                    yield self._with_on_demand(table, inputs) if self._odfvs else table
+
+    def _on_demand_inputs(self, columns: list[str]) -> list[str]:
+        """The joined columns the on-demand views read: their request fields and source features (either name)."""
+        wanted: set[str] = set()
+        for odfv in self._odfvs:
+            for request in odfv.source_request_sources.values():
+                wanted.update(field.name for field in request.schema)
+            for projection in odfv.source_feature_view_projections.values():
+                for feature in projection.features:
+                    wanted.update(
+                        (
+                            feature.name,
+                            f"{projection.name}__{feature.name}",
+                            f"{projection.name_to_use()}__{feature.name}",
+                        )
+                    )
+        return [c for c in columns if c in wanted]
+
+    def _with_on_demand(self, table: pa.Table, inputs: list[str]) -> pa.Table:
+        """``table`` with the on-demand features appended, computed by Feast from the columns they read only.
+
+        A Python-mode view converts its input to Python lists (``to_pydict``); handing it just its inputs
+        instead of every joined column is most of a streamed join's time saved.
+        """
+        computed = _ArrowJob(table.select(inputs), self).to_arrow()
+        for name in computed.column_names[len(inputs) :]:
+            table = table.append_column(name, computed.column(name))
+        return table
 
     def _query(self, connection: Any, *, ordered: bool) -> str:
         """Register the entity rows and feature sources on ``connection``; return the join's SQL."""

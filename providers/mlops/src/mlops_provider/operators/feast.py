@@ -67,12 +67,21 @@ class _FeastOperator(BaseOperator):
     def _conn_id(self) -> str | None:
         return self.storage_conn_id or self.settings.storage_conn_id
 
-    def _read_validated(self, dataset: str, day: date) -> pd.DataFrame | None:
-        """One validated partition (the pinned version when pinned), its version noted in ``versions_read``."""
+    def _read_validated(self, dataset: str, day: date, columns: list[str] | None = None) -> pd.DataFrame | None:
+        """One validated partition (the pinned version when pinned), its version noted in ``versions_read``.
+
+        ``columns``: read only those the partition has (the caller names any it lacks); default every column.
+        """
         import pandas as pd
+        import pyarrow.parquet as pq
 
         data = self._read_validated_bytes(dataset, day)
-        return None if data is None else pd.read_parquet(io.BytesIO(data))
+        if data is None:
+            return None
+        if columns is not None:
+            present = set(pq.read_schema(io.BytesIO(data)).names)
+            columns = [c for c in columns if c in present]
+        return pd.read_parquet(io.BytesIO(data), columns=columns)
 
     def _read_validated_bytes(self, dataset: str, day: date) -> bytes | None:
         """The Parquet bytes of one validated partition, as :meth:`_read_validated` picks and records it."""
@@ -103,20 +112,24 @@ class _FeastOperator(BaseOperator):
         from mlops_provider.features.aggregates import build_partitions, spec_from_view
         from mlops_provider.storage import write_parquet_atomic
 
+        specs = {}
+        for name in view_names:
+            spec = spec_from_view(store.get_feature_view(name))
+            if spec is not None:
+                specs[name] = spec if scratch is None else replace(spec, path=f"{scratch}/{name}")
+        # Views over the same dataset read it once, and only the columns some view aggregates.
+        columns: dict[str, dict[str, None]] = {}
+        for spec in specs.values():
+            columns.setdefault(spec.source_dataset, {}).update(dict.fromkeys([spec.key, spec.timestamp, *spec.columns]))
         built: dict[str, list] = {}
-        cache: dict[tuple[str, date], pd.DataFrame | None] = {}  # views over the same dataset read it once
+        cache: dict[tuple[str, date], pd.DataFrame | None] = {}
 
         def read(dataset: str, day: date) -> pd.DataFrame | None:
             if (dataset, day) not in cache:
-                cache[(dataset, day)] = self._read_validated(dataset, day)
+                cache[(dataset, day)] = self._read_validated(dataset, day, list(columns[dataset]))
             return cache[(dataset, day)]
 
-        for name in view_names:
-            spec = spec_from_view(store.get_feature_view(name))
-            if spec is None:
-                continue
-            if scratch is not None:
-                spec = replace(spec, path=f"{scratch}/{name}")
+        for name, spec in specs.items():
 
             def write(day: date, frame: pd.DataFrame, spec=spec) -> str:
                 uri = spec.file_uri(day)

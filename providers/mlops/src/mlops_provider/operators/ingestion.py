@@ -111,7 +111,7 @@ class IngestionOperator(BaseOperator):
 
         safe_segment(self.dataset, "dataset name")
         dates = resolve_dates(self.partition_start, self.partition_end, context)
-        tables = []
+        encoded = []
         for day in dates:
             uri = source_uri_for(self.source_uri, self.settings.data_root, self.dataset, day)
             files = list_source_files(storage_path(uri, self.source_conn_id))
@@ -140,29 +140,31 @@ class IngestionOperator(BaseOperator):
                     f"Source partition {uri} for {self.dataset} dt={day} has 0 rows in {len(files)} file(s). If empty "
                     "days are expected set allow_empty=True; otherwise check the upstream export. Nothing was written."
                 )
-            tables.append((day, uri, len(files), table))
+            # Encoded now, published below: only compressed bytes wait for the write phase, one table at a time.
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer, compression="snappy")
+            encoded.append((day, uri, len(files), table.num_rows, buffer.getvalue()))
+            del table, buffer
 
         conn_id = self.storage_conn_id or self.settings.storage_conn_id
         partitions = []
-        for day, uri, n_files, table in tables:
+        for day, uri, n_files, num_rows, data in encoded:
             raw_zone = zone_uri(self.settings.data_root, "raw", self.dataset)
             target = partition_uri(raw_zone, day)
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer, compression="snappy")
-            version = write_partition(buffer.getvalue(), raw_zone, day, conn_id=conn_id)
+            version = write_partition(data, raw_zone, day, conn_id=conn_id)
             fault_point("ingestion.mid_write")
             self.log.info(
                 "Ingested %s dt=%s: %d rows from %d file(s) at %s -> %s (version %s)",
                 self.dataset,
                 day,
-                table.num_rows,
+                num_rows,
                 n_files,
                 uri,
                 target,
                 version,
             )
             partitions.append(
-                {"date": day.isoformat(), "uri": target, "rows": table.num_rows, "source_uri": uri, "version": version}
+                {"date": day.isoformat(), "uri": target, "rows": num_rows, "source_uri": uri, "version": version}
             )
 
         rows = sum(p["rows"] for p in partitions)

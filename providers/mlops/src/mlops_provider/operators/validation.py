@@ -166,27 +166,34 @@ class DataValidationOperator(BaseOperator):
             except SchemaMismatchError as err:
                 raise SchemaMismatchError(f"{self.dataset} dt={day} ({source}): {err}", report=err.report) from None
             history[day] = len(df)
-            results.append((day, source, df, result))
+            # Only the encoded outputs wait for the write phase, not the frames: memory holds one partition's
+            # frames at a time, however many days the interval has.
+            if result.report["passed"]:
+                outputs = {"quarantine": parquet_bytes(result.quarantine), "validated": parquet_bytes(result.valid)}
+            else:
+                outputs = {"quarantine": parquet_bytes(quarantine_partition(df, result))}
+            results.append((day, source, len(df), outputs, result.report))
+            del df, result
 
         # The verdict of every partition is known before anything is written. Per partition, in this order:
         # a passed one writes quarantine, then validated, then its report; a failed one first removes any
         # validated file of that day (an earlier run's, from data that no longer matches raw), then writes
         # the whole partition to quarantine and its report. Every write is atomic (temporary file + rename).
         partitions = []
-        for day, source, df, result in results:
-            passed = bool(result.report["passed"])
+        for day, source, input_rows, outputs, verdict in results:
+            passed = bool(verdict["passed"])
             validated_uri = partition_uri(self._zone("validated"), day)
             quarantine_uri = partition_uri(self._zone("quarantine"), day)
             report_uri = partition_uri(self._zone("reports/validation"), day, "report.json")
-            report = {**result.report, "source_uri": source, "quarantine_uri": quarantine_uri}
-            report["rows_passing_row_checks"] = result.report["valid_rows"]
+            report = {**verdict, "source_uri": source, "quarantine_uri": quarantine_uri}
+            report["rows_passing_row_checks"] = verdict["valid_rows"]
             versions: dict[str, str] = {}
             if passed:
                 versions["quarantine"] = write_partition(
-                    parquet_bytes(result.quarantine), self._zone("quarantine"), day, conn_id=self._conn_id
+                    outputs["quarantine"], self._zone("quarantine"), day, conn_id=self._conn_id
                 )
                 versions["validated"] = write_partition(
-                    parquet_bytes(result.valid), self._zone("validated"), day, conn_id=self._conn_id
+                    outputs["validated"], self._zone("validated"), day, conn_id=self._conn_id
                 )
             else:
                 if clear_current(self._zone("validated"), day, conn_id=self._conn_id):
@@ -198,12 +205,9 @@ class DataValidationOperator(BaseOperator):
                         validated_uri,
                     )
                 versions["quarantine"] = write_partition(
-                    parquet_bytes(quarantine_partition(df, result)),
-                    self._zone("quarantine"),
-                    day,
-                    conn_id=self._conn_id,
+                    outputs["quarantine"], self._zone("quarantine"), day, conn_id=self._conn_id
                 )
-                report.update(valid_rows=0, invalid_rows=len(df))
+                report.update(valid_rows=0, invalid_rows=input_rows)
             report["versions"] = versions
             report["validated_uri"] = validated_uri if passed else None
             report["published"] = passed
@@ -216,7 +220,7 @@ class DataValidationOperator(BaseOperator):
                 "published" if passed else "FAILED, nothing published",
                 report["valid_rows"],
                 report["invalid_rows"],
-                100 * result.invalid_share,
+                100 * verdict["invalid_share"],
                 report_uri,
             )
             partitions.append(
@@ -228,29 +232,29 @@ class DataValidationOperator(BaseOperator):
                     "valid_rows": report["valid_rows"],
                     "invalid_rows": report["invalid_rows"],
                     "passed": passed,
-                    "failed_checks": result.report["failed_checks"],
+                    "failed_checks": verdict["failed_checks"],
                     "versions": versions,
                 }
             )
 
-        failing = [(p, r) for p, (_, _, _, r) in zip(partitions, results, strict=True) if not p["passed"]]
+        failing = [(p, r) for p, (_, _, _, _, r) in zip(partitions, results, strict=True) if not p["passed"]]
         link_uri = (failing[0][0] if failing else partitions[-1])["report_uri"]
         ValidationReportLink.persist(context, url=browsable_url(link_uri))
         valid_rows = sum(p["valid_rows"] for p in partitions)
         invalid_rows = sum(p["invalid_rows"] for p in partitions)
         if failing:
             lines = []
-            for part, result in failing:
+            for part, verdict in failing:
                 checks = ", ".join(f"{k}={v}" for k, v in part["failed_checks"].items()) or "none"
-                dataset_failed = result.report["dataset_checks_failed"]
+                dataset_failed = verdict["dataset_checks_failed"]
                 why = (
                     f"dataset checks failed: {', '.join(dataset_failed)} (whole partition quarantined)"
                     if dataset_failed
-                    else f"{result.invalid_share:.1%} invalid > max {result.report['max_invalid_share']:.1%}"
+                    else f"{verdict['invalid_share']:.1%} invalid > max {verdict['max_invalid_share']:.1%}"
                 )
                 detail = "; ".join(
                     f"{c['name']}: {c['detail']}"
-                    for c in result.report["checks"]
+                    for c in verdict["checks"]
                     if not c["passed"] and c["level"] == "dataset"
                 )
                 lines.append(
