@@ -69,8 +69,12 @@ prometheus:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
 
+# Test files run in parallel worker processes (pytest-xdist), one file per worker at a time: most tests wait on
+# servers, schedulers and subprocesses, so two workers fill two cores. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+
 test: venv venv-serving browser prometheus lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(PY) -m ruff check providers dags plugins include kserve tests benchmarks

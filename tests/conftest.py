@@ -54,8 +54,11 @@ pytest_plugins = sorted(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Start every session from an empty Airflow home with a migrated SQLite metadata DB."""
-    if hasattr(config, "workerinput"):
+    """Start every session from an empty Airflow home with a migrated SQLite metadata DB.
+
+    Under pytest-xdist each worker is its own process with its own home; the controller runs no tests.
+    """
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         return
     for stale in TEST_HOME.parent.glob("*"):
         if stale.name.isdigit() and not Path(f"/proc/{stale.name}").exists():
