@@ -129,6 +129,7 @@ def main_scale(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the engine's progress, per chunk
+    Path(args.work).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="drift-bench-", dir=args.work))
     try:
         started = time.perf_counter()
