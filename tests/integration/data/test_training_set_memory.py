@@ -3,7 +3,7 @@
 The point-in-time join (:class:`~mlops_provider.features.offline_store.AsOfRetrievalJob`, DuckDB) and the
 snapshot writer (:func:`~mlops_provider.operators.feast.write_training_set`) stream: DuckDB holds at most its
 ``memory_limit`` and spills the rest, Python holds one batch at a time. Each size runs in a fresh interpreter so
-its peak RSS (``ru_maxrss``) is its own; the input files are written by the test process beforehand.
+its peak RSS (``VmHWM``) is its own; the input files are written by the test process beforehand.
 The assertion is on memory only, so a loaded machine makes the test slower, never flaky.
 """
 
@@ -67,9 +67,17 @@ def _write_inputs(folder: Path, labels: int) -> None:
         )
 
 
+def _peak_rss_kib() -> int:
+    """This process's peak RSS since its exec (``VmHWM``): ``ru_maxrss`` would carry the parent's peak over exec, and
+    a pytest-xdist worker's is larger than anything measured here."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
 def measure(folder: str) -> None:
     """Build the training set of the inputs in ``folder`` and print the rows and peak RSS (runs in a child)."""
-    import resource
 
     from feast import FileSource
     from feast.repo_config import RepoConfig
@@ -89,7 +97,7 @@ def measure(folder: str) -> None:
     source = FileSource(name="entity_stats_source", path=f"{folder}/features", timestamp_field="event_timestamp")
     features = ["txn_count", "amount_mean"]
     view = _ViewJoin("entity_stats", source, ["entity_id"], ["entity_id"], features, None)
-    imported_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    imported_kib = _peak_rss_kib()
     job = AsOfRetrievalJob(
         config=config,
         entity=f"SELECT entity_id, label, event_timestamp FROM read_parquet('{folder}/labels/*.parquet')",
@@ -116,7 +124,7 @@ def measure(folder: str) -> None:
                 "rows": snapshot.rows,
                 "with_features": len(joined) - joined.null_count,
                 "imported_mib": imported_kib / 1024,
-                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_mib": _peak_rss_kib() / 1024,
             }
         )
     )
