@@ -570,12 +570,7 @@ class KServeRolloutManager:
                 self.hook.apply_istio_object(obj, namespace=state.namespace)
             state.step_started_at = self.clock()  # a resumed shadow judges a fresh window
             fault_point("deploy.mid_shadow")
-            live = self._judge_live(state, None, analysis, mode="shadow")
-            if self._live_passes(live):
-                analysis = {**analysis, "live": live}
-            else:
-                reason = "ShadowAnalysisFailed" if live["verdict"] == "fail" else "ShadowAnalysisInconclusive"
-                analysis = {**analysis, "passed": False, "reason": reason, "message": live["message"], "live": live}
+            analysis = self._with_live(analysis, self._judge_live(state, None, analysis, mode="shadow"), "Shadow")
         state.analysis = analysis
         state.analyses.append(
             {
@@ -784,6 +779,16 @@ class KServeRolloutManager:
             )
             time.sleep(self.analysis.interval)
 
+    def _with_live(self, analysis: dict[str, Any], live: dict[str, Any], kind: str) -> dict[str, Any]:
+        """The step's analysis with its live verdict: one that does not pass fails the step.
+
+        The reason is ``<kind>AnalysisFailed`` or ``<kind>AnalysisInconclusive``.
+        """
+        if self._live_passes(live):
+            return {**analysis, "live": live}
+        reason = f"{kind}Analysis{'Failed' if live['verdict'] == 'fail' else 'Inconclusive'}"
+        return {**analysis, "passed": False, "reason": reason, "message": live["message"], "live": live}
+
     def _live_passes(self, live: dict[str, Any]) -> bool:
         """Whether a live verdict lets the step pass: ``pass``, or ``inconclusive`` when the probes' verdict stands."""
         from mlops_provider.serving.live_analysis import INCONCLUSIVE, PASS
@@ -830,12 +835,7 @@ class KServeRolloutManager:
         fault_point("deploy.mid_canary")
         analysis = self._analyze(url, state, f"canary at {weight}% (version {state.version})")
         if analysis["passed"] and self.live_analysis is not None:
-            live = self._judge_live(state, weight, analysis)
-            if self._live_passes(live):
-                analysis = {**analysis, "live": live}
-            else:
-                reason = "LiveAnalysisFailed" if live["verdict"] == "fail" else "LiveAnalysisInconclusive"
-                analysis = {**analysis, "passed": False, "reason": reason, "message": live["message"], "live": live}
+            analysis = self._with_live(analysis, self._judge_live(state, weight, analysis), "Live")
         state.analysis = analysis
         # A summary per step: the checks of the last analysis are in ``analysis`` (annotations stay small).
         state.analyses.append(
