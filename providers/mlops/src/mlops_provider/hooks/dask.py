@@ -103,16 +103,7 @@ class DaskJobHook(KubernetesCustomObjectHook):
 
     def get_dask_job(self, name: str, namespace: str | None = None) -> dict | None:
         """The DaskJob, or None when there is none."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.kubernetes_hook.get_custom_object(
-                group=GROUP, version=VERSION, plural=PLURAL, name=name, namespace=namespace or self.namespace
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.read_custom_object(GROUP, VERSION, PLURAL, name, namespace or self.namespace)
 
     def create_dask_job(self, body: dict, namespace: str | None = None) -> dict:
         """Create the DaskJob ``body``."""
@@ -126,18 +117,10 @@ class DaskJobHook(KubernetesCustomObjectHook):
 
     def delete_dask_job(self, name: str, namespace: str | None = None) -> bool:
         """Delete the DaskJob (the operator's garbage collection removes its cluster and runner); False if absent."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.kubernetes_hook.delete_custom_object(
-                group=GROUP, version=VERSION, plural=PLURAL, name=name, namespace=namespace or self.namespace
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            return False
-        self.log.info("Deleted DaskJob %s/%s", namespace or self.namespace, name)
-        return True
+        deleted = self.delete_custom_object_if_exists(GROUP, VERSION, PLURAL, name, namespace or self.namespace)
+        if deleted:
+            self.log.info("Deleted DaskJob %s/%s", namespace or self.namespace, name)
+        return deleted
 
     def runner_pod(self, job_name: str, namespace: str | None = None) -> Any | None:
         """The job's runner pod (``<job>-runner``, a ``V1Pod``), or None when there is none (yet)."""
