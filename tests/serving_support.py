@@ -9,11 +9,12 @@ import copy
 import json
 import os
 import subprocess
+import threading
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -57,6 +58,25 @@ def save_mlflow_model(booster, path: Path) -> str:
     # Explicit requirements: inferring them runs pip, which takes seconds.
     mlflow.xgboost.save_model(booster, str(path), pip_requirements=["xgboost"])
     return path.as_uri()
+
+
+class BackgroundLoop:
+    """A daemon thread running ``_run`` while the ``with`` block lasts; ``stop`` is set when it ends."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 from functools import partial
 
@@ -30,7 +29,7 @@ from mlops_provider.serving.local import ProgressiveRollout, RolloutStep, probe_
 from tests.fixtures.prometheus_server import start_prometheus
 from tests.integration.serving.test_local_progressive import PROBES, _adopt_stable, endpoint  # noqa: F401
 from tests.integration.serving.test_rollout_live_analysis import train_live_only_worse_canary
-from tests.serving_support import MODEL_NAME, feature_columns, post_json, save_mlflow_model
+from tests.serving_support import MODEL_NAME, BackgroundLoop, feature_columns, post_json, save_mlflow_model
 
 pytestmark = pytest.mark.integration
 
@@ -43,22 +42,13 @@ LIVE = LiveAnalysisConfig(
 )
 
 
-class Users:
+class Users(BackgroundLoop):
     """Users' requests (first feature ~ N(0, 1)) through the stable endpoint until stopped."""
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
-        self.stop = threading.Event()
         self.answers: list[str] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Users:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(30)
 
     def _run(self) -> None:
         import numpy as np

@@ -15,7 +15,6 @@ names.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 import uuid
 
@@ -33,7 +32,14 @@ from tests.fake_k8s.kserve import KServeController
 from tests.fixtures.prometheus_server import start_prometheus
 from tests.integration.serving.test_rollout_live_analysis import train_live_only_worse_canary
 from tests.loopback import free_port
-from tests.serving_support import feature_columns, post_json, save_mlflow_model, start_server, wait_server
+from tests.serving_support import (
+    BackgroundLoop,
+    feature_columns,
+    post_json,
+    save_mlflow_model,
+    start_server,
+    wait_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -120,23 +126,14 @@ def manager_for(cluster, shadow_percent: float | None = 100, **live_options) -> 
     )
 
 
-class Users:
+class Users(BackgroundLoop):
     """Users' requests routed as Istio and Knative would from the objects in the cluster; what they saw, recorded."""
 
     def __init__(self, k8s) -> None:
+        super().__init__()
         self.k8s = k8s
-        self.stop = threading.Event()
         self.seen: list[dict] = []
         self.prefix = uuid.uuid4().hex[:8]
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Users:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(30)
 
     def _isvc(self, name: str) -> dict:
         return self.k8s.get_object(GROUP, VERSION, NAMESPACE, PLURAL, name) or {}
