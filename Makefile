@@ -69,9 +69,10 @@ prometheus:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
 
-# Test files run in parallel worker processes (pytest-xdist), one file per worker at a time: most tests wait on
-# servers, schedulers and subprocesses, so two workers fill two cores. PYTEST_WORKERS=0 runs in one process.
-PYTEST_WORKERS ?= 2
+# PYTEST_WORKERS=2 runs test files in two worker processes (pytest-xdist, one file per worker at a time): about
+# 24 instead of 35 minutes on 2 cores, but the fake kubelet's image-pull test failed once in two such runs, so
+# CI stays in one process until that test is made robust to a loaded machine.
+PYTEST_WORKERS ?= 0
 
 test: venv venv-serving browser prometheus lint typecheck
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
