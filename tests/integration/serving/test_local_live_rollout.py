@@ -74,6 +74,10 @@ class ObservedJudge:
         self.calls: list[dict] = []
 
     def __call__(self, **kwargs) -> dict:
+        # Prometheus hands target changes on at most every 5 s: wait until the routed slot is scraped with its role.
+        self.prometheus.wait_scraped(
+            f'up{{model="{MODEL_NAME}",role="{kwargs["mode"]}",version="{kwargs["candidate_version"]}"}} == 1'
+        )
         up = self.prometheus.query(f'up{{model="{MODEL_NAME}"}} == 1')
         series = self.prometheus.query(
             f'sum by (role, version, model_version) (mlops_requests_total{{model="{MODEL_NAME}"}})'
