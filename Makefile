@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(ROOT)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__MLOPS__PROJECT_ROOT := $(ROOT)
-export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
+export PYTHONPATH := $(ROOT):$(ROOT)/providers/mlops/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: help setup venv venv-serving airflow-db browser prometheus test lint typecheck demo demo-drift batch-score label-feedback example-data new-model reproduce render bench up serve lock clean
 
@@ -69,10 +69,9 @@ prometheus:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
 
-# PYTEST_WORKERS=2 runs test files in two worker processes (pytest-xdist, one file per worker at a time): about
-# 24 instead of 35 minutes on 2 cores, but the fake kubelet's image-pull test failed once in two such runs, so
-# CI stays in one process until that test is made robust to a loaded machine.
-PYTEST_WORKERS ?= 0
+# Test files run in two worker processes (pytest-xdist, one file per worker at a time): about 24 instead of 35
+# minutes on 2 cores. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
 
 test: venv venv-serving browser prometheus lint typecheck
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
