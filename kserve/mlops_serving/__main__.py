@@ -48,6 +48,36 @@ class DefaultJsonContentType:
         await self.app(scope, receive, send)
 
 
+def use_event_loop(choice: str) -> str:
+    """Install uvloop as the event loop policy unless ``choice`` is ``asyncio``; return the loop used.
+
+    KServe's ``--event_loop`` reaches uvicorn only with ``--workers`` above 1: one worker runs in KServe's own
+    ``asyncio.run``, on the default loop whatever the flag says. uvloop spends about a tenth less CPU per request.
+    """
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("--event_loop=uvloop needs the uvloop package in the serving environment.") from None
+        return "asyncio"
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())  # KServe asks for the thread's loop before its asyncio.run
+    return "uvloop"
+
+
+def without_timing_middleware(app) -> None:
+    """Drop KServe's request-timing middleware from ``app`` (it is installed whatever ``--enable_latency_logging``
+    says, and measures CPU time twice a request with ``getrusage`` only to write the latency log the flag turns
+    off)."""
+    from timing_asgi import TimingMiddleware
+
+    app.user_middleware[:] = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
+
+
 def bind_servers_to(host: str) -> None:
     """Make KServe's REST (uvicorn) and gRPC servers listen on ``host`` instead of every interface."""
     from grpc import aio
@@ -235,10 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.access_log:
         logging.getLogger("uvicorn.access").disabled = True
     if not args.enable_latency_logging:
-        # KServe installs its timing middleware whatever this flag says: its two INFO lines a request are the latency
-        # log the flag turns off (about a tenth of a one-row request's CPU). Warnings and errors still go through.
-        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+        without_timing_middleware(model_server.app)
     model_server.app.add_middleware(DefaultJsonContentType)
+    logger.info("Serving on the %s event loop", use_event_loop(args.event_loop))
     server.start([model])
 
 

@@ -416,9 +416,7 @@ class OnlineFeatures:
             for name in self._feast_request_fields:
                 values = [row.get(name) for row in entity_rows]
                 if self.types.get(name) not in _PLAIN_TYPES:  # as Feast hands them over: through a Value proto
-                    from feast.type_map import python_values_to_proto_values
-
-                    values = [_python_value(p) for p in python_values_to_proto_values(values, self._value_types[name])]
+                    values = self._as_feast_hands_over(name, values)
                 inputs[name] = values
             for key in self.entity_keys:
                 inputs[key] = [row.get(key) for row in entity_rows]
@@ -430,6 +428,19 @@ class OnlineFeatures:
                 values = outputs[feature]
                 columns[name] = values if isinstance(values, list) else [values]
         return columns
+
+    def _as_feast_hands_over(self, name: str, values: list) -> list:
+        """``values`` through a Feast ``Value`` proto and back, converting each distinct value once (a batch's
+        requests mostly share their timestamp)."""
+        from feast.type_map import python_values_to_proto_values
+
+        try:
+            distinct = list(dict.fromkeys(values))
+        except TypeError:  # unhashable (list-valued) fields: each one converted
+            return [_python_value(p) for p in python_values_to_proto_values(values, self._value_types[name])]
+        protos = python_values_to_proto_values(distinct, self._value_types[name])
+        converted = {value: _python_value(proto) for value, proto in zip(distinct, protos, strict=True)}
+        return [converted[value] for value in values]
 
     def _read_view(self, read: _ViewRead, key_values: list[tuple]) -> list[dict[str, Any] | None]:
         """The requested features of each entity (``None``: not in the online store), in ``key_values`` order."""

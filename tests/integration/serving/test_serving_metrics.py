@@ -59,3 +59,52 @@ def test_prometheus_scrapes_the_version_labels(predictor_servers, serving_models
     series = server.wait_scraped(f'mlops_requests_total{{model_name="{MODEL_NAME}",component="predictor"}}', count=2)
     versions = {s["metric"]["model_version"] for s in series}
     assert versions == {serving_models["v1"].version, serving_models["v2"].version}
+
+
+_OBSERVE_BATCH_CHECK = """
+import json, math
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
+from mlops_serving.metrics import observe_batch
+
+bounds = (0.1, 0.25, 0.5, 0.75, 0.9, float("inf"))
+rng = np.random.default_rng(3)
+batches = {
+    "uniform": rng.uniform(0, 1, 1000),
+    "edges": np.array([0.1, 0.25, 0.5, 0.75, 0.9, 0.0, 1.0, -2.0, 7.0, float("inf")] * 3),
+    "nan": np.array([0.2, float("nan"), 0.6, 0.95, 0.05, 0.3, 0.4, 0.1, 0.9]),
+}
+result = {}
+for name, values in batches.items():
+    one_by_one = Histogram("h", "", registry=CollectorRegistry(), buckets=bounds)
+    batched = Histogram("h", "", registry=CollectorRegistry(), buckets=bounds)
+    for value in values.tolist():
+        one_by_one.observe(value)
+    observe_batch(batched, values)
+    samples = [
+        {s.name + json.dumps(s.labels): s.value for s in h.collect()[0].samples if s.name != "h_created"}
+        for h in (one_by_one, batched)
+    ]
+    result[name] = [{k: (None if math.isnan(v) else v) for k, v in s.items()} for s in samples]
+print(json.dumps(result))
+"""
+
+
+def test_a_batch_of_predictions_fills_the_histogram_as_one_by_one_observations_do():
+    import json
+    import subprocess
+
+    from tests.serving_support import REPO_ROOT, SERVING_PYTHON
+
+    out = subprocess.run(
+        [str(SERVING_PYTHON), "-c", _OBSERVE_BATCH_CHECK], capture_output=True, text=True, check=True, timeout=120,
+        cwd=REPO_ROOT, env={"PYTHONPATH": str(REPO_ROOT / "kserve"), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    for name, (one_by_one, batched) in json.loads(out.stdout).items():
+        assert one_by_one.keys() == batched.keys(), name
+        for key, value in one_by_one.items():
+            if key.startswith("h_sum") and value is not None:
+                assert batched[key] == pytest.approx(value, rel=1e-12), (name, key)
+            else:
+                assert batched[key] == value, (name, key)
+    assert json.loads(out.stdout)["nan"][1]['h_sum{}'] is None  # a NaN prediction makes the sum NaN, as observe does
