@@ -51,6 +51,28 @@ def train_booster(seed: int, n_features: int | None = None, names: list[str] | N
     return booster, X
 
 
+#: Where the live-only-worse canary departs from the stable model: the first feature below it. Probes' synthetic
+#: rows are in [0, 1] and never go there; users' requests (first feature ~ N(0, 1)) do, 40 % of them.
+LIVE_ONLY_REGION_BELOW = -0.25
+
+
+def train_live_only_worse_canary(stable_booster, seed: int = 7):
+    """A model that agrees with ``stable_booster`` except where the first feature is below
+    :data:`LIVE_ONLY_REGION_BELOW` (it says 1 there): worse only on live traffic, while its probes pass."""
+    import xgboost as xgb
+
+    names = feature_columns()
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(2000, len(names))).astype(np.float32)
+    labels = (stable_booster.inplace_predict(X) > 0.5).astype(int)
+    labels[X[:, 0] < LIVE_ONLY_REGION_BELOW] = 1
+    return xgb.train(
+        {"objective": "binary:logistic", "max_depth": 4, "eta": 0.3, "seed": seed},
+        xgb.DMatrix(X, label=labels, feature_names=names),
+        num_boost_round=40,
+    )
+
+
 def save_mlflow_model(booster, path: Path) -> str:
     """Save ``booster`` as an MLflow xgboost model folder (``MLmodel`` + model file); return its ``file://`` URI."""
     import mlflow.xgboost

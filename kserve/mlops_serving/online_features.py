@@ -45,6 +45,8 @@ _KEY_KINDS = {"INT64": "int64_val", "INT32": "int32_val", "STRING": "string_val"
 _MAX_REMEMBERED_KEYS = 100_000
 #: Decoded stored values remembered before the memo starts over (bounds its memory).
 _MAX_REMEMBERED_VALUES = 200_000
+#: Entities whose online rows the direct SQLite read keeps between requests (until the store changes).
+_MAX_REMEMBERED_ENTITIES = 100_000
 #: Python types of decoded values the memo may share between requests (immutable).
 _IMMUTABLE = (type(None), int, float, str, bool, bytes, datetime)
 
@@ -515,18 +517,28 @@ class SqliteOnlineRows:
     remembers them), the ``event_ts`` column parsed into a ``datetime`` per value (the online path applies no TTL;
     ``get_online_features`` answers expired rows as present), and decoding features nobody asked for.
 
+    An entity's decoded features are kept until the database changes: SQLite's ``PRAGMA data_version`` changes
+    whenever another connection (a materialization, ``write_to_online_store``) commits, and every read checks it
+    first, so a read never answers rows older than the last commit. Only entities not kept are selected.
+
     :param path: the online store's database file.
+    :param max_entities: entities kept between reads (0: none, every read selects).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_entities: int = _MAX_REMEMBERED_ENTITIES) -> None:
         from feast.protos.feast.types.Value_pb2 import Value
 
         self.path = path
+        self.max_entities = max_entities
         self._parse_value = Value.FromString
         #: The Python value of each stored Value blob seen so far: a pure function of the bytes, so it never goes stale.
         self._decoded: dict[bytes, Any] = {}
         self._connection: sqlite3.Connection | None = None
         self._sql: dict[tuple[str, int], str] = {}
+        #: Per (table, features): each entity key's features (None: no row), as of ``_data_version``.
+        self._entities: dict[tuple[str, tuple[str, ...]], dict[bytes, dict[str, Any] | None]] = {}
+        self._kept = 0
+        self._data_version: int | None = None
 
     @classmethod
     def for_store(cls, config: Any, online_store: Any) -> SqliteOnlineRows | None:
@@ -547,7 +559,28 @@ class SqliteOnlineRows:
         return self._connection
 
     def read(self, table_id: str, keys: list[bytes], features: list[str]) -> list[dict[str, Any] | None]:
-        """The ``features`` of each serialized entity key in ``table_id`` (None: no row), in ``keys`` order."""
+        """The ``features`` of each serialized entity key in ``table_id`` (None: no row), in ``keys`` order.
+
+        The answers are shared with later reads: callers must not change them.
+        """
+        if self.max_entities <= 0:
+            return self._select(table_id, keys, features)
+        version = self.connection().execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._entities.clear()
+            self._kept, self._data_version = 0, version
+        kept = self._entities.setdefault((table_id, tuple(features)), {})
+        missing = [key for key in dict.fromkeys(keys) if key not in kept]
+        if missing:
+            if self._kept + len(missing) > self.max_entities:
+                self._entities.clear()
+                self._kept = 0
+                kept = self._entities[(table_id, tuple(features))] = {}
+            kept.update(zip(missing, self._select(table_id, missing, features), strict=True))
+            self._kept += len(missing)
+        return [kept[key] for key in keys]
+
+    def _select(self, table_id: str, keys: list[bytes], features: list[str]) -> list[dict[str, Any] | None]:
         sql = self._sql.get((table_id, len(keys)))
         if sql is None:
             quoted = '"' + table_id.replace('"', '""') + '"'

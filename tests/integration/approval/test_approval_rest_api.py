@@ -277,5 +277,5 @@ def test_no_answer_within_the_timeout_is_a_rejection(airflow, scenarios, webhook
     [approval] = [e for e in approval_events(model_name, scenarios["data_root"]) if e["kind"] == "approval"]
     assert approval["details"]["state"] == "timed_out" and approval["details"]["by"] is None
     [entry] = audit_approvals(model_name, scenarios["data_root"])
-    assert entry["outcome"] == "timed_out" and "no answer within 0:00:04" in entry["reason"]
+    assert entry["outcome"] == "timed_out" and "no answer within 0:00:20" in entry["reason"]
     assert [a["details"]["state"] for a in webhook[1] if a["details"].get("model_name") == model_name] == ["timed_out"]

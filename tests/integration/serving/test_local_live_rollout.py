@@ -5,7 +5,7 @@ the file the local backend keeps up to date (``file_sd_configs``), users' reques
 while each step is judged, and :func:`~mlops_provider.serving.live_analysis.judge_live_window` from Prometheus.
 
 Two rollouts on one endpoint: version 2 (the stable model saved again: it answers as stable does) is promoted;
-then version 3, which agrees with it except where the first feature is below -0.5 (where the probes' synthetic rows
+then version 3, which agrees with it except where the first feature is below -0.25 (where the probes' synthetic rows
 never go, users' requests often do), is rolled back on live traffic while its probes pass.
 """
 
@@ -28,8 +28,14 @@ from mlops_provider.serving.live_analysis import (
 from mlops_provider.serving.local import ProgressiveRollout, RolloutStep, probe_judge, prometheus_targets_dir
 from tests.fixtures.prometheus_server import start_prometheus
 from tests.integration.serving.test_local_progressive import PROBES, _adopt_stable, endpoint  # noqa: F401
-from tests.integration.serving.test_rollout_live_analysis import train_live_only_worse_canary
-from tests.serving_support import MODEL_NAME, BackgroundLoop, feature_columns, post_json, save_mlflow_model
+from tests.serving_support import (
+    MODEL_NAME,
+    BackgroundLoop,
+    feature_columns,
+    post_json,
+    save_mlflow_model,
+    train_live_only_worse_canary,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -85,9 +85,13 @@ def columns():
     feast = online._read_through_feast(rows, online.entity_rows(rows))
     return {"direct": direct, "online_read": through_online_read, "get_online_features": feast}
 
+selects = lambda: [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+selects_per_lookup = []
 before = columns()
+selects_per_lookup.append(len(selects()))
 nan = lambda m: [[None if v != v else float(v) for v in row] for row in m.tolist()]
-matrices = {"direct": nan(online.matrix(rows))}
+matrices = {"direct": nan(online.matrix(rows))}  # the same entities again: kept, nothing selected
+selects_per_lookup.append(len(selects()))
 online.indirect_reason = "reference"
 matrices["get_online_features"] = nan(online.matrix(rows))
 online.indirect_reason = None
@@ -96,6 +100,10 @@ store.write_to_online_store("balances", pd.DataFrame({
     "account_id": [1], "balance": [99.0], "tier": ["silver"], "visits": [4], "event_timestamp": [now],
 }))
 after = columns()
+selects_per_lookup.append(len(selects()))
+direct_reader.max_entities = 0  # nothing kept: every read selects, and answers the same
+uncached = online._read(rows, online.entity_rows(rows))
+selects_per_lookup.append(len(selects()))
 errors = {}
 strict = lookup(reject=True)
 for path, reason in (("direct", None), ("get_online_features", "reference")):
@@ -104,8 +112,8 @@ for path, reason in (("direct", None), ("get_online_features", "reference")):
         strict.matrix(rows)
     except InvalidInput as error:
         errors[path] = str(error)
-print(json.dumps({"before": before, "after": after, "matrices": matrices, "errors": errors,
-                  "selects": [s for s in statements if s.lstrip().upper().startswith("SELECT")]}))
+print(json.dumps({"before": before, "after": after, "matrices": matrices, "errors": errors, "uncached": uncached,
+                  "selects": selects(), "selects_per_lookup": selects_per_lookup}))
 """
 
 
@@ -136,9 +144,10 @@ def test_the_direct_read_sees_a_new_materialization_at_once(lookups):
 
 
 def test_one_select_per_view_per_batch_and_the_same_unknown_entity_error(lookups):
-    # Three lookups of the batch through the direct reader (the columns and the matrix before the new rows, the
-    # columns after), two views each: one SELECT per view for the six rows' distinct entities.
-    assert len(lookups["selects"]) == 3 * 2, lookups["selects"]
+    # Two views: one SELECT each for the six rows' distinct entities; the same entities again are kept (nothing
+    # selected) until another connection commits (the new materialization: both views selected again).
+    assert lookups["selects_per_lookup"] == [2, 2, 4, 6], lookups["selects"]
     assert [s.count("x'") for s in lookups["selects"][:2]] == [4, 5]  # 4 accounts; 5 (account, region) pairs
+    assert lookups["uncached"] == lookups["after"]["direct"]
     assert lookups["errors"]["direct"] == lookups["errors"]["get_online_features"]
     assert "unknown entity in instance 3" in lookups["errors"]["direct"].lower()

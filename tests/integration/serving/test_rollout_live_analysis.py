@@ -3,7 +3,7 @@
 Real pieces: the rollout manager and the real ``KServeHook`` against the fake Kubernetes API server with the KServe
 controller; two real model servers (stable version 1, canary version 2); a real Prometheus scraping both, which the
 manager queries through the ``prometheus`` connection. The canary disagrees with stable only where the first
-feature is below -0.5: the probes (synthetic rows in [0, 1]) never go there, users' requests often do. The test
+feature is below -0.25: the probes (synthetic rows in [0, 1]) never go there, users' requests often do. The test
 plays Knative's traffic split: users' requests go half to each server while the manager analyses the step.
 """
 
@@ -27,6 +27,7 @@ from tests.serving_support import (
     post_json,
     save_mlflow_model,
     start_server,
+    train_live_only_worse_canary,
     wait_server,
 )
 
@@ -35,22 +36,6 @@ pytestmark = pytest.mark.integration
 MODEL = "live_rollout_model"
 NAMESPACE = "live-analysis"
 ISVC = "live-rollout-model"
-
-
-def train_live_only_worse_canary(stable_booster, seed: int = 7):
-    """A model that agrees with ``stable_booster`` except where the first feature is below -0.5 (it says 1 there)."""
-    import xgboost as xgb
-
-    names = feature_columns()
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(2000, len(names))).astype(np.float32)
-    labels = (stable_booster.inplace_predict(X) > 0.5).astype(int)
-    labels[X[:, 0] < -0.5] = 1
-    return xgb.train(
-        {"objective": "binary:logistic", "max_depth": 4, "eta": 0.3, "seed": seed},
-        xgb.DMatrix(X, label=labels, feature_names=names),
-        num_boost_round=40,
-    )
 
 
 @pytest.fixture

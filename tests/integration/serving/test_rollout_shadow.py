@@ -30,7 +30,6 @@ from mlops_provider.serving.status import GROUP, ISTIO_GROUP, ISTIO_VERSION, PLU
 from tests.fake_k8s.istio import admit_istio_objects
 from tests.fake_k8s.kserve import KServeController
 from tests.fixtures.prometheus_server import start_prometheus
-from tests.integration.serving.test_rollout_live_analysis import train_live_only_worse_canary
 from tests.loopback import free_port
 from tests.serving_support import (
     BackgroundLoop,
@@ -38,6 +37,7 @@ from tests.serving_support import (
     post_json,
     save_mlflow_model,
     start_server,
+    train_live_only_worse_canary,
     wait_server,
 )
 

@@ -107,4 +107,4 @@ def test_a_batch_of_predictions_fills_the_histogram_as_one_by_one_observations_d
                 assert batched[key] == pytest.approx(value, rel=1e-12), (name, key)
             else:
                 assert batched[key] == value, (name, key)
-    assert json.loads(out.stdout)["nan"][1]['h_sum{}'] is None  # a NaN prediction makes the sum NaN, as observe does
+    assert json.loads(out.stdout)["nan"][1]["h_sum{}"] is None  # a NaN prediction makes the sum NaN, as observe does
