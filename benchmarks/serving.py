@@ -16,8 +16,10 @@ tensors, as its defaults send them):
   1 row, against ``explain_inprocess``: ``Booster.predict(pred_contribs=True)`` in this process.
 
 * ``lookup``: the feature lookup alone in the serving environment, one read per feature view per batch (for the
-  SQLite online store one ``SELECT``; what both modes run), against the same lookup through Feast's
-  ``get_online_features``, wall time and CPU time.
+  SQLite online store one ``SELECT`` for the entities it does not keep yet; what both modes run), against the same
+  lookup through Feast's ``get_online_features``, wall time and CPU time; and the same read with no entity kept
+  between reads (every read selects), the cost for entities seen for the first time since the store changed. The
+  benchmark's requests draw from 1,000 customers and merchants, which all stay kept after the warm-up.
 
 * ``bare``: the baseline, a bare ``kserve.Model`` XGBoost server (``benchmarks/bare_kserve_server.py``, the
   predict of KServe's own xgbserver) started in the same run on the same model and called the same way.
@@ -410,6 +412,7 @@ repo, config, model_uri, requests, rounds = sys.argv[1], sys.argv[2], sys.argv[3
 online = open_online_features("m", feast_repo_path=repo, feast_config=config, feature_service="fraud_model_v1",
                               storage_uri=model_uri)
 assert online.indirect_reason is None, online.indirect_reason
+kept_entities = online.direct_reader.max_entities
 rng = np.random.default_rng(0)
 now = datetime.now(UTC)
 def rows(n):
@@ -420,8 +423,10 @@ samples, cpu_samples = {}, {}
 for _ in range(rounds):
     for n in (1, 100):
         batch = rows(n)
-        for path, reason in (("direct", None), ("get_online_features", "baseline")):
+        for path, reason, kept in (("direct", None, kept_entities), ("direct_unkept", None, 0),
+                                   ("get_online_features", "baseline", kept_entities)):
             online.indirect_reason = reason
+            online.direct_reader.max_entities = kept
             online.matrix(batch)
             for _ in range(max(1, requests // rounds)):
                 started, cpu = time.perf_counter(), time.process_time()
@@ -459,6 +464,15 @@ def _lookup_report(timings: dict[str, list[float]]) -> list[dict]:
             timings[f"direct/{n}"],
             timings[f"get_online_features/{n}"],
         )
+        unkept_p50, unkept_p99, unkept_cpu = timings[f"direct_unkept/{n}"]
+        print(
+            f"  {batch:<10}entities not kept between reads (one SELECT per view every time): p50 {unkept_p50:.3f} ms, "
+            f"p99 {unkept_p99:.3f} ms, CPU {unkept_cpu:.3f} ms ({unkept_cpu / feast_cpu:.2f}x get_online_features)"
+        )
+        records.append(
+            {"metric": f"lookup_{batch}_unkept_cpu_per_request", "value": round(unkept_cpu, 4), "unit": "ms",
+             "baseline": round(feast_cpu, 4), "ratio": round(unkept_cpu / feast_cpu, 3)}
+        )  # fmt: skip
         print(
             f"  {batch:<10}p50 {direct_p50:.3f} ms vs {feast_p50:.3f} ms ({direct_p50 / feast_p50:.2f}x), "
             f"p99 {direct_p99:.3f} ms vs {feast_p99:.3f} ms ({direct_p99 / feast_p99:.2f}x), "

@@ -222,3 +222,15 @@ def test_a_client_cannot_turn_prediction_logging_off(predictor_servers, serving_
         logged = sum(int(f[first].isin(X[:, 0]).sum()) for f in frames)
         time.sleep(0.3)
     assert logged == 3, f"{logged} of the 3 rows that asked not to be logged are in {log_dir}"
+
+
+def test_latency_logging_off_leaves_no_timing_lines_and_the_server_runs_on_uvloop(predictor_servers):
+    """``--enable_latency_logging=false`` (as the local backend runs servers): KServe's timing middleware, which
+    it installs whatever the flag says, is left out; one worker serves on uvloop, which KServe never installs."""
+    server = predictor_servers["v1"]
+    body = {"inputs": [{"name": "input-0", "shape": [1, 15], "datatype": "FP32", "data": [0.0] * 15}]}
+    for _ in range(3):
+        assert post_json(f"{server.url}/v2/models/{MODEL_NAME}/infer", body)[0] == 200
+    log = server.log.read_text(errors="replace")
+    assert "Serving on the uvloop event loop" in log
+    assert "kserve.io.kserve.protocol.rest" not in log  # the timing middleware's per-request lines
