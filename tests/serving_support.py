@@ -192,12 +192,20 @@ class InMemoryKServeHook:
 
 
 def run_in_serving_python(code: str, *args: str, timeout: float = 120, **kwargs: Any) -> Any:
-    """Run ``code`` with the serving environment's Python (only ``kserve/`` on its path); return its last line as JSON."""
+    """Run ``code`` with the serving environment's Python (only ``kserve/`` on its path); return its last line as JSON.
+
+    The code runs from a file, so that functions in it have source (Feast's on-demand views read their UDF's).
+    """
     import json
+    import tempfile
 
     env = {"PYTHONPATH": str(REPO_ROOT / "kserve"), "PATH": "/usr/bin:/bin", **kwargs.pop("env", {})}
-    out = subprocess.run(
-        [str(SERVING_PYTHON), "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout, **kwargs
-    )
+    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="serving_check_") as script:
+        script.write(code)
+        script.flush()
+        out = subprocess.run(
+            [str(SERVING_PYTHON), script.name, *args], env=env, capture_output=True, text=True, timeout=timeout,
+            **kwargs,
+        )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig, RequestSource
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 from feast.value_type import ValueType
 from kserve.errors import InvalidInput
@@ -49,12 +50,26 @@ regional = FeatureView(
     schema=[Field(name="regional_spend", dtype=Float64)],
     source=FileSource(path=str(root / "regional.parquet"), timestamp_field="event_timestamp"),
 )
-service = FeatureService(name="scoring", features=[balances, regional])
+call = RequestSource(name="call", schema=[Field(name="amount", dtype=Float64)])
+
+
+@on_demand_feature_view(sources=[balances, call], schema=[Field(name="share", dtype=Float64)], mode="python")
+def shares(inputs):  # a batch: one list per input
+    return {"share": [None if b is None else a / (b + 1.0) for a, b in zip(inputs["amount"], inputs["balance"])]}
+
+
+@on_demand_feature_view(sources=[balances, call], schema=[Field(name="large", dtype=Int64)], mode="python",
+                        singleton=True)
+def large(inputs):  # one row at a time; reads its source under the view's name
+    return {"large": int(inputs["amount"] > 3 and (inputs["balances__visits"] or 0) > 2)}
+
+
+service = FeatureService(name="scoring", features=[balances, regional, shares, large])
 store = FeatureStore(config=RepoConfig(
     project="direct", provider="local", registry=str(root / "registry.db"),
     online_store={"type": "sqlite", "path": str(root / "online.db")}, entity_key_serialization_version=3,
 ))
-store.apply([account, region, balances, regional, service])
+store.apply([account, region, balances, regional, shares, large, service])
 fresh, expired = now - timedelta(minutes=10), now - timedelta(days=2)
 store.write_to_online_store("balances", pd.DataFrame({
     "account_id": [1, 2, 3], "balance": [10.5, 20.25, None], "tier": ["gold", "silver", "gold"],
@@ -65,11 +80,12 @@ store.write_to_online_store("regional", pd.DataFrame({
 }))
 
 def lookup(reject):
-    return OnlineFeatures(store, "scoring", ["balance", "tier", "visits", "regional_spend"],
+    return OnlineFeatures(store, "scoring", ["balance", "tier", "visits", "regional_spend", "share", "large"],
                           {"tier": {"gold": 0, "silver": 1}}, reject_unknown_entities=reject)
 
 # Present, expired, a null value, a never-written account (4) and a never-written compound key (3, "eu").
-rows = [{"account_id": a, "region": r} for a, r in ((1, "eu"), (2, "us"), (3, "eu"), (4, "eu"), (1, "eu"), (2, "eu"))]
+rows = [{"account_id": a, "region": r, "amount": float(a) * 2}
+        for a, r in ((1, "eu"), (2, "us"), (3, "eu"), (4, "eu"), (1, "eu"), (2, "eu"))]
 online = lookup(reject=False)
 assert online.indirect_reason is None, online.indirect_reason
 direct_reader = online.direct_reader
@@ -93,8 +109,13 @@ nan = lambda m: [[None if v != v else float(v) for v in row] for row in m.tolist
 matrices = {"direct": nan(online.matrix(rows))}  # the same entities again: kept, nothing selected
 selects_per_lookup.append(len(selects()))
 online.indirect_reason = "reference"
-matrices["get_online_features"] = nan(online.matrix(rows))
+try:
+    online.matrix(rows)
+except Exception as error:  # Feast answers a singleton view for the first row only: refused, never broadcast
+    matrices["get_online_features"] = f"{type(error).__name__}: {error}"
+single = nan(online.matrix(rows[1:2]))  # one instance: Feast's answer is complete
 online.indirect_reason = None
+matrices["single"] = {"direct": nan(online.matrix(rows[1:2])), "get_online_features": single}
 # A new materialization: the long-lived connection reads the new row at once.
 store.write_to_online_store("balances", pd.DataFrame({
     "account_id": [1], "balance": [99.0], "tier": ["silver"], "visits": [4], "event_timestamp": [now],
@@ -124,7 +145,11 @@ def lookups(tmp_path_factory):
 
 def test_the_direct_read_returns_what_get_online_features_returns(lookups):
     for moment in ("before", "after"):
-        paths = lookups[moment]
+        paths = {path: dict(columns) for path, columns in lookups[moment].items()}  # the fixture stays whole
+        # Feast's get_online_features computes a singleton on-demand view for the first row only: one value for
+        # the batch. The lookup (direct or through online_read) computes it per row; everything else is the same.
+        assert paths["get_online_features"].pop("large") == [0], moment
+        assert paths["direct"].pop("large") == paths["online_read"].pop("large") == [0, 1, 0, 0, 0, 1], moment
         assert paths["direct"] == paths["get_online_features"], moment
         assert paths["online_read"] == paths["get_online_features"], moment
     before = lookups["before"]["direct"]
@@ -133,7 +158,13 @@ def test_the_direct_read_returns_what_get_online_features_returns(lookups):
     assert before["tier"] == ["gold", "silver", "gold", None, "gold", "silver"]
     assert before["visits"] == [3, 7, 1, None, 3, 7]
     assert before["regional_spend"] == [1.5, 2.5, None, None, 1.5, None]
-    assert lookups["matrices"]["direct"] == lookups["matrices"]["get_online_features"]
+    # The batch on-demand view as Feast's transform_dict computes it.
+    assert before["share"] == [2 / 11.5, 4 / 21.25, None, None, 2 / 11.5, 4 / 21.25]
+    matrices = lookups["matrices"]
+    assert matrices["single"]["direct"] == matrices["single"]["get_online_features"]
+    assert [row[-1] for row in matrices["direct"]] == [0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    # A batch whose singleton view Feast answers for one row is refused with the reason, never broadcast.
+    assert matrices["get_online_features"].startswith("InferenceError: The feature lookup answered 1 value(s) of")
 
 
 def test_the_direct_read_sees_a_new_materialization_at_once(lookups):
