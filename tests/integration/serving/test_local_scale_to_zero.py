@@ -131,7 +131,8 @@ def test_an_idle_slot_sleeps_and_the_next_request_wakes_it(endpoint, serving_mod
     assert status == 200, body
     assert body == endpoint.awake_answer  # byte for byte what the awake slot answered
     (wake,) = endpoint.cold_starts(MODEL_NAME)
-    assert (wake["model"], wake["version"], wake["trigger"]["path"]) == (MODEL_NAME, "1", f"/v2/models/{MODEL_NAME}/infer")
+    assert (wake["model"], wake["version"]) == (MODEL_NAME, "1")
+    assert wake["trigger"]["path"] == f"/v2/models/{MODEL_NAME}/infer"
     # From the request's arrival to the slot being ready: all of the client's wait but the forwarded request.
     assert 0 < wake["cold_start_seconds"] <= waited and waited - wake["cold_start_seconds"] < 0.5
     print(f"cold start {wake['cold_start_seconds']:.2f} s, client waited {waited:.2f} s")
@@ -165,19 +166,34 @@ def test_a_failed_wake_answers_503_with_the_reason_and_a_later_request_wakes_it(
     stats = _stats(endpoint)
     moved = endpoint.model_dir.with_name("model-v1-away")
     endpoint.model_dir.rename(moved)
+    endpoint.wake_queue_limit = 2  # the third of three concurrent requests is refused rather than held
+    endpoint.route_traffic(slot)
     try:
-        status, body, _ = _infer(endpoint, _row(serving_models))
-        assert status == 503
-        error = json.loads(body)
-        assert error["reason"] == "WakeFailed"
-        assert "could not be woken: the predictor exited during start-up" in error["error"]
-        assert "blue-predictor.log" in error["error"] and "the next request tries" in error["error"]
+        results: list[tuple[int, bytes, float]] = []
+        row = _row(serving_models)
+        threads = [threading.Thread(target=lambda: results.append(_infer(endpoint, row))) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        errors = sorted((status, json.loads(body)) for status, body, _ in results)
+        assert [status for status, _ in errors] == [503] * 3
+        reasons = sorted(error["reason"] for _, error in errors)
+        assert reasons == ["WakeFailed", "WakeFailed", "WakeQueueFull"]
+        queue_full = next(error["error"] for _, error in errors if error["reason"] == "WakeQueueFull")
+        assert "wake_queue_limit" in queue_full and "min_replicas: 1" in queue_full
+        error = next(error["error"] for _, error in errors if error["reason"] == "WakeFailed")
+        assert "could not be woken: the predictor exited during start-up" in error
+        assert "blue-predictor.log" in error and "the next request tries" in error
         assert endpoint.slot_status(slot) == "asleep" and not endpoint._woken_pids(slot)
         time.sleep(0.5)  # no retry on its own
         after = _stats(endpoint)
         assert after["wake_failures"] == stats["wake_failures"] + 1 and after["wakes"] == stats["wakes"]
+        assert after["wake_rejected"] == 1
     finally:
         moved.rename(endpoint.model_dir)
+        endpoint.wake_queue_limit = 256
+        endpoint.route_traffic(slot)
     status, body, _ = _infer(endpoint, _row(serving_models))
     assert status == 200 and body == endpoint.awake_answer
     assert _stats(endpoint)["wakes"] == stats["wakes"] + 1
