@@ -525,12 +525,12 @@ class EndpointProxy:
     async def _sleep(self, wake: Wake, address: tuple[str, int], idle: float) -> None:
         """Stop the primary's processes (the backend's and any this proxy woke); it stays the route, asleep."""
         self._asleep = wake.slot  # from here on requests for it are held for a wake
+        self.stats["sleeps"] += 1  # counted before the processes stop, so no reader sees one asleep but uncounted
         _write_json(self._scale_file, {"slot": wake.slot, "state": "asleep", "since": _now()})
         await asyncio.to_thread(_stop_slot_processes, wake)
         pool = self._pools.pop(address, None)
         if pool is not None:
             pool.close()
-        self.stats["sleeps"] += 1
         logger.info(
             "%s v%s asleep after %.1f s without an inference request (sleep_after %s s)",
             wake.model, wake.version, idle, wake.sleep_after,

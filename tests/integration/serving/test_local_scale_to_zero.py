@@ -176,7 +176,7 @@ def test_a_failed_wake_answers_503_with_the_reason_and_a_later_request_wakes_it(
             thread.start()
         for thread in threads:
             thread.join(90)
-        errors = sorted((status, json.loads(body)) for status, body, _ in results)
+        errors = [(status, json.loads(body)) for status, body, _ in results]
         assert [status for status, _ in errors] == [503] * 3
         reasons = sorted(error["reason"] for _, error in errors)
         assert reasons == ["WakeFailed", "WakeFailed", "WakeQueueFull"]
