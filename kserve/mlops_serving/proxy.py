@@ -392,8 +392,8 @@ class EndpointProxy:
             "wakes": 0,
             "wake_failures": 0,
             "wake_rejected": 0,
-            "last_cold_start_seconds": None,
         }
+        self.last_cold_start_seconds: float | None = None
 
     def route(self) -> Route | None:
         """The current route, re-reading the state file when it changed."""
@@ -467,6 +467,7 @@ class EndpointProxy:
         wake = route.wake if route else None
         body = {
             **self.stats,
+            "last_cold_start_seconds": self.last_cold_start_seconds,
             "held": self._held,
             "scale": {
                 "slot": wake.slot if wake else None,
@@ -591,7 +592,7 @@ class EndpointProxy:
                 "reason": "WakeFailed",
             }
         ready = time.monotonic()
-        cold_start = ready - arrived
+        cold_start = round(ready - arrived, 4)
         self._asleep = None
         self._last_inference = ready
         pids = {component["component"]: process.pid for component, process in started}
@@ -602,14 +603,14 @@ class EndpointProxy:
             "version": wake.version,
             "slot": wake.slot,
             "woken_at": woken_at,
-            "cold_start_seconds": round(cold_start, 4),
+            "cold_start_seconds": cold_start,
             "trigger": {**trigger, "held_requests": held_max},
             "pids": pids,
         }
         name = f"{woken_at.replace(':', '').replace('-', '')}-{_safe(wake.model)}-v{_safe(wake.version)}"
         _write_json(self._wakes_dir / f"{name}-{uuid.uuid4().hex[:8]}.json", record)
         self.stats["wakes"] += 1
-        self.stats["last_cold_start_seconds"] = record["cold_start_seconds"]
+        self.last_cold_start_seconds = cold_start
         logger.info("woke %s v%s in %.2f s", wake.model, wake.version, cold_start)
         return None
 
