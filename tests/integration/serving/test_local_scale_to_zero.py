@@ -190,9 +190,22 @@ def test_a_failed_wake_answers_503_with_the_reason_and_a_later_request_wakes_it(
         after = _stats(endpoint)
         assert after["wake_failures"] == stats["wake_failures"] + 1 and after["wakes"] == stats["wakes"]
         assert after["wake_rejected"] == 1
+        stats = after
     finally:
         moved.rename(endpoint.model_dir)
         endpoint.wake_queue_limit = 256
+        endpoint.route_traffic(slot)
+
+    # A server that is not ready within the wake timeout (the backend's startup_timeout) is stopped, not waited for.
+    endpoint.startup_timeout = 0.2
+    endpoint.route_traffic(slot)
+    try:
+        status, body, waited = _infer(endpoint, _row(serving_models))
+        assert status == 503 and waited < 5, body
+        assert "was not ready within the wake timeout; raise the local backend's startup_timeout" in body.decode()
+        assert endpoint.slot_status(slot) == "asleep" and not endpoint._woken_pids(slot)
+    finally:
+        endpoint.startup_timeout = 60
         endpoint.route_traffic(slot)
     status, body, _ = _infer(endpoint, _row(serving_models))
     assert status == 200 and body == endpoint.awake_answer
