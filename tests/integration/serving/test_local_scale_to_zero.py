@@ -225,6 +225,35 @@ def test_a_rollout_onto_an_asleep_endpoint_replaces_it(endpoint, serving_models)
     assert endpoint.active()["model_version"] == "2"
 
 
+def test_a_progressive_rollout_wakes_the_stable_and_keeps_it_awake_while_it_judges(endpoint, serving_models):
+    from mlops_provider.serving.local import ProgressiveRollout, RolloutStep
+
+    _wait_asleep(endpoint)
+    row = _row(serving_models)
+    seen: list[dict] = []
+
+    def judge(**kwargs) -> dict:
+        time.sleep(IDLE_SECONDS * 1.5)  # longer than the idle window: the stable must not sleep meanwhile
+        answers = [_infer(endpoint, row) for _ in range(20)]
+        seen.append({"sleep_after": endpoint.traffic()["wake"]["sleep_after"], "stats": _stats(endpoint),
+                     "versions": {json.loads(body)["model_version"] for _, body, _ in answers},
+                     "statuses": {status for status, _, _ in answers}})  # fmt: skip
+        return {"verdict": "pass", "metrics": [], "source": "test", "message": "pass"}
+
+    before = len(endpoint.cold_starts())
+    rollout = ProgressiveRollout(
+        endpoint, model_name=MODEL_NAME, analysis=PROBES, steps=[RolloutStep("canary", 50)], judge=judge,
+        step_window=0, step_timeout=30, scale_to_zero_after=IDLE_SECONDS,
+    )  # fmt: skip
+    result = rollout.deploy("1", endpoint.model_dir.as_uri())
+    assert result["status"] == "promoted", result
+    (step,) = seen
+    assert step["sleep_after"] is None and step["statuses"] == {200} and step["versions"] == {"1", "2"}
+    assert step["stats"]["scale"]["state"] == "awake"
+    assert len(endpoint.cold_starts()) == before + 1  # the stable was woken once, before the first step
+    assert endpoint.traffic()["wake"]["sleep_after"] == IDLE_SECONDS  # after the rollout it may sleep again
+
+
 def test_stop_all_stops_woken_processes_after_the_proxy_was_killed(endpoint, serving_models):
     slot = _wait_asleep(endpoint)
     status, _, _ = _infer(endpoint, _row(serving_models))

@@ -15,7 +15,10 @@ command lines when the next request comes (see :mod:`mlops_serving.proxy`). The 
 asleep. Each file has one writer: this module writes ``deployment.json``, ``endpoint.json`` and the pid files of the
 processes it starts; the proxy writes ``scale.json`` (whether the live slot is ``awake`` or ``asleep``), the pid files
 of the processes it woke (``pids/woken-<colour>-<component>.pid``) and one ``wakes/*.json`` per wake (the cold starts,
-:meth:`LocalEndpoint.cold_starts`). Stopping a slot stops both its own and its woken processes.
+:meth:`LocalEndpoint.cold_starts`). Stopping a slot stops both its own and its woken processes (this module deletes a
+woken pid file only after stopping its process, and ``scale.json`` only after stopping the proxy), so a killed proxy
+leaves no process that :meth:`LocalEndpoint.stop_all` cannot find. ``deployment.json`` and ``endpoint.json`` hold the
+servers' environment (credentials included): they are readable by their owner only.
 
 The slots are also Prometheus targets: every change of ``deployment.json`` or of the route rewrites
 ``<local_root>/prometheus/targets/local-serving.json`` (Prometheus ``file_sd_configs``; ``make up``'s Prometheus
