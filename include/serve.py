@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Ctrl-C stops it.", flush=True)
         while True:
             time.sleep(1.0)
-            if not local.slot_alive(slot):
+            if local.slot_status(slot) == "down":  # asleep (scaled to zero) is not down: a request wakes it
                 print("The model server exited; see the logs under", local.root / "logs", file=sys.stderr)
                 return 1
     except KeyboardInterrupt:

@@ -21,7 +21,21 @@ keep their connections alive across a switch) on its own:
 
 Upstream connections are kept alive in a pool per upstream. With no live upstream the proxy answers ``503`` with a
 JSON error. ``GET /-/proxy/stats`` answers the proxy's own counters (requests per target, mirrored, dropped and
-failed shadow requests) as JSON.
+failed shadow requests, sleeps and wakes) as JSON.
+
+Scale to zero (as Knative's activator does for KServe Serverless): when the state names how to start the primary's
+processes (``wake``: their command lines, environment, logs and readiness URLs, written by the backend that started
+them) and a ``sleep_after``, the proxy stops those processes after ``sleep_after`` seconds without an inference request
+(never while a canary or shadow is routed). The next request for the primary wakes it: requests are held (at most
+``queue_limit``, for at most ``timeout`` seconds, else a JSON ``503`` naming the limit), one wake starts the same
+command lines, waits until every process is ready, then the held requests go through. A failed wake answers ``503``
+with the tail of the server's log and leaves the slot asleep: the next request tries again, nothing restarts on its own.
+
+Files the proxy writes, next to the state file (it is their only writer): ``scale.json`` (the primary's slot and
+whether it is ``awake`` or ``asleep``), the pid file of each process it woke (the path the state names, so the backend
+can stop them without the proxy), and ``wakes/<time>-<model>-v<version>-<id>.json``, one immutable record per wake
+(model, version, ``woken_at``, ``cold_start_seconds`` from the triggering request's arrival to the slot being ready,
+``trigger``).
 """
 
 from __future__ import annotations
@@ -32,12 +46,17 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
+import subprocess
+import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("mlops_serving.proxy")
 
@@ -53,6 +72,14 @@ SHADOW_WORKERS = 4
 SHADOW_TIMEOUT = 2.0
 #: Idle keep-alive connections kept per upstream.
 POOL_SIZE = 32
+#: Seconds between two looks at the primary's idleness (scale to zero) and at exited children.
+IDLE_POLL_SECONDS = 0.2
+#: Seconds between readiness polls of a waking process.
+READY_POLL_SECONDS = 0.05
+#: Command-line marker of the model server processes (guards against pid reuse before signalling a pid).
+SERVER_MARKER = "mlops_serving"
+#: Lines of a server's log quoted when its wake fails.
+LOG_TAIL_LINES = 15
 
 _INFERENCE_SUFFIXES = (b"/infer", b":predict", b":explain")
 
@@ -82,6 +109,8 @@ class Message:
     headers: dict[bytes, bytes]
     head: bytes
     body: bytes
+    #: ``time.monotonic()`` when the head had arrived (cold starts are measured from it).
+    arrived: float = 0.0
 
     @property
     def keep_alive(self) -> bool:
@@ -156,12 +185,13 @@ async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     head = await _read_head(reader)
     if head is None:
         return None
+    arrived = time.monotonic()
     first_line, headers = _parse_head(head)
     if b"100-continue" in headers.get(b"expect", b"").lower():
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         head = _without_header(head, b"expect")
         del headers[b"expect"]
-    return Message(first_line, headers, head, await _read_body(reader, headers, until_eof=False))
+    return Message(first_line, headers, head, await _read_body(reader, headers, until_eof=False), arrived)
 
 
 async def read_response(reader: asyncio.StreamReader, method: bytes) -> Message:
@@ -241,6 +271,23 @@ class UpstreamPool:
 
 
 @dataclass(slots=True)
+class Wake:
+    """How to start the primary's processes again, and when it may sleep (the state's ``wake``)."""
+
+    slot: str
+    model: str
+    version: str
+    #: In start order: ``{"component", "argv", "env", "cwd", "log", "ready_url", "woken_pid_file"}``.
+    components: list[dict[str, Any]]
+    #: The processes the backend started: ``{component: pid}``.
+    pids: dict[str, int] = field(default_factory=dict)
+    #: Seconds without an inference request before the primary sleeps; None: it never does.
+    sleep_after: float | None = None
+    timeout: float = 120.0
+    queue_limit: int = 256
+
+
+@dataclass(slots=True)
 class Route:
     """Where requests go, from the state file."""
 
@@ -249,6 +296,7 @@ class Route:
     canary_weight: float = 0.0
     shadow: tuple[str, int] | None = None
     shadow_percent: float = 0.0
+    wake: Wake | None = None
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -275,6 +323,26 @@ def parse_state(state: dict) -> Route:
         if not 0 <= percent <= 100:
             raise ValueError(f"shadow percent {percent} is outside 0..100")
         route.shadow, route.shadow_percent = _address(shadow["upstream"]), percent / 100
+    wake = state.get("wake")
+    if wake:
+        sleep_after = wake.get("sleep_after")
+        if sleep_after is not None and float(sleep_after) <= 0:
+            raise ValueError(f"wake.sleep_after {sleep_after} must be positive")
+        components = list(wake["components"])
+        for component in components:
+            for key in ("component", "argv", "log", "ready_url", "woken_pid_file"):
+                if not component.get(key):
+                    raise ValueError(f"wake component without {key!r}")
+        route.wake = Wake(
+            slot=str(wake["slot"]),
+            model=str(wake["model"]),
+            version=str(wake["version"]),
+            components=components,
+            pids={str(k): int(v) for k, v in (wake.get("pids") or {}).items() if v},
+            sleep_after=None if sleep_after is None else float(sleep_after),
+            timeout=float(wake.get("timeout", 120.0)),
+            queue_limit=int(wake.get("queue_limit", 256)),
+        )
     return route
 
 
@@ -298,6 +366,17 @@ class EndpointProxy:
         self._shadow_pools: dict[tuple[str, int], UpstreamPool] = {}
         self._shadow_queue: asyncio.Queue[tuple[tuple[str, int], bytes, bytes]] = asyncio.Queue(shadow_queue_size)
         self._workers: list[asyncio.Task] = []
+        # Scale to zero of the primary: the proxy's own view, also written to scale.json (its only writer).
+        self._scale_file = state_file.parent / "scale.json"
+        self._wakes_dir = state_file.parent / "wakes"
+        self._asleep: str | None = _asleep_slot(self._scale_file)
+        self._sleeping: asyncio.Task | None = None
+        self._waking: asyncio.Task | None = None
+        self._held = 0
+        self._in_flight = 0
+        self._idle_slot: str | None = None
+        self._last_inference = time.monotonic()
+        self._children: list[subprocess.Popen] = []  # processes it woke, reaped once they exit
         self.stats = {
             "connections": 0,
             "requests": 0,
@@ -309,7 +388,12 @@ class EndpointProxy:
             "shadow_errors": 0,
             "shadow_timeouts": 0,
             "shadow_dropped": 0,
+            "sleeps": 0,
+            "wakes": 0,
+            "wake_failures": 0,
+            "wake_rejected": 0,
         }
+        self.last_cold_start_seconds: float | None = None
 
     def route(self) -> Route | None:
         """The current route, re-reading the state file when it changed."""
@@ -380,8 +464,16 @@ class EndpointProxy:
 
     def _stats_response(self) -> bytes:
         route = self._route
+        wake = route.wake if route else None
         body = {
             **self.stats,
+            "last_cold_start_seconds": self.last_cold_start_seconds,
+            "held": self._held,
+            "scale": {
+                "slot": wake.slot if wake else None,
+                "state": self._scale_state(wake),
+                "sleep_after": wake.sleep_after if wake else None,
+            },
             "shadow_queued": self._shadow_queue.qsize(),
             "route": {
                 "primary": _text(route.primary) if route else None,
@@ -392,6 +484,135 @@ class EndpointProxy:
             },
         }
         return _response(b"200 OK", body)
+
+    # -- scale to zero -------------------------------------------------------------------------------------------------
+    def _scale_state(self, wake: Wake | None) -> str | None:
+        if wake is None:
+            return None
+        if self._waking is not None and not self._waking.done():
+            return "waking"
+        return "asleep" if self._asleep == wake.slot else "awake"
+
+    def start_scaler(self) -> None:
+        """Start the task that puts an idle primary to sleep (call inside the running loop)."""
+        self._workers.append(asyncio.create_task(self._scaler()))
+
+    async def _scaler(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+            self._children = [child for child in self._children if child.poll() is None]
+            route = self.route()
+            wake = route.wake if route else None
+            if route is None or wake is None:
+                continue
+            now = time.monotonic()
+            if wake.slot != self._idle_slot:  # a new primary: its idle time starts now
+                self._idle_slot, self._last_inference = wake.slot, now
+                continue
+            idle = now - self._last_inference
+            if (
+                wake.sleep_after is None
+                or route.canary is not None
+                or route.shadow is not None  # a rollout is judging a candidate against this primary
+                or self._asleep == wake.slot
+                or self._in_flight
+                or (self._waking is not None and not self._waking.done())
+                or idle < wake.sleep_after
+            ):
+                continue
+            self._sleeping = asyncio.create_task(self._sleep(wake, route.primary, idle))
+            await self._sleeping
+
+    async def _sleep(self, wake: Wake, address: tuple[str, int], idle: float) -> None:
+        """Stop the primary's processes (the backend's and any this proxy woke); it stays the route, asleep."""
+        self._asleep = wake.slot  # from here on requests for it are held for a wake
+        self.stats["sleeps"] += 1  # counted before the processes stop, so no reader sees one asleep but uncounted
+        _write_json(self._scale_file, {"slot": wake.slot, "state": "asleep", "since": _now()})
+        await asyncio.to_thread(_stop_slot_processes, wake)
+        pool = self._pools.pop(address, None)
+        if pool is not None:
+            pool.close()
+        logger.info(
+            "%s v%s asleep after %.1f s without an inference request (sleep_after %s s)",
+            wake.model, wake.version, idle, wake.sleep_after,
+        )  # fmt: skip
+
+    async def _hold_for_wake(self, wake: Wake, request: Message, method: bytes, path: bytes) -> bytes | None:
+        """Wait until the primary is awake (one wake for all held requests); a 503 response when it cannot be."""
+        if self._waking is None or self._waking.done():
+            trigger = {"method": method.decode(errors="replace"), "path": path.decode(errors="replace")}
+            self._waking = asyncio.create_task(self._wake(wake, request.arrived or time.monotonic(), trigger))
+        elif self._held >= wake.queue_limit:
+            self.stats["wake_rejected"] += 1
+            return _response(
+                b"503 Service Unavailable",
+                {
+                    "error": f"{wake.model} v{wake.version} is waking up and {self._held} requests are already held "
+                    f"(the wake queue limit). Retry shortly, raise the local backend's wake_queue_limit, or keep the "
+                    f"model awake with serving.autoscaling.min_replicas: 1.",
+                    "reason": "WakeQueueFull",
+                },
+            )
+        self._held += 1
+        try:
+            failure = await asyncio.shield(self._waking)
+        finally:
+            self._held -= 1
+        return None if failure is None else _response(b"503 Service Unavailable", failure)
+
+    async def _wake(self, wake: Wake, arrived: float, trigger: dict[str, str]) -> dict[str, Any] | None:
+        """Start the primary's processes as the backend did and wait until each is ready; the error body, or None."""
+        if self._sleeping is not None and not self._sleeping.done():
+            await self._sleeping
+        deadline = arrived + wake.timeout
+        started: list[tuple[dict[str, Any], subprocess.Popen]] = []
+        held_max = 0
+        failure: str | None = None
+        for component in wake.components:
+            try:
+                process = await asyncio.to_thread(_spawn, component)
+            except OSError as exc:
+                failure = f"the {component['component']} could not be started ({exc})"
+                break
+            started.append((component, process))
+            self._children.append(process)
+            failure = await _wait_ready(process, component, deadline)
+            held_max = max(held_max, self._held)
+            if failure is not None:
+                break
+        if failure is not None:
+            await asyncio.to_thread(_stop_woken, started)
+            self.stats["wake_failures"] += 1
+            log_path = started[-1][0]["log"] if started else None
+            tail = _log_tail(Path(log_path)) if log_path else ""
+            logger.warning("Could not wake %s v%s: %s\n%s", wake.model, wake.version, failure, tail)
+            return {
+                "error": f"{wake.model} v{wake.version} was asleep (scaled to zero) and could not be woken: {failure}. "
+                f"Last lines of {log_path}:\n{tail}\nFix the cause; the next request tries to wake it again.",
+                "reason": "WakeFailed",
+            }
+        ready = time.monotonic()
+        cold_start = round(ready - arrived, 4)
+        self._asleep = None
+        self._last_inference = ready
+        pids = {component["component"]: process.pid for component, process in started}
+        woken_at = _now()
+        _write_json(self._scale_file, {"slot": wake.slot, "state": "awake", "since": woken_at, "pids": pids})
+        record = {
+            "model": wake.model,
+            "version": wake.version,
+            "slot": wake.slot,
+            "woken_at": woken_at,
+            "cold_start_seconds": cold_start,
+            "trigger": {**trigger, "held_requests": held_max},
+            "pids": pids,
+        }
+        name = f"{woken_at.replace(':', '').replace('-', '')}-{_safe(wake.model)}-v{_safe(wake.version)}"
+        _write_json(self._wakes_dir / f"{name}-{uuid.uuid4().hex[:8]}.json", record)
+        self.stats["wakes"] += 1
+        self.last_cold_start_seconds = cold_start
+        logger.info("woke %s v%s in %.2f s", wake.model, wake.version, cold_start)
+        return None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one client connection: one request after another until the client closes it."""
@@ -444,12 +665,24 @@ class EndpointProxy:
                 self._mirror(route.shadow, raw, method)
         else:
             self.stats["primary"] += 1
+        primary = address == route.primary
+        if inference and primary:
+            self._last_inference = time.monotonic()
+        if primary and route.wake is not None and self._asleep == route.wake.slot:
+            refused = await self._hold_for_wake(route.wake, request, method, path)
+            if refused is not None:
+                return refused
+        self._in_flight += primary
         try:
             response = await self._pool(address).exchange(raw, method)
         except (OSError, HttpError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             logger.warning("Upstream %s:%d failed: %s", *address, exc)
             self.stats["unavailable"] += 1
             return _response(b"503 Service Unavailable", _UNAVAILABLE)
+        finally:
+            self._in_flight -= primary
+            if inference and primary:
+                self._last_inference = time.monotonic()
         if b"connection" in response.headers:
             # Hop-by-hop: the upstream closing its connection to the proxy does not close the client's.
             response.head = _without_header(response.head, b"connection")
@@ -457,6 +690,150 @@ class EndpointProxy:
             # Delimited by the upstream closing: add the length so the client connection can stay alive.
             response.head = response.head[:-2] + b"content-length: " + str(len(response.body)).encode() + b"\r\n\r\n"
         return response.raw()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Replace ``path`` atomically: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _asleep_slot(scale_file: Path) -> str | None:
+    """The slot a previous run of the proxy left asleep (so a restarted proxy still wakes it)."""
+    try:
+        scale = json.loads(scale_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(scale["slot"]) if isinstance(scale, dict) and scale.get("state") == "asleep" else None
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs, is not a zombie, and is a model server (its command line carries the marker)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        return SERVER_MARKER in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, IndexError):
+        return False
+
+
+def _stop_pid(pid: int, process: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
+    """SIGTERM the process group of ``pid`` (the servers run in their own session), SIGKILL after ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if not _running(pid):
+            break
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _running(pid):
+            if process is not None and process.poll() is not None:
+                break
+            time.sleep(0.05)
+    if process is not None:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_slot_processes(wake: Wake) -> None:
+    """Stop the slot's processes, front first: those the backend started and those a wake started."""
+    for component in reversed(wake.components):
+        name = component["component"]
+        for pid in {wake.pids.get(name), _read_pid(component["woken_pid_file"])} - {None}:
+            _stop_pid(pid)  # type: ignore[arg-type]
+        Path(component["woken_pid_file"]).unlink(missing_ok=True)
+
+
+def _stop_woken(started: list[tuple[dict[str, Any], subprocess.Popen]]) -> None:
+    for component, process in reversed(started):
+        _stop_pid(process.pid, process)
+        Path(component["woken_pid_file"]).unlink(missing_ok=True)
+
+
+def _spawn(component: dict[str, Any]) -> subprocess.Popen:
+    """Start one of the slot's processes exactly as the backend recorded it; record its pid."""
+    log = Path(component["log"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            list(component["argv"]),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=component.get("env"),
+            cwd=component.get("cwd"),
+            start_new_session=True,  # like the backend's: outlives the proxy, stopped as a process group
+        )
+    pid_file = Path(component["woken_pid_file"])
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pid_file.with_name(f".{pid_file.name}.tmp")
+    tmp.write_text(str(process.pid))
+    os.replace(tmp, pid_file)
+    return process
+
+
+async def _ready(url: str) -> bool:
+    """Whether ``url`` answers ``200`` (one HTTP/1.1 GET on a fresh connection)."""
+    rest = url.split("://", 1)[-1]
+    hostport, _, path = rest.partition("/")
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*_address(hostport)), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n".encode())
+        status_line = await asyncio.wait_for(reader.readline(), 2.0)
+        return status_line[9:12] == b"200"
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        await _close(writer)
+
+
+async def _wait_ready(process: subprocess.Popen, component: dict[str, Any], deadline: float) -> str | None:
+    """None once the process is ready; else why not (it exited, or ``deadline`` passed)."""
+    while True:
+        code = process.poll()
+        if code is not None:
+            return f"the {component['component']} exited during start-up (exit code {code})"
+        if await _ready(component["ready_url"]):
+            return None
+        if time.monotonic() >= deadline:
+            return (
+                f"the {component['component']} was not ready within the wake timeout; raise the local backend's "
+                "startup_timeout if the model needs longer to load"
+            )
+        await asyncio.sleep(READY_POLL_SECONDS)
+
+
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def _without_header(head: bytes, name: bytes) -> bytes:
@@ -483,6 +860,7 @@ async def serve(port: int, state_file: Path, host: str = "127.0.0.1", **options:
     """Run the proxy until SIGTERM/SIGINT; ``options`` are :class:`EndpointProxy`'s shadow settings."""
     proxy = EndpointProxy(state_file, **options)  # type: ignore[arg-type]
     proxy.start_shadow_workers()
+    proxy.start_scaler()
     server = await asyncio.start_server(proxy.handle, host, port, reuse_address=True, limit=MAX_HEAD_BYTES)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -197,10 +197,15 @@ def test_autoscaling_from_the_spec_reaches_the_rendered_inference_service(spec_d
     spec = parse_spec({**spec_dict, "serving": serving}, "include/models/refunds.yaml", REPO_ROOT)
     deploy = build_dags(spec)["refunds__training"].get_task("deploy")
     options = deploy.manifest_options
+    # scale_to_zero_after (the local backend's idle window, Knative's 60 s + 30 s by default) comes with min 0 only.
     assert options == {"min_replicas": 0, "max_replicas": 6, "scale_metric": "concurrency", "scale_target": 4,
-                       "serving_mode": "transformer"}  # fmt: skip
-    predictor = render_inference_service("refunds", "s3://b/m", feature_service="refunds_v1", **options)["spec"][
+                       "scale_to_zero_after": 90.0, "serving_mode": "transformer"}  # fmt: skip
+    kserve_options = {k: v for k, v in options.items() if k != "scale_to_zero_after"}  # as the operator passes them
+    predictor = render_inference_service("refunds", "s3://b/m", feature_service="refunds_v1", **kserve_options)["spec"][
         "predictor"
     ]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (0, 6)
     assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("concurrency", 4)
+    quick = {**serving, "autoscaling": {"min_replicas": 0, "scale_to_zero_after": 5}}
+    spec = parse_spec({**spec_dict, "serving": quick}, "include/models/refunds.yaml", REPO_ROOT)
+    assert spec.serving.manifest_options["scale_to_zero_after"] == 5.0

@@ -273,6 +273,21 @@ ERRORS = [
         _set("serving", {"autoscaling": {"metric": "rps"}}),
         "serving.autoscaling.target: metric and target go together",
     ),
+    (
+        "scale_to_zero_after_positive",
+        _set("serving", {"autoscaling": {"min_replicas": 0, "scale_to_zero_after": 0}}),
+        "serving.autoscaling.scale_to_zero_after: expected a positive number of seconds, got 0",
+    ),
+    (
+        "scale_to_zero_after_number",
+        _set("serving", {"autoscaling": {"min_replicas": 0, "scale_to_zero_after": "90s"}}),
+        "serving.autoscaling.scale_to_zero_after: expected a number, got '90s'",
+    ),
+    (
+        "scale_to_zero_after_needs_min_replicas_0",
+        _set("serving", {"autoscaling": {"scale_to_zero_after": 30}}),
+        "serving.autoscaling.scale_to_zero_after: applies only with min_replicas: 0 (got min_replicas: 1)",
+    ),
     ("serving_backend", _set("serving", {"backend": "seldon"}), "serving.backend: expected one of local, kserve"),
     (
         "drift_cron",

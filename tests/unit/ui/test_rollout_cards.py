@@ -6,7 +6,7 @@ import time
 
 from mlops_provider.serving.records import ANALYSIS, APPROVAL, PHASE, RESULT, SHADOW, RolloutRecorder
 from mlops_provider.ui.app import canary_svg, live_svg, metric_deltas_html, render_model_card
-from mlops_provider.ui.data import collect_rollouts
+from mlops_provider.ui.data import collect_cold_starts, collect_rollouts
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -81,3 +81,31 @@ def test_charts_and_deltas_say_nothing_without_data_and_escape_labels():
     assert XSS not in live_svg(rows) and "v&lt;img" in live_svg(rows)
     assert "No metrics recorded" in metric_deltas_html({}, None)
     assert '<td class="num delta"></td>' in metric_deltas_html({"r2": 0.5}, None)
+
+
+def test_the_card_shows_the_last_cold_start_of_a_model_scaled_to_zero(tmp_path, monkeypatch):
+    """The proxy's wake records (one file per wake) reach the card as a badge; none, no badge."""
+    import json
+
+    from mlops_provider.settings import get_settings, reset_settings
+
+    monkeypatch.setenv("AIRFLOW__MLOPS__LOCAL_ROOT", str(tmp_path))
+    reset_settings()
+    try:
+        settings = get_settings()
+        model = {"name": "m", "aliases": {"champion": "3"}, "last_gate": None, "versions": []}
+        assert collect_cold_starts(settings, "m") == []
+        assert "cold start" not in render_model_card(model, [], "", audit=[], live=[], rollouts=[], cold_starts=[])
+        wakes = settings.serving_root / "wakes"
+        wakes.mkdir(parents=True)
+        for i, (model_name, seconds) in enumerate((("m", 2.5), ("m", 2.3125), ("other", 9.0))):
+            record = {"model": model_name, "version": "3", "woken_at": f"2031-03-01T10:0{i}:00+00:00",
+                      "cold_start_seconds": seconds, "trigger": {"method": "POST", "path": "/v2/models/m/infer"}}  # fmt: skip
+            (wakes / f"{i}.json").write_text(json.dumps(record))
+        cold_starts = collect_cold_starts(settings, "m")
+        assert [w["cold_start_seconds"] for w in cold_starts] == [2.5, 2.3125]
+        assert collect_cold_starts(settings, "../m") == []
+        html = render_model_card(model, [], "", audit=[], live=[], rollouts=[], cold_starts=cold_starts)
+        assert "cold start 2.31 s" in html and "2 wake(s) from scale to zero; last: v3 at 2031-03-01T10:01" in html
+    finally:
+        reset_settings()

@@ -484,6 +484,8 @@ class ModelDeployOperator(BaseOperator):
 
         options = {**self.manifest_options}
         options.pop("n_features", None)
+        # The local backend's idle window; on KServe, Knative's autoscaler settings decide when to scale to zero.
+        options.pop("scale_to_zero_after", None)
         if options.get("transformer", True):
             if not feature_service:
                 raise MlopsError(
@@ -567,11 +569,16 @@ class ModelDeployOperator(BaseOperator):
         from mlops_provider.hooks.local_serving import LocalServingHook
         from mlops_provider.serving.local import BLUE_GREEN, BlueGreenRollout, ProgressiveRollout, progressive_steps
         from mlops_provider.serving.rollout import canary_weights
+        from mlops_provider.spec.model import SCALE_TO_ZERO_AFTER
 
         endpoint = LocalServingHook(settings=self.settings)
         strategy = self.strategy or BLUE_GREEN
         # The spec's serving.mode reaches the deploy task in manifest_options; locally it picks the slot's processes.
         serving_mode = self.manifest_options.get("serving_mode", "transformer")
+        # serving.autoscaling.min_replicas: 0 lets the local slot sleep when idle (woken by the next request).
+        scale_to_zero_after = None
+        if self.manifest_options.get("min_replicas", 1) == 0:
+            scale_to_zero_after = float(self.manifest_options.get("scale_to_zero_after", SCALE_TO_ZERO_AFTER))
         if strategy == BLUE_GREEN:
             return BlueGreenRollout(
                 endpoint,
@@ -580,6 +587,7 @@ class ModelDeployOperator(BaseOperator):
                 progress_deadline=self.progress_deadline,
                 training_set=self.training_set,
                 serving_mode=serving_mode,
+                scale_to_zero_after=scale_to_zero_after,
             )
         weights = canary_weights(self.canary_traffic_percent, self.step_weight, self.max_weight)
         return ProgressiveRollout(
@@ -594,6 +602,7 @@ class ModelDeployOperator(BaseOperator):
             progress_deadline=self.progress_deadline,
             training_set=self.training_set,
             serving_mode=serving_mode,
+            scale_to_zero_after=scale_to_zero_after,
         )
 
     def _live_judge(self) -> Callable[..., dict[str, Any]] | None:

@@ -8,6 +8,18 @@ Layout under ``settings.serving_root``:
   candidate slot and the progressive ``rollout`` in progress (version, start, step reached);
 * ``pids/<colour>-<component>.pid`` -- each process's pid; ``logs/<colour>-<component>.log`` -- its output.
 
+Scale to zero (a model spec's ``serving.autoscaling.min_replicas: 0``): the live slot records how its processes were
+started (``launch``: command lines, environment, logs, readiness URLs) and ``endpoint.json`` passes that on with a
+``sleep_after``; the proxy stops the slot after that many seconds without an inference request and starts the same
+command lines when the next request comes (see :mod:`mlops_serving.proxy`). The slot stays the live one while it is
+asleep. Each file has one writer: this module writes ``deployment.json``, ``endpoint.json`` and the pid files of the
+processes it starts; the proxy writes ``scale.json`` (whether the live slot is ``awake`` or ``asleep``), the pid files
+of the processes it woke (``pids/woken-<colour>-<component>.pid``) and one ``wakes/*.json`` per wake (the cold starts,
+:meth:`LocalEndpoint.cold_starts`). Stopping a slot stops both its own and its woken processes (this module deletes a
+woken pid file only after stopping its process, and ``scale.json`` only after stopping the proxy), so a killed proxy
+leaves no process that :meth:`LocalEndpoint.stop_all` cannot find. ``deployment.json`` and ``endpoint.json`` hold the
+servers' environment (credentials included): they are readable by their owner only.
+
 The slots are also Prometheus targets: every change of ``deployment.json`` or of the route rewrites
 ``<local_root>/prometheus/targets/local-serving.json`` (Prometheus ``file_sd_configs``; ``make up``'s Prometheus
 reads that folder) with each slot's processes labelled ``model``, ``version``, ``role`` (``stable``, ``canary``,
@@ -30,6 +42,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +78,8 @@ COLORS = ("blue", "green")
 SERVER_MARKER = "mlops_serving"
 PROXY_MARKER = "mlops_serving.proxy"
 COMPONENTS = ("predictor", "transformer")
+#: A slot's state as :meth:`LocalEndpoint.slot_status` reports it.
+AWAKE, ASLEEP, DOWN = "awake", "asleep", "down"
 
 
 def mlflow_env(storage_uri: str, mlflow_conn_id: str | None = None) -> dict[str, str]:
@@ -118,6 +133,8 @@ class LocalEndpoint:
     :param drain_seconds: seconds the old colour keeps running after the switch, for in-flight requests.
     :param bind_host: address every process (proxy, predictor, transformer) listens on; loopback unless a caller
         explicitly exposes the endpoint to the network.
+    :param wake_queue_limit: requests the proxy holds while an asleep slot wakes; more are answered ``503``. A wake
+        may take ``startup_timeout`` seconds.
     """
 
     def __init__(
@@ -127,12 +144,14 @@ class LocalEndpoint:
         startup_timeout: float = 120.0,
         drain_seconds: float = 1.0,
         bind_host: str = "127.0.0.1",
+        wake_queue_limit: int = 256,
     ) -> None:
         super().__init__()
         self._settings = settings
         self.bind_host = bind_host
         self.startup_timeout = startup_timeout
         self.drain_seconds = drain_seconds
+        self.wake_queue_limit = wake_queue_limit
 
     @cached_property
     def settings(self) -> MlopsSettings:
@@ -165,22 +184,35 @@ class LocalEndpoint:
     def _pid_file(self, name: str) -> Path:
         return self.root / "pids" / f"{name}.pid"
 
+    @property
+    def _scale_file(self) -> Path:
+        """Written by the proxy only: the live slot's ``slot`` id and ``state`` (``awake``/``asleep``)."""
+        return self.root / "scale.json"
+
+    @property
+    def wakes_dir(self) -> Path:
+        """Written by the proxy only: one JSON record per wake of an asleep slot."""
+        return self.root / "wakes"
+
     def _read_state(self) -> dict:
         try:
             return json.loads(self._deployment_file.read_text())
         except (FileNotFoundError, ValueError):
             return {}
 
-    def _write_json(self, path: Path, data: dict | list) -> None:
+    def _write_json(self, path: Path, data: dict | list, private: bool = False) -> None:
+        """Replace ``path`` atomically; ``private``: readable by this user only (it holds the servers' environment)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=2))
+        tmp.unlink(missing_ok=True)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644), "w") as out:
+            out.write(json.dumps(data, indent=2))
         os.replace(tmp, path)
 
     def _update_state(self, **changes: Any) -> dict:
         state = self._read_state()
         state.update(changes)
-        self._write_json(self._deployment_file, state)
+        self._write_json(self._deployment_file, state, private=True)
         self._publish_targets(state, self.traffic())
         return state
 
@@ -219,16 +251,71 @@ class LocalEndpoint:
         self._write_json(self.targets_file, groups)
 
     def active(self) -> dict | None:
-        """Return the live slot if its processes run, else None."""
+        """Return the live slot if its processes run or it is asleep (scaled to zero), else None."""
         slot = self._read_state().get("active")
-        if slot and self.slot_alive(slot):
+        if slot and self.slot_status(slot) != DOWN:
             return dict(slot)
         return None
 
-    @staticmethod
-    def slot_alive(slot: dict) -> bool:
-        """Whether every process of ``slot`` runs."""
-        return all(process_alive(slot[c]["pid"], SERVER_MARKER) for c in COMPONENTS if slot.get(c))
+    def _woken_pids(self, slot: dict) -> dict[str, int]:
+        """``{component: pid}`` of the processes the proxy started when it woke ``slot``."""
+        pids = {}
+        for launch in slot.get("launch") or []:
+            pid = read_pid(Path(launch["woken_pid_file"]))
+            if pid:
+                pids[launch["component"]] = pid
+        return pids
+
+    def slot_alive(self, slot: dict) -> bool:
+        """Whether every process of ``slot`` runs: those this backend started, or those the proxy woke."""
+        components = [c for c in COMPONENTS if slot.get(c)]
+        if all(process_alive(slot[c].get("pid"), SERVER_MARKER) for c in components):
+            return True
+        woken = self._woken_pids(slot)
+        return bool(components) and all(process_alive(woken.get(c), SERVER_MARKER) for c in components)
+
+    def slot_status(self, slot: dict) -> str:
+        """``awake`` (its processes run), ``asleep`` (scaled to zero by the proxy, woken by a request) or ``down``."""
+        if self.slot_alive(slot):
+            return AWAKE
+        try:
+            scale = json.loads(self._scale_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return DOWN
+        asleep = slot.get("slot_id") and scale.get("slot") == slot["slot_id"] and scale.get("state") == ASLEEP
+        return ASLEEP if asleep else DOWN
+
+    def ensure_awake(self, slot: dict) -> None:
+        """Wake the live ``slot`` if it is asleep: a request through the proxy, which starts it and waits.
+
+        :raises RolloutFailedError: the wake failed (the proxy's reason, with the server's log tail).
+        """
+        if self.slot_status(slot) != ASLEEP:
+            return
+        url = f"{self.endpoint_url}/v2/models/{slot['model_name']}/ready"
+        status, body = http_get_json(url, timeout=self.startup_timeout + 10)
+        if status != 200:
+            raise RolloutFailedError(
+                f"The asleep {slot['color']} slot ({slot['model_name']} version {slot['model_version']}) did not wake: "
+                f"HTTP {status or 'no response'}: {body.get('error') if isinstance(body, dict) else body}",
+                reason="WakeFailed",
+            )
+
+    def cold_starts(self, model_name: str | None = None) -> list[dict]:
+        """The recorded wakes of asleep slots, oldest first (only ``model_name``'s when given).
+
+        Each is ``{"model", "version", "slot", "woken_at", "cold_start_seconds", "trigger", "pids"}``.
+        """
+        wakes = []
+        for path in self.wakes_dir.glob("*.json"):
+            try:
+                wake = json.loads(path.read_text())
+            except (OSError, ValueError):
+                log.warning("Skipping unreadable wake record %s", path)
+                continue
+            if model_name is None or wake.get("model") == model_name:
+                wakes.append(wake)
+        return sorted(wakes, key=lambda wake: str(wake.get("woken_at")))
 
     # -- processes -------------------------------------------------------------------------------------------------
     def _python(self) -> str:
@@ -254,6 +341,31 @@ class LocalEndpoint:
             env=env,
             cwd=self.settings.project_root,
             pid_file=self._pid_file(name),
+        )
+
+    def _server_launch(
+        self, color: str, component: str, model_name: str, http_port: int, args: list[str], env: dict[str, str]
+    ) -> dict[str, Any]:
+        """How to start one model server of a slot: what this backend starts, and what the proxy replays to wake it."""
+        return {
+            "component": component,
+            "argv": [self._python(), *args],
+            "env": env,
+            "cwd": str(self.settings.project_root),
+            "log": str(self.root / "logs" / f"{color}-{component}.log"),
+            "ready_url": f"http://127.0.0.1:{http_port}/v2/models/{model_name}/ready",
+            "woken_pid_file": str(self._pid_file(f"woken-{color}-{component}")),
+        }
+
+    def _launch(self, slot: dict, launch: dict[str, Any]) -> int:
+        """Start one recorded server process of ``slot`` (the one way this backend starts a model server)."""
+        slot.setdefault("launch", []).append(launch)
+        return start_process(
+            launch["argv"],
+            log_file=Path(launch["log"]),
+            env=launch["env"],
+            cwd=launch["cwd"],
+            pid_file=self._pid_file(f"{slot['color']}-{launch['component']}"),
         )
 
     def _log_tail(self, log_name: str, lines: int = 25) -> str:
@@ -310,6 +422,7 @@ class LocalEndpoint:
         color: str | None = None,
         prediction_log: bool = True,
         serving_mode: str = "transformer",
+        scale_to_zero_after: float | None = None,
     ) -> dict:
         """Start a new colour (predictor, plus the Feast transformer) and wait until it is ready.
 
@@ -319,6 +432,8 @@ class LocalEndpoint:
         :param serving_mode: with ``feast_config``, where the lookup runs: ``transformer`` (a Feast transformer in
             front of the predictor) or ``fused`` (in the predictor's process: no transformer, no hop).
         :param env: extra environment for the servers (e.g. ``MLFLOW_TRACKING_URI``; never logged).
+        :param scale_to_zero_after: once live, the proxy stops the slot after this many seconds without an inference
+            request and wakes it on the next request (``min_replicas: 0``); None: it always runs.
         :return: the slot description; its ``url`` serves the model directly (before any switch).
         """
         if serving_mode not in SERVING_MODES:
@@ -364,6 +479,8 @@ class LocalEndpoint:
             predictor_args.append(f"--prediction_log_uri={log_uri}")
         slot: dict[str, Any] = {
             "color": color,
+            "slot_id": uuid.uuid4().hex,
+            "scale_to_zero_after": scale_to_zero_after,
             "model_name": model_name,
             "model_version": str(model_version),
             "storage_uri": storage_uri,
@@ -372,7 +489,9 @@ class LocalEndpoint:
             "predictor": {"http_port": predictor_port, "grpc_port": predictor_grpc, "log": f"{color}-predictor.log"},
             "transformer": None,
         }
-        slot["predictor"]["pid"] = self._spawn(predictor_args, f"{color}-predictor", server_env)
+        slot["predictor"]["pid"] = self._launch(
+            slot, self._server_launch(color, "predictor", model_name, predictor_port, predictor_args, server_env)
+        )
         self._update_state(candidate=slot)
         try:
             self._wait_ready(slot, "predictor", model_name)
@@ -395,7 +514,9 @@ class LocalEndpoint:
                     f"--bind_host={self.bind_host}",
                     "--enable_latency_logging=false",
                 ]
-                slot["transformer"]["pid"] = self._spawn(args, f"{color}-transformer", server_env)
+                slot["transformer"]["pid"] = self._launch(
+                    slot, self._server_launch(color, "transformer", model_name, port, args, server_env)
+                )
                 self._update_state(candidate=slot)
                 self._wait_ready(slot, "transformer", model_name)
         except Exception:
@@ -457,11 +578,14 @@ class LocalEndpoint:
         weight: int | None = None,
         shadow: dict | None = None,
         percent: int | None = None,
+        scale_to_zero: bool | None = None,
     ) -> dict:
         """Point the proxy at ``primary``, with a canary share or a shadow; return the state written.
 
         ``weight`` % of inference requests go to ``canary``; ``percent`` % are mirrored to ``shadow``. The state file
         (``endpoint.json``) is replaced atomically; the proxy picks the change up on its next request, on connections already open too.
+        ``scale_to_zero``: whether ``primary`` may sleep when idle (its ``scale_to_zero_after``); default: unless a
+        canary or shadow is routed. Whatever it says, an asleep primary is woken by the next request.
         """
         state: dict[str, Any] = {
             "upstream": primary["upstream"],
@@ -473,7 +597,20 @@ class LocalEndpoint:
             state["canary"] = {"upstream": canary["upstream"], "version": canary["model_version"], "weight": weight}
         if shadow is not None:
             state["shadow"] = {"upstream": shadow["upstream"], "version": shadow["model_version"], "percent": percent}
-        self._write_json(self._endpoint_file, state)
+        if primary.get("launch") and primary.get("slot_id"):
+            if scale_to_zero is None:
+                scale_to_zero = canary is None and shadow is None  # never while a rollout judges a candidate
+            state["wake"] = {
+                "slot": primary["slot_id"],
+                "model": primary["model_name"],
+                "version": primary["model_version"],
+                "components": primary["launch"],
+                "pids": {c: primary[c]["pid"] for c in COMPONENTS if primary.get(c)},
+                "sleep_after": primary.get("scale_to_zero_after") if scale_to_zero else None,
+                "timeout": self.startup_timeout,
+                "queue_limit": self.wake_queue_limit,
+            }
+        self._write_json(self._endpoint_file, state, private=True)
         self._publish_targets(self._read_state(), state)
         return state
 
@@ -504,28 +641,34 @@ class LocalEndpoint:
         return candidate
 
     def stop_slot(self, slot: dict) -> None:
-        """Stop the processes of ``slot`` (transformer first)."""
+        """Stop the processes of ``slot`` (transformer first): those this backend started and those the proxy woke."""
+        woken = self._woken_pids(slot)
         for component in reversed(COMPONENTS):
             info = slot.get(component)
             if info and info.get("pid"):
                 stop_process(info["pid"], marker=SERVER_MARKER)
                 self._pid_file(f"{slot.get('color')}-{component}").unlink(missing_ok=True)
+            if woken.get(component):
+                stop_process(woken[component], marker=SERVER_MARKER)
+        for launch in slot.get("launch") or []:
+            Path(launch["woken_pid_file"]).unlink(missing_ok=True)
 
     def stop_all(self) -> None:
-        """Stop every process of the local endpoint (live colour, candidate and proxy)."""
+        """Stop every process of the local endpoint (proxy, live colour -- woken or not -- and candidate)."""
         state = self._read_state()
+        if state.get("proxy"):  # first: a request must not wake a slot while it is being stopped
+            stop_process(state["proxy"].get("pid"), marker=PROXY_MARKER)
+            self._pid_file("proxy").unlink(missing_ok=True)
         for key in ("candidate", "active"):
             if state.get(key):
                 self.stop_slot(state[key])
-        if state.get("proxy"):
-            stop_process(state["proxy"].get("pid"), marker=PROXY_MARKER)
-            self._pid_file("proxy").unlink(missing_ok=True)
         # A process interrupted before its slot reached the state file is known by its pid file only.
         for pid_file in sorted((self.root / "pids").glob("*.pid")):
             stop_process(read_pid(pid_file), marker=SERVER_MARKER)
             pid_file.unlink(missing_ok=True)
         self._endpoint_file.unlink(missing_ok=True)
-        self._write_json(self._deployment_file, {})
+        self._scale_file.unlink(missing_ok=True)
+        self._write_json(self._deployment_file, {}, private=True)
         self._publish_targets({}, {})
 
 
@@ -538,6 +681,8 @@ class BlueGreenRollout:
     :param progress_deadline: seconds the analysis may take.
     :param training_set: training-set manifest to draw smoke rows from.
     :param serving_mode: with Feast features, ``transformer`` or ``fused`` (see :meth:`LocalEndpoint.start_slot`).
+    :param scale_to_zero_after: the live version sleeps after this many seconds without an inference request and
+        wakes on the next one (a spec's ``min_replicas: 0``); None (``min_replicas >= 1``): it always runs.
     """
 
     def __init__(
@@ -549,6 +694,7 @@ class BlueGreenRollout:
         progress_deadline: float = 600.0,
         training_set: dict | str | None = None,
         serving_mode: str = "transformer",
+        scale_to_zero_after: float | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.model_name = model_name
@@ -556,6 +702,7 @@ class BlueGreenRollout:
         self.progress_deadline = progress_deadline
         self.training_set = training_set
         self.serving_mode = serving_mode
+        self.scale_to_zero_after = scale_to_zero_after
 
     def _analyze(self, url: str, version: str, deadline: float, label: str) -> dict[str, Any]:
         return run_analysis(
@@ -615,7 +762,9 @@ class BlueGreenRollout:
             and live["storage_uri"] == storage_uri
         ):
             analysis = None
+            live["scale_to_zero_after"] = self.scale_to_zero_after  # the spec may have changed since it started
             if live.get("verified_version") != version:
+                endpoint.ensure_awake(live)
                 # Live but never analysed (started by hand, or by an older provider): serving proves nothing.
                 log.info(
                     "Version %s is live on %s but no passed analysis is recorded: analysing it.", version, live["color"]
@@ -653,6 +802,7 @@ class BlueGreenRollout:
                 feature_service=feature_service,
                 env=env,
                 serving_mode=self.serving_mode,
+                scale_to_zero_after=self.scale_to_zero_after,
             )
         except RolloutFailedError as exc:
             if not live or previous is None:
@@ -811,6 +961,7 @@ class ProgressiveRollout(BlueGreenRollout):
         progress_deadline: float = 3600.0,
         training_set: dict | str | None = None,
         serving_mode: str = "transformer",
+        scale_to_zero_after: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(
@@ -820,6 +971,7 @@ class ProgressiveRollout(BlueGreenRollout):
             progress_deadline=progress_deadline,
             training_set=training_set,
             serving_mode=serving_mode,
+            scale_to_zero_after=scale_to_zero_after,
         )
         if not steps:
             raise ValueError("A progressive rollout needs at least one step; use BlueGreenRollout for none.")
@@ -928,6 +1080,7 @@ class ProgressiveRollout(BlueGreenRollout):
                 candidate = endpoint.start_slot(
                     self.model_name, storage_uri, version, feast_config=feast_config,
                     feature_service=feature_service, env=env, serving_mode=self.serving_mode,
+                    scale_to_zero_after=self.scale_to_zero_after,
                 )  # fmt: skip
             except RolloutFailedError as exc:
                 return {
@@ -956,6 +1109,13 @@ class ProgressiveRollout(BlueGreenRollout):
                 self.model_name, version, rollout["step"] + 1, len(self.steps),
             )  # fmt: skip
         fault_point("deploy.after_candidate_started")
+        # The stable version is judged against while the rollout lasts: awake, with no cold start in its windows.
+        endpoint.route_traffic(stable, scale_to_zero=False)
+        try:
+            endpoint.ensure_awake(stable)
+        except RolloutFailedError as exc:
+            self._roll_back(rollout, "failed", "WakeFailed", str(exc))
+            raise
         judge = self.judge or probe_judge(
             candidate["url"],
             self.model_name,

@@ -25,6 +25,7 @@ from mlops_provider.spec.model import (
     DEFAULT_PARAMS_FILE,
     ENTITY_TYPES,
     SCALE_METRICS,
+    SCALE_TO_ZERO_AFTER,
     SERVING_MODES,
     SOURCE_FORMATS,
     STATIC_FEATURE_TYPES,
@@ -520,7 +521,9 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
     )
     enabled = reader.boolean(serving_raw.get("enabled"), "serving.enabled", True)
     scaling_raw = reader.mapping(
-        serving_raw.get("autoscaling"), "serving.autoscaling", ("min_replicas", "max_replicas", "metric", "target")
+        serving_raw.get("autoscaling"),
+        "serving.autoscaling",
+        ("min_replicas", "max_replicas", "metric", "target", "scale_to_zero_after"),
     )
     autoscaling = AutoscalingSpec(
         min_replicas=reader.integer(
@@ -535,7 +538,21 @@ def parse_spec(raw: Any, source: str, project_root: Path | None = None, path: Pa
         target=reader.integer(scaling_raw["target"], "serving.autoscaling.target", minimum=1)
         if scaling_raw.get("target") is not None
         else None,
+        scale_to_zero_after=reader.number(
+            scaling_raw.get("scale_to_zero_after"), "serving.autoscaling.scale_to_zero_after", SCALE_TO_ZERO_AFTER
+        ),
     )
+    if autoscaling.scale_to_zero_after <= 0:
+        raise reader.fail(
+            "serving.autoscaling.scale_to_zero_after",
+            f"expected a positive number of seconds, got {scaling_raw.get('scale_to_zero_after')!r}",
+        )
+    if "scale_to_zero_after" in scaling_raw and autoscaling.min_replicas != 0:
+        raise reader.fail(
+            "serving.autoscaling.scale_to_zero_after",
+            f"applies only with min_replicas: 0 (got min_replicas: {autoscaling.min_replicas}); set min_replicas: 0 "
+            "to let the model scale to zero, or remove scale_to_zero_after",
+        )
     if autoscaling.max_replicas < autoscaling.min_replicas:
         raise reader.fail(
             "serving.autoscaling.max_replicas",

@@ -132,28 +132,40 @@ SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
 #: Where entity requests get their features: a Feast transformer in front of the predictor (its own processes or
 #: pods, scaled and built separately), or the predictor itself (``fused``: one process, no hop, lower latency).
 SERVING_MODES = ("transformer", "fused")
+#: Seconds without an inference request before a ``min_replicas: 0`` model is scaled to zero on the local backend:
+#: Knative's default stable window (60 s) plus its scale-to-zero grace period (30 s).
+SCALE_TO_ZERO_AFTER = 90.0
 
 
 @dataclass(frozen=True)
 class AutoscalingSpec:
-    """Replicas of the served model on KServe (the local backend runs one process)."""
+    """Replicas of the served model on KServe; the local backend runs one process, or none while idle."""
 
-    #: 0 lets a Serverless InferenceService scale to zero between sporadic requests.
+    #: 0 lets a Serverless InferenceService (or a local slot) scale to zero between sporadic requests.
     min_replicas: int = 1
     max_replicas: int = 3
     #: ``concurrency``/``rps`` (Serverless) or ``cpu``/``memory`` (RawDeployment); None: KServe's default.
     metric: str | None = None
     target: int | None = None
+    #: Local backend, ``min_replicas: 0`` only: seconds without an inference request before the slot sleeps.
+    scale_to_zero_after: float = SCALE_TO_ZERO_AFTER
 
     @property
     def manifest_options(self) -> dict[str, Any]:
-        """The InferenceService arguments (``render_inference_service``) these settings stand for."""
-        return {
+        """The deploy operator's ``manifest_options`` these settings stand for.
+
+        ``render_inference_service``'s arguments, plus the local backend's ``scale_to_zero_after`` when the model
+        may scale to zero.
+        """
+        options: dict[str, Any] = {
             "min_replicas": self.min_replicas,
             "max_replicas": self.max_replicas,
             "scale_metric": self.metric,
             "scale_target": self.target,
         }
+        if self.min_replicas == 0:
+            options["scale_to_zero_after"] = self.scale_to_zero_after
+        return options
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,12 @@ Routes (all require an Airflow user the auth manager authorises for the custom v
 assets: 401 without a login, 403 without the permission):
 
 - ``/mlops/``: a card per model: status badges (``champion``/``challenger``, what serves or the live rollout, drift,
-  a pending approval), pending approvals linking to Airflow's required-actions form, the last gate decision with the
+  a pending approval, the last cold start of a local model scaled to zero), pending approvals linking to Airflow's required-actions form, the last gate decision with the
   candidate's metric deltas against the champion, the rollout from :mod:`mlops_provider.serving.records` (phase, live
   canary weight, each analysis step's metrics and verdict, shadow comparisons, approvals, result), inline SVG charts
   (canary steps, drift share over time with links to each Evidently report, live performance), the versions and the
   audit timeline; ``?model=<name>`` shows one model. Light and dark themes follow ``prefers-color-scheme``.
-- ``/mlops/api/models``: the same data as JSON (``rollouts`` included).
+- ``/mlops/api/models``: the same data as JSON (``rollouts`` and ``cold_starts`` included).
 - ``/mlops/?request_id=<id>`` (a form on the page) and ``/mlops/trace/<id>`` (JSON): a served request walked
   back to its model version, MLflow run, training-set hash, partition versions and validation reports
   (:mod:`mlops_provider.trace`); ``/mlops/validation/<dataset>/<day>/report.json`` serves those reports.
@@ -619,6 +619,15 @@ def _serving_badge(model: dict[str, Any], rollouts: list[dict[str, Any]]) -> str
     return _badge("not serving")
 
 
+def _cold_start_badge(cold_starts: list[dict[str, Any]]) -> str:
+    """The last wake of the model from scale to zero (local endpoint), with how many the records hold."""
+    last = cold_starts[-1]
+    seconds = last.get("cold_start_seconds")
+    text = f"cold start {seconds:.2f} s" if _is_number(seconds) else "cold start"
+    title = f"{len(cold_starts)} wake(s) from scale to zero; last: v{last.get('version')} at {last.get('woken_at')}"
+    return _badge(text, "info", title)
+
+
 def _drift_badge(points: list[dict[str, Any]]) -> str:
     if not points:
         return _badge("drift: no checks")
@@ -703,6 +712,7 @@ def render_model_card(
     audit: list[dict[str, Any]] | None,
     live: list[dict[str, Any]],
     rollouts: list[dict[str, Any]],
+    cold_starts: list[dict[str, Any]] | None = None,
 ) -> str:
     """One model's card: status badges, pending approvals, gate evidence, rollout, charts, versions and audit."""
     name = model["name"]
@@ -712,6 +722,8 @@ def render_model_card(
         for a, v in aliases.items()
     ]
     badges += [_serving_badge(model, rollouts), _drift_badge(points)]
+    if cold_starts:
+        badges.append(_cold_start_badge(cold_starts))
     pending = [r for r in rollouts if (r.get("approval") or {}).get("state") == "pending"]
     if pending:
         badges.append(_badge("approval pending", "warn"))
@@ -755,6 +767,7 @@ def render_page(
     trace: str | None = None,
     live: dict[str, list[dict[str, Any]]] | None = None,
     rollouts: dict[str, list[dict[str, Any]]] | None = None,
+    cold_starts: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
     """The whole page as HTML (every value escaped); ``trace`` is a rendered :func:`render_trace`."""
     body = ["<h1>MLOps: models, promotion gate, deployment and drift</h1>"]
@@ -779,6 +792,7 @@ def render_page(
                 audit=None if audit is None else audit.get(name, []),
                 live=(live or {}).get(name, []),
                 rollouts=(rollouts or {}).get(name, []),
+                cold_starts=(cold_starts or {}).get(name, []),
             )
         )
     return (
@@ -799,6 +813,7 @@ def create_app() -> FastAPI:
     from mlops_provider.settings import get_settings
     from mlops_provider.ui.data import (
         SAFE_NAME,
+        collect_cold_starts,
         collect_drift,
         collect_live_performance,
         collect_models,
@@ -859,6 +874,16 @@ def create_app() -> FastAPI:
                 found[name] = []
         return found
 
+    def cold_starts_of(names: Any) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for name in names:
+            try:
+                found[name] = collect_cold_starts(get_settings(), name)
+            except Exception as err:  # an unreadable record must not hide the registry
+                log.warning("Cold-start records of %s unreadable: %s", name, err)
+                found[name] = []
+        return found
+
     def traced(request_id: str, model: str | None) -> str:
         from mlops_provider.trace import TraceError, trace_request
 
@@ -882,7 +907,15 @@ def create_app() -> FastAPI:
         live = {name: collect_live_performance(get_settings().data_root, name) for name in drift}
         return HTMLResponse(
             render_page(
-                models, drift, api_base_url(), error, audit=audit, trace=trace, live=live, rollouts=rollouts_of(drift)
+                models,
+                drift,
+                api_base_url(),
+                error,
+                audit=audit,
+                trace=trace,
+                live=live,
+                rollouts=rollouts_of(drift),
+                cold_starts=cold_starts_of(drift),
             )
         )
 
@@ -950,6 +983,7 @@ def create_app() -> FastAPI:
             "drift": drift,
             "live_performance": live,
             "rollouts": rollouts_of(drift),
+            "cold_starts": cold_starts_of(drift),
             "error": error,
         }
 

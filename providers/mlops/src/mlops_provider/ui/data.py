@@ -6,7 +6,8 @@ keys the training and serving code wrote), and the metrics of its run. Rollouts:
 :mod:`mlops_provider.serving.records` keeps per rollout (phases, canary analysis steps, shadow comparisons, approvals,
 result), summarised by :func:`collect_rollouts`. Drift: the ``summary.json`` of each drift check under
 ``<data_root>/reports/drift/<model>/``. Live performance: the ``metrics.json`` of each prediction day under
-``<data_root>/live_performance/<model>/`` (delayed labels joined by ``LabelFeedbackOperator``).
+``<data_root>/live_performance/<model>/`` (delayed labels joined by ``LabelFeedbackOperator``). Cold starts: the
+local endpoint's record of each wake of a model scaled to zero (:meth:`~mlops_provider.serving.local.LocalEndpoint.cold_starts`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mlops_provider.lineage import GATE_DECISION_TAG, ROLLOUT_STATUS_TAG
 
 if TYPE_CHECKING:
     from mlops_provider.hooks.mlflow import MlflowHook
+    from mlops_provider.settings import MlopsSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ MAX_VERSIONS = 10
 MAX_DRIFT_POINTS = 60
 MAX_LIVE_DAYS = 60
 MAX_ROLLOUTS = 5
+MAX_COLD_STARTS = 20
 
 
 def _version_sort_key(version: Any) -> int:
@@ -294,3 +297,12 @@ def collect_rollouts(data_root: str, model_name: str, limit: int = MAX_ROLLOUTS)
         kept.append(rollout)
     kept.sort(key=lambda r: r["started_at"], reverse=True)
     return [summarize_rollout(r) for r in kept[:limit]]
+
+
+def collect_cold_starts(settings: MlopsSettings, model_name: str, limit: int = MAX_COLD_STARTS) -> list[dict[str, Any]]:
+    """The model's latest wakes from scale to zero on the local endpoint, oldest first (empty when none)."""
+    from mlops_provider.serving.local import LocalEndpoint
+
+    if not is_safe_name(model_name):
+        return []
+    return LocalEndpoint(settings=settings).cold_starts(model_name)[-limit:]
