@@ -783,7 +783,7 @@ def _spawn(component: dict[str, Any]) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=component.get("env"),
+            env={**os.environ, **(component.get("env") or {})},  # the proxy inherited the backend's environment
             cwd=component.get("cwd"),
             start_new_session=True,  # like the backend's: outlives the proxy, stopped as a process group
         )

@@ -125,6 +125,9 @@ def test_an_idle_slot_sleeps_and_the_next_request_wakes_it(endpoint, serving_mod
     slot = _wait_asleep(endpoint)
     assert not any(process_alive(pid, SERVER_MARKER) for pid in _all_pids(endpoint, slot))
     assert endpoint.active()["slot_id"] == slot["slot_id"]  # asleep, still the live version
+    # What the proxy replays holds only what the slot adds to the inherited environment, never all of it.
+    inherited = {"PATH", "HOME", "AIRFLOW_HOME"} & set(os.environ)
+    assert inherited and all(not inherited & set(launch["env"]) for launch in slot["launch"]), slot["launch"]
     assert _stats(endpoint)["sleeps"] == 1
 
     status, body, waited = _infer(endpoint, _row(serving_models))

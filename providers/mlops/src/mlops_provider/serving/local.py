@@ -346,7 +346,11 @@ class LocalEndpoint:
     def _server_launch(
         self, color: str, component: str, model_name: str, http_port: int, args: list[str], env: dict[str, str]
     ) -> dict[str, Any]:
-        """How to start one model server of a slot: what this backend starts, and what the proxy replays to wake it."""
+        """How to start one model server of a slot: what this backend starts, and what the proxy replays to wake it.
+
+        ``env`` is only what the slot adds to the environment both inherit (the backend's, which the proxy started
+        with): the recorded state never holds the worker's whole environment.
+        """
         return {
             "component": component,
             "argv": [self._python(), *args],
@@ -363,7 +367,7 @@ class LocalEndpoint:
         return start_process(
             launch["argv"],
             log_file=Path(launch["log"]),
-            env=launch["env"],
+            env=self._env(launch["env"]),
             cwd=launch["cwd"],
             pid_file=self._pid_file(f"{slot['color']}-{launch['component']}"),
         )
@@ -452,7 +456,7 @@ class LocalEndpoint:
         stale = self._read_state().get("candidate")
         if stale and stale.get("color") == color:  # left over from an interrupted deployment
             self.stop_slot(stale)
-        server_env = self._env(env)
+        server_env = dict(env or {})  # what this slot adds to the environment it inherits (never the whole of it)
         predictor_port, predictor_grpc = free_port(), free_port()
         fused = bool(feast_config) and serving_mode == "fused"
         feast_args = [
