@@ -137,7 +137,7 @@ class KeepAliveClient:
         self.connection.close()
 
 
-def logged_request_ids(log_dir: Path, wanted: set[str], timeout: float = 15.0) -> dict[str, str]:
+def logged_request_ids(log_dir: Path, wanted: set[str], timeout: float = 60.0) -> dict[str, str]:
     """``{request_id: model_version}`` of the ``wanted`` ids in a prediction log, once all are flushed."""
     import pandas as pd
 

@@ -212,6 +212,35 @@ def test_an_inconclusive_step_waits_for_more_traffic_then_fails(endpoint, predic
     assert ("shadow", "1", "inconclusive") in events and events[-1] == ("result", "final", "rolled_back")
 
 
+def test_too_little_live_traffic_lets_the_probes_decide_when_the_spec_says_so(
+    endpoint, predictor_servers, serving_models
+):
+    """``live_analysis.on_inconclusive: probes`` (an endpoint with sporadic traffic): after ``inconclusive_wait`` an
+    inconclusive step is decided by smoke probes of the candidate, recorded next to the inconclusive live verdict."""
+    row = serving_models["v1"].X[0].tolist()
+    v1, v2 = serving_models["v1"], serving_models["v2"]
+    _adopt_stable(endpoint, predictor_servers["v1"], v1.version, v1.uri)
+    judge = ScriptedJudge(endpoint, row, verdicts={1: "inconclusive", 2: "inconclusive"}, requests=2)
+    started = time.monotonic()
+
+    result = _rollout(
+        endpoint, judge, step_window=0.3, step_timeout=30.0, inconclusive_wait=1.0, on_inconclusive="probes"
+    ).deploy(v2.version, v2.uri)
+
+    assert result["status"] == "promoted", result
+    assert time.monotonic() - started < 30.0  # the wait, not the step's deadline
+    steps = {s["step"]: s for s in result["analysis"]["steps"]}
+    for step in (1, 2):
+        assert steps[step]["verdict"] == "pass" and steps[step]["source"] == "probes", steps[step]
+        assert steps[step]["live_verdict"] == "inconclusive"
+        assert "Too little live traffic" in steps[step]["message"]
+    assert steps[3]["verdict"] == "pass" and "live_verdict" not in steps[3]  # the judge's own verdict
+    events = _events(endpoint)
+    assert ("shadow", "1", "pass") in events and ("analysis", "2", "pass") in events
+    assert events[-1] == ("result", "final", "promoted")
+    assert _served_versions(endpoint, row) == {v2.version}
+
+
 KILLED_DEPLOY = """
 import json, sys, time
 from pathlib import Path

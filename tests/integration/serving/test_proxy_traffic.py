@@ -56,7 +56,9 @@ def test_shadow_mirrors_every_request_and_clients_see_the_same_bytes(predictor_s
     run = uuid.uuid4().hex[:8]
     rows = _rows(serving_models, 30)
     ids = [f"{run}-{i}" for i in range(len(rows))]
-    with running_proxy(state, tmp_path / "proxy.log") as port:
+    # Every mirrored request must reach the shadow: no abandoning one that a loaded machine makes slow (the
+    # timeout has its own test).
+    with running_proxy(state, tmp_path / "proxy.log", "--shadow-timeout", "60") as port:
         client = KeepAliveClient(port, MODEL_NAME)
         without_shadow, _ = _exchange(client, rows, ids)
         write_state(

@@ -53,6 +53,17 @@ def test_live_analysis_judges_local_steps_from_the_prediction_log_unless_prometh
     assert with_prometheus.judge.keywords["source"] is None  # Prometheus when it answers, else the log
 
 
+def test_local_steps_take_the_live_analysis_inconclusive_policy():
+    rollout = _operator(
+        backend="local", strategy="canary", live_analysis={"on_inconclusive": "probes", "inconclusive_wait": 45}
+    )._local_rollout()
+    assert (rollout.on_inconclusive, rollout.inconclusive_wait) == ("probes", 45)
+    default = _operator(backend="local", strategy="canary", live_analysis={})._local_rollout()
+    assert (default.on_inconclusive, default.inconclusive_wait) == ("rollback", default.step_timeout)
+    without_live = _operator(backend="local", strategy="canary")._local_rollout()
+    assert without_live.on_inconclusive == "rollback"
+
+
 def test_bad_options_name_the_setting():
     with pytest.raises(ValueError, match="strategy must be one of .*'mirror'"):
         _operator(strategy="mirror")

@@ -598,12 +598,20 @@ class ModelDeployOperator(BaseOperator):
             judge=self.judge or self._live_judge(),
             step_window=self.step_window,
             step_timeout=self.step_timeout,
+            **self._local_inconclusive_policy(),
             strategy=strategy,
             progress_deadline=self.progress_deadline,
             training_set=self.training_set,
             serving_mode=serving_mode,
             scale_to_zero_after=scale_to_zero_after,
         )
+
+    def _local_inconclusive_policy(self) -> dict[str, Any]:
+        """``live_analysis``'s ``on_inconclusive`` and ``inconclusive_wait`` for local steps, as on KServe."""
+        config = self._live_analysis_config()
+        if config is None:
+            return {}
+        return {"on_inconclusive": config.on_inconclusive, "inconclusive_wait": config.inconclusive_wait}
 
     def _live_judge(self) -> Callable[..., dict[str, Any]] | None:
         """Local steps judged on live traffic when ``live_analysis`` is set (None: the probe analysis).

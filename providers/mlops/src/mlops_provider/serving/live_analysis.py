@@ -148,7 +148,7 @@ class LiveAnalysisConfig:
     :param score_tolerance: shadow mode, regression: relative difference within which two values agree.
     :param prometheus_conn_id: the Prometheus connection (local default without one).
     :param prediction_log_uri: the model's prediction log; default ``<data_root>/predictions/<model>``.
-    :param on_inconclusive: what a KServe step whose live window stays below ``min_requests`` ends with:
+    :param on_inconclusive: what a step (KServe or local) whose live window stays below ``min_requests`` ends with:
         ``rollback`` (never promote without a live verdict) or ``probes`` (the probes' passed verdict stands, the
         inconclusive live verdict is recorded beside it: for endpoints with little traffic).
     :param inconclusive_wait: seconds an inconclusive step is judged again over its growing window before

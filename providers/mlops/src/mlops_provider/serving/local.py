@@ -947,6 +947,10 @@ class ProgressiveRollout(BlueGreenRollout):
     :param judge: decides each step (see :data:`Judge`); default :func:`probe_judge` on the candidate.
     :param step_window: seconds of live traffic before each judgement.
     :param step_timeout: seconds a step may stay inconclusive before it fails.
+    :param inconclusive_wait: seconds a step waits for enough live traffic before ``on_inconclusive`` decides
+        (default: ``step_timeout``).
+    :param on_inconclusive: what a step still inconclusive then does: ``rollback`` or ``probes`` (smoke probes
+        sent to the candidate decide, as on KServe).
     :param strategy: the strategy name reported in the result.
     :param clock: seconds (tests); ``sleep``: how to wait (tests).
     """
@@ -961,6 +965,8 @@ class ProgressiveRollout(BlueGreenRollout):
         judge: Judge | None = None,
         step_window: float = 30.0,
         step_timeout: float = 300.0,
+        inconclusive_wait: float | None = None,
+        on_inconclusive: str = "rollback",
         strategy: str = CANARY,
         progress_deadline: float = 3600.0,
         training_set: dict | str | None = None,
@@ -983,12 +989,42 @@ class ProgressiveRollout(BlueGreenRollout):
             raise ValueError(
                 f"step_window ({step_window} s) must be >= 0 and step_timeout ({step_timeout} s) at least as long."
             )
+        from mlops_provider.serving.live_analysis import ON_INCONCLUSIVE
+
+        if on_inconclusive not in ON_INCONCLUSIVE:
+            raise ValueError(f"on_inconclusive must be one of {list(ON_INCONCLUSIVE)}, got {on_inconclusive!r}.")
         self.steps = list(steps)
         self.judge = judge
         self.step_window = step_window
         self.step_timeout = step_timeout
+        self.inconclusive_wait = step_timeout if inconclusive_wait is None else min(inconclusive_wait, step_timeout)
+        self.on_inconclusive = on_inconclusive
         self.strategy = strategy
         self._sleep = sleep
+
+    def _probes_decide(
+        self, rollout: dict, index: int, candidate: dict, live: dict[str, Any], recorder: RolloutRecorder
+    ) -> dict[str, Any]:
+        """A step with too little live traffic for a verdict: smoke probes of the candidate decide it."""
+        step = self.steps[index]
+        probes = probe_judge(
+            candidate["url"], self.model_name, self.analysis, training_set=self.training_set,
+            timeout=self.progress_deadline,
+        )(mode=step.mode, candidate_version=rollout["version"], weight=step.weight)  # fmt: skip
+        log.warning(
+            "Step %d (%s at %d%%): too little live traffic for a verdict (%s); the probes decide: %s",
+            index + 1, step.mode, step.weight, live.get("message"), probes["verdict"],
+        )  # fmt: skip
+        details = {
+            **live,
+            "verdict": probes["verdict"],
+            "source": "probes",
+            "metrics": [*live.get("metrics", []), *probes["metrics"]],
+            "live_verdict": live["verdict"],
+            "message": f"Too little live traffic ({live.get('message')}); the probes' verdict: {probes['message']}",
+        }
+        recorder.record(SHADOW_EVENT if step.mode == SHADOW else ANALYSIS, index + 1, details)
+        return details
 
     # -- state ---------------------------------------------------------------------------------------------------------
     def _rollout_state(self) -> dict | None:
@@ -1174,7 +1210,7 @@ class ProgressiveRollout(BlueGreenRollout):
             {"phase": step.mode, "weight": step.weight, "message": f"step {index + 1} of {len(self.steps)}"},
         )
         start = datetime.now(UTC)
-        deadline = time.monotonic() + self.step_timeout
+        give_up = time.monotonic() + self.inconclusive_wait
         attempt = 0
         while True:
             attempt += 1
@@ -1207,7 +1243,9 @@ class ProgressiveRollout(BlueGreenRollout):
             recorder.record(SHADOW_EVENT if step.mode == SHADOW else ANALYSIS, index + 1, details)
             if verdict != INCONCLUSIVE:
                 return details
-            if time.monotonic() + self.step_window > deadline:
+            if time.monotonic() + self.step_window > give_up:
+                if self.on_inconclusive == "probes":
+                    return self._probes_decide(rollout, index, candidate, details, recorder)
                 return details  # never passes: the caller fails the step
             log.info(
                 "Step %d (%s at %d%%) is inconclusive after %.0f s: waiting for more traffic.",
