@@ -74,6 +74,13 @@ def test_shadow_mirrors_every_request_and_clients_see_the_same_bytes(predictor_s
         # A request without an id gets one from the proxy: the primary answers with it, the shadow logs it too.
         status, body, _ = client.infer(rows[0])
         stats = client.get_json("/-/proxy/stats")
+        # Mirroring is asynchronous: let the queue drain before the proxy stops (stopping drops what is queued).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sent = client.get_json("/-/proxy/stats")
+            if sent["shadow_completed"] + sent["shadow_errors"] + sent["shadow_timeouts"] >= len(rows) + 1:
+                break
+            time.sleep(0.2)
         client.close()
 
     assert [s for s, _ in without_shadow] == [200] * len(rows)
