@@ -78,7 +78,7 @@ class _Transformation:
     #: Source features (short names) the transformation reads, per source view name.
     sources: dict[str, list[str]]
     #: ``(<source view>__<feature>, <feature>)`` of each source feature: the names the UDF may read it under.
-    aliases: list[tuple[str, str]] = field(default_factory=list)
+    aliases: list[tuple[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.aliases = [

@@ -58,6 +58,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The local backend's process handling (stdlib only): the proxy runs where the backend installed the provider.
+from mlops_provider.utils.process import read_pid, stop_process, write_pid_file
+
 logger = logging.getLogger("mlops_serving.proxy")
 
 STATS_PATH = b"/-/proxy/stats"
@@ -76,10 +79,10 @@ POOL_SIZE = 32
 IDLE_POLL_SECONDS = 0.2
 #: Seconds between readiness polls of a waking process.
 READY_POLL_SECONDS = 0.05
-#: Command-line marker of the model server processes (guards against pid reuse before signalling a pid).
-SERVER_MARKER = "mlops_serving"
 #: Lines of a server's log quoted when its wake fails.
 LOG_TAIL_LINES = 15
+#: Command-line marker of the model server processes (``mlops_provider.serving.local.SERVER_MARKER``).
+SERVER_MARKER = "mlops_serving"
 
 _INFERENCE_SUFFIXES = (b"/infer", b":predict", b":explain")
 
@@ -717,59 +720,19 @@ def _asleep_slot(scale_file: Path) -> str | None:
     return str(scale["slot"]) if isinstance(scale, dict) and scale.get("state") == "asleep" else None
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs, is not a zombie, and is a model server (its command line carries the marker)."""
-    proc = Path(f"/proc/{pid}")
-    try:
-        if (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
-            return False
-        return SERVER_MARKER in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, IndexError):
-        return False
-
-
-def _stop_pid(pid: int, process: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
-    """SIGTERM the process group of ``pid`` (the servers run in their own session), SIGKILL after ``timeout``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        if not _running(pid):
-            break
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        except PermissionError:
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _running(pid):
-            if process is not None and process.poll() is not None:
-                break
-            time.sleep(0.05)
-    if process is not None:
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def _read_pid(path: str) -> int | None:
-    try:
-        return int(Path(path).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _stop_slot_processes(wake: Wake) -> None:
     """Stop the slot's processes, front first: those the backend started and those a wake started."""
     for component in reversed(wake.components):
         name = component["component"]
-        for pid in {wake.pids.get(name), _read_pid(component["woken_pid_file"])} - {None}:
-            _stop_pid(pid)  # type: ignore[arg-type]
+        for pid in {wake.pids.get(name), read_pid(Path(component["woken_pid_file"]))} - {None}:
+            stop_process(pid, marker=SERVER_MARKER)  # the marker guards against a reused pid
         Path(component["woken_pid_file"]).unlink(missing_ok=True)
 
 
 def _stop_woken(started: list[tuple[dict[str, Any], subprocess.Popen]]) -> None:
     for component, process in reversed(started):
-        _stop_pid(process.pid, process)
+        stop_process(process.pid)
+        process.wait(timeout=5)
         Path(component["woken_pid_file"]).unlink(missing_ok=True)
 
 
@@ -787,11 +750,7 @@ def _spawn(component: dict[str, Any]) -> subprocess.Popen:
             cwd=component.get("cwd"),
             start_new_session=True,  # like the backend's: outlives the proxy, stopped as a process group
         )
-    pid_file = Path(component["woken_pid_file"])
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pid_file.with_name(f".{pid_file.name}.tmp")
-    tmp.write_text(str(process.pid))
-    os.replace(tmp, pid_file)
+    write_pid_file(Path(component["woken_pid_file"]), process.pid)
     return process
 
 

@@ -17,8 +17,9 @@ processes it starts; the proxy writes ``scale.json`` (whether the live slot is `
 of the processes it woke (``pids/woken-<colour>-<component>.pid``) and one ``wakes/*.json`` per wake (the cold starts,
 :meth:`LocalEndpoint.cold_starts`). Stopping a slot stops both its own and its woken processes (this module deletes a
 woken pid file only after stopping its process, and ``scale.json`` only after stopping the proxy), so a killed proxy
-leaves no process that :meth:`LocalEndpoint.stop_all` cannot find. ``deployment.json`` and ``endpoint.json`` hold the
-servers' environment (credentials included): they are readable by their owner only.
+leaves no process that :meth:`LocalEndpoint.stop_all` cannot find. ``deployment.json`` and ``endpoint.json`` hold what
+each slot adds to the inherited environment (an MLflow connection's credentials when the model needs them): they are
+readable by their owner only.
 
 The slots are also Prometheus targets: every change of ``deployment.json`` or of the route rewrites
 ``<local_root>/prometheus/targets/local-serving.json`` (Prometheus ``file_sd_configs``; ``make up``'s Prometheus
@@ -201,7 +202,7 @@ class LocalEndpoint:
             return {}
 
     def _write_json(self, path: Path, data: dict | list, private: bool = False) -> None:
-        """Replace ``path`` atomically; ``private``: readable by this user only (it holds the servers' environment)."""
+        """Replace ``path`` atomically; ``private``: readable by this user only (it holds the slots' added environment)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.unlink(missing_ok=True)
